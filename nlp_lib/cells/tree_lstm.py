@@ -1,0 +1,128 @@
+"""Tree-LSTM cells: child-sum and N-ary (Tai, Socher & Manning, ACL 2015).
+
+Kai Sheng Tai, Richard Socher, Christopher D. Manning. "Improved Semantic Representations From
+Tree-Structured Long Short-Term Memory Networks". ACL 2015. Equation numbers below are the paper's.
+
+Both cells follow the :class:`nlp_lib.cells.base.TreeCell` protocol: ``project`` holds every term
+that depends only on the node's input ``x_j`` (run once for all nodes), ``forward`` the terms that
+depend on the children. Parameters are named after the paper (``W_iou``, ``U_f``...).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from nlp_lib.cells.base import TreeLSTMState
+from nlp_lib.errors import StructureError
+from nlp_lib.structure.schedule import LevelView
+
+__all__ = ["ChildSumTreeLSTMCell", "NaryTreeLSTMCell"]
+
+
+class ChildSumTreeLSTMCell(nn.Module):
+    """Child-sum Tree-LSTM (Tai et al. 2015, eqs. 2-8), for trees of any arity.
+
+    ``h~_j = sum_k h_k``; ``i, o, u`` from ``W x_j + U h~_j + b``; one forget gate per child,
+    ``f_jk = sigmoid(W_f x_j + U_f h_k + b_f)``; ``c_j = i * u + sum_k f_jk * c_k``;
+    ``h_j = o * tanh(c_j)``. Sums over children are segment sums (``index_add``), so nodes with
+    different numbers of children share one batched call without padding.
+
+    Args:
+        input_size: Size of a node's input vector.
+        hidden_size: Size of ``h`` and ``c``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.W_iou = nn.Linear(input_size, 3 * hidden_size)  # W^(i,o,u) and b^(i,o,u)
+        self.W_f = nn.Linear(input_size, hidden_size)  # W^(f) and b^(f)
+        self.U_iou = nn.Linear(hidden_size, 3 * hidden_size, bias=False)
+        self.U_f = nn.Linear(hidden_size, hidden_size, bias=False)
+
+    def project(self, x: Tensor) -> Tensor:
+        """``[K, input_size] -> [K, 4 * hidden]``: ``W_iou x + b_iou`` and ``W_f x + b_f``."""
+        return torch.cat([self.W_iou(x), self.W_f(x)], dim=-1)
+
+    def forward(self, x_proj: Tensor, children: TreeLSTMState | None, level: LevelView) -> TreeLSTMState:
+        hs = self.hidden_size
+        iou = x_proj[:, : 3 * hs]  # [M, 3H]
+        if children is None:  # leaves: no child terms
+            fc = None
+        else:
+            m = x_proj.shape[0]
+            h_sum = x_proj.new_zeros(m, hs).index_add(0, level.child_parent, children.h)  # [M, H]
+            iou = iou + self.U_iou(h_sum)  # eqs. 3, 5, 6
+            f = torch.sigmoid(x_proj[level.child_parent, 3 * hs :] + self.U_f(children.h))  # [E, H] eq. 4
+            fc = x_proj.new_zeros(m, hs).index_add(0, level.child_parent, f * children.c)  # [M, H]
+        i, o, u = iou.chunk(3, dim=-1)
+        c = torch.sigmoid(i) * torch.tanh(u)  # eq. 7, first term
+        if fc is not None:
+            c = c + fc
+        h = torch.sigmoid(o) * torch.tanh(c)  # eq. 8
+        return TreeLSTMState(h, c)
+
+
+class NaryTreeLSTMCell(nn.Module):
+    """N-ary Tree-LSTM (Tai et al. 2015, eqs. 9-14), for trees with at most ``arity`` ordered children.
+
+    Each child slot ``l`` has its own ``U_l``: the children's ``h`` are laid side by side
+    (``[M, N * H]``, zeros for missing children) and one matrix multiply yields every gate,
+    including a separate forget gate per child, ``f_jk = sigmoid(W_f x_j + sum_l U_kl^(f) h_jl + b_f)``.
+    With ``arity=2`` this is the binary (constituency) Tree-LSTM.
+
+    Args:
+        input_size: Size of a node's input vector.
+        hidden_size: Size of ``h`` and ``c``.
+        arity: The largest number of children a node may have (``N``).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, arity: int = 2) -> None:
+        super().__init__()
+        if arity < 1:
+            raise ValueError(f"arity must be at least 1, got {arity}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.arity = arity
+        self.W_iou = nn.Linear(input_size, 3 * hidden_size)  # W^(i,o,u) and b^(i,o,u)
+        self.W_f = nn.Linear(input_size, hidden_size)  # W^(f) and b^(f), shared by all children
+        self.U_iou = nn.Linear(arity * hidden_size, 3 * hidden_size, bias=False)  # [U_1 .. U_N]^(i,o,u)
+        self.U_f = nn.Linear(arity * hidden_size, arity * hidden_size, bias=False)  # U_kl^(f)
+
+    def project(self, x: Tensor) -> Tensor:
+        """``[K, input_size] -> [K, 4 * hidden]``: ``W_iou x + b_iou`` and ``W_f x + b_f``."""
+        return torch.cat([self.W_iou(x), self.W_f(x)], dim=-1)
+
+    def _side_by_side(self, t: Tensor, level: LevelView, m: int) -> Tensor:
+        """Children's ``[E, H]`` rows laid out as ``[M, N * H]`` by slot (zeros where missing)."""
+        n, hs = self.arity, self.hidden_size
+        if t.shape[0] == m * n:  # every node has all N children: edges are already in (node, slot) order
+            return t.reshape(m, n * hs)
+        rows = level.child_parent * n + level.child_slot  # [E]
+        return t.new_zeros(m * n, hs).index_copy(0, rows, t).view(m, n * hs)
+
+    def forward(self, x_proj: Tensor, children: TreeLSTMState | None, level: LevelView) -> TreeLSTMState:
+        hs, n = self.hidden_size, self.arity
+        m = x_proj.shape[0]
+        iou = x_proj[:, : 3 * hs]  # [M, 3H]
+        if children is not None:
+            h_cat = self._side_by_side(children.h, level, m)  # [M, N*H]
+            c_cat = self._side_by_side(children.c, level, m).view(m, n, hs)  # [M, N, H]
+            iou = iou + self.U_iou(h_cat)  # eqs. 9, 11, 12
+            f = torch.sigmoid(x_proj[:, 3 * hs :].repeat(1, n) + self.U_f(h_cat)).view(m, n, hs)  # eq. 10
+        i, o, u = iou.chunk(3, dim=-1)
+        c = torch.sigmoid(i) * torch.tanh(u)  # eq. 13, first term
+        if children is not None:
+            c = c + (f * c_cat).sum(1)
+        h = torch.sigmoid(o) * torch.tanh(c)  # eq. 14
+        return TreeLSTMState(h, c)
+
+    def check(self, max_children: int) -> None:
+        """Raise if a batch has a node with more children than this cell's arity."""
+        if max_children > self.arity:
+            raise StructureError(
+                f"NaryTreeLSTMCell(arity={self.arity}) got a node with {max_children} children; "
+                "binarise the trees or use a larger arity or ChildSumTreeLSTMCell"
+            )

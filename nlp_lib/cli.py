@@ -1,0 +1,294 @@
+"""The ``nlp-lib`` command: ``train``, ``recipes``; Hydra composition and the run directory.
+
+``nlp-lib train recipe=NAME key=value ...`` composes ``recipes/NAME.yaml`` with the config groups
+in ``conf/`` and the overrides, then calls :func:`train`. :func:`train` is a plain function of a
+composed config (tests call it directly); only this module and ``conf/`` know about Hydra.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nlp_lib.errors import ConfigError, NlpLibError
+
+__all__ = ["main", "train", "compose", "recipe_dirs", "list_recipes", "DEFAULT_RECIPE"]
+
+log = logging.getLogger("nlp_lib")
+
+DEFAULT_RECIPE = "listops_tree_lstm"
+CONF_SEARCHPATH = "pkg://nlp_lib.conf"
+
+USAGE = """\
+usage: nlp-lib <command> [arguments]
+
+commands:
+  train [recipe=NAME] [KEY=VALUE ...]   train a recipe (default: {default}); any Hydra override,
+                                        --multirun / -m for sweeps (each job gets its own run dir)
+  recipes                               list the recipes with a one-line description
+  --help                                this message
+
+examples:
+  nlp-lib train                                   # ListOps Tree-LSTM on generated data
+  nlp-lib train recipe=sst_tree_lstm data.path=path/to/sst/trees
+  nlp-lib train trainer.max_epochs=3 model.cell.hidden_size=64 run_dir=runs/mine
+  nlp-lib train -m optim.optimizer.lr=1e-3,3e-3   # a sweep
+  nlp-lib train --cfg job                         # print the composed config and exit
+"""
+
+
+# ----------------------------------------------------------------------------- recipes
+
+
+def recipe_dirs() -> list[Path]:
+    """Directories searched for recipes: the installed package's ``recipes/``."""
+    return [Path(str(resources.files("nlp_lib.recipes")))]
+
+
+def list_recipes() -> dict[str, str]:
+    """Recipe name to its one-line description, sorted by name."""
+    out: dict[str, str] = {}
+    for d in recipe_dirs():
+        for f in sorted(d.glob("*.yaml")):
+            try:
+                desc = (yaml.safe_load(f.read_text(encoding="utf-8")) or {}).get("description", "")
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{f}: not valid YAML: {e}") from None
+            out.setdefault(f.stem, str(desc).strip().splitlines()[0] if desc else "")
+    return dict(sorted(out.items()))
+
+
+def _find_recipe(name: str) -> Path:
+    for d in recipe_dirs():
+        f = d / f"{name}.yaml"
+        if f.is_file():
+            return f
+    known = ", ".join(list_recipes()) or "(none)"
+    raise ConfigError(f"recipe={name}: no such recipe; known recipes: {known}")
+
+
+def compose(recipe: str = DEFAULT_RECIPE, overrides: Sequence[str] = ()):  # noqa: ANN201
+    """Compose a recipe with overrides into a config, without running it (tests, notebooks).
+
+    Raises:
+        ConfigError: Unknown recipe, or an override Hydra rejects (e.g. a key that does not exist).
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    path = _find_recipe(recipe)
+    try:
+        with initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
+            return hydra_compose(config_name=recipe, overrides=[f"hydra.searchpath=[{CONF_SEARCHPATH}]", *overrides])
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(f"recipe={recipe}: {e}") from None
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _instantiate(node: Any, key: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` with errors that name the config key."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, NlpLibError):
+            raise cause from None
+        raise ConfigError(f"{key}: cannot build it: {e}") from None
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{key}: {e}") from None
+
+
+def _resolve_run_dir(cfg: Any) -> Path:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return Path(HydraConfig.get().runtime.output_dir)
+    except ImportError:  # pragma: no cover
+        pass
+    return Path(str(cfg.run_dir))
+
+
+def train(cfg: Any) -> dict[str, Any]:
+    """Train the model a composed config describes, in its run directory.
+
+    Wiring, in order: seed, data (its vocabulary and label count), model, task, trainer; then fit,
+    evaluate the best checkpoint on ``val`` (and ``test`` if the data has it) and write
+    ``config.yaml`` and ``metrics.json`` into the run directory.
+
+    Returns:
+        The metrics written to ``metrics.json``.
+    """
+    import pytorch_lightning as pl
+    from omegaconf import OmegaConf
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    start = time.perf_counter()
+    run_dir = _resolve_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as e:  # an interpolation that cannot resolve
+        raise ConfigError(f"cannot resolve the config: {e}") from None
+    resolved.pop("hydra", None)
+    resolved["run_dir"] = str(run_dir)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    data = _instantiate(cfg.data, "data", seed=int(cfg.seed))
+    data.prepare()
+    model = _instantiate(cfg.model, "model", vocab_size=data.vocab_size, num_classes=data.num_classes)
+    optimizer = _instantiate(cfg.optim.optimizer, "optim.optimizer")
+    scheduler = _instantiate(cfg.optim.scheduler, "optim.scheduler") if cfg.optim.get("scheduler") else None
+    task = _instantiate(cfg.task, "task", model=model, optimizer=optimizer, scheduler=scheduler)
+    data.save(run_dir)
+
+    monitor = str(cfg.get("monitor", "val/accuracy"))
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor=monitor,
+        mode=str(cfg.get("monitor_mode", "max")),
+        save_last=True,
+        save_top_k=1,
+        auto_insert_metric_name=False,
+    )
+    logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
+    trainer = _instantiate(
+        cfg.trainer,
+        "trainer",
+        default_root_dir=str(run_dir),
+        logger=logger,
+        callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch")],
+    )
+    trainer.fit(task, datamodule=data)
+    fit_seconds = time.perf_counter() - start
+    train_metrics = {
+        k.split("/", 1)[1].removesuffix("_epoch"): float(v)
+        for k, v in trainer.callback_metrics.items()
+        if k.startswith("train/") and not k.endswith("_step")
+    }
+
+    metrics: dict[str, Any] = {"recipe": str(cfg.get("recipe", "")), "train": train_metrics}
+    best = checkpoint.best_model_path or None
+    for split in ("val", "test"):
+        if split not in data.splits:
+            continue
+        fn = trainer.validate if split == "val" else trainer.test
+        res = fn(task, datamodule=data, ckpt_path=best, verbose=False)
+        metrics[split] = {k.split("/", 1)[1]: float(v) for k, v in res[0].items()}
+    metrics["epochs"] = int(trainer.current_epoch)
+    metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
+    metrics["fit_time_s"] = round(fit_seconds, 2)
+    metrics["best_checkpoint"] = os.path.relpath(best, run_dir) if best else None
+    metrics["run_dir"] = str(run_dir)
+    if trainer.is_global_zero:
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _print_summary(metrics: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"nlp-lib: {metrics.get('recipe', '')} finished", show_header=True)
+    table.add_column("split")
+    table.add_column("accuracy", justify="right")
+    table.add_column("loss", justify="right")
+    for split in ("train", "val", "test"):
+        m = metrics.get(split)
+        if m:
+            acc = m.get("accuracy")
+            table.add_row(split, f"{acc:.4f}" if acc is not None else "-", f"{m.get('loss', float('nan')):.4f}")
+    console = Console(stderr=False)
+    console.print(table)
+    tps = metrics.get("train", {}).get("trees_per_s")
+    if tps is not None:
+        console.print(f"throughput: {tps:,.0f} trees/s (training, last epoch)")
+    console.print(f"wall time: {metrics['wall_time_s']:.1f} s over {metrics['epochs'] + 1} epochs")
+    console.print(f"run directory: {metrics['run_dir']}")
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def _fail(e: BaseException) -> int:
+    print(f"nlp-lib: error: {e}", file=sys.stderr)
+    return 2
+
+
+def _train_command(args: list[str]) -> int:
+    recipe = DEFAULT_RECIPE
+    rest: list[str] = []
+    for a in args:
+        if a.startswith("recipe="):
+            recipe = a.split("=", 1)[1]
+        else:
+            rest.append(a)
+    try:
+        path = _find_recipe(recipe)
+    except NlpLibError as e:
+        return _fail(e)
+
+    import hydra
+
+    @hydra.main(version_base="1.3", config_path=str(path.parent), config_name=recipe)
+    def _hydra_train(cfg: Any) -> None:
+        try:
+            metrics = train(cfg)
+        except NlpLibError as e:
+            raise SystemExit(_fail(e)) from None
+        _print_summary(metrics)
+
+    old_argv = sys.argv
+    sys.argv = ["nlp-lib train", f"hydra.searchpath=[{CONF_SEARCHPATH}]", *rest]
+    try:
+        _hydra_train()
+    except SystemExit as e:
+        return int(e.code or 0) if not isinstance(e.code, str) else _fail(Exception(e.code))
+    finally:
+        sys.argv = old_argv
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``nlp-lib`` and ``python -m nlp_lib``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE.format(default=DEFAULT_RECIPE))
+        return 0
+    cmd, rest = args[0], args[1:]
+    if cmd == "train":
+        return _train_command(rest)
+    if cmd == "recipes":
+        try:
+            recipes = list_recipes()
+        except NlpLibError as e:
+            return _fail(e)
+        width = max(map(len, recipes), default=0)
+        for name, desc in recipes.items():
+            print(f"{name:<{width}}  {desc}")
+        return 0
+    return _fail(ConfigError(f"unknown command {cmd!r}; see 'nlp-lib --help'"))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

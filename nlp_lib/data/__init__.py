@@ -1,0 +1,29 @@
+"""Readers, generators, vocabularies, collate functions and LightningDataModules.
+
+Names are imported lazily, so ``from nlp_lib.data.vocab import WordVocab`` (what a loaded model
+needs) does not import Lightning; the DataModules do.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "EncodedTree": "nlp_lib.data.collate",
+    "collate_trees": "nlp_lib.data.collate",
+    "encode_tree": "nlp_lib.data.collate",
+    "read_ptb_trees": "nlp_lib.data.ptb",
+    "ptb_tree_data": "nlp_lib.data.sources",
+    "listops_data": "nlp_lib.data.sources",
+    "TreeDataModule": "nlp_lib.data.tree_datamodule",
+    "WordVocab": "nlp_lib.data.vocab",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'nlp_lib.data' has no attribute {name!r}")

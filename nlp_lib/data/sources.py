@@ -1,0 +1,146 @@
+"""DataModule builders: one per data source, every knob a plain keyword argument (Hydra targets)."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from nlp_lib.data.ptb import OnError, read_ptb_trees
+from nlp_lib.data.tree_datamodule import TreeDataModule, TreeSplits
+from nlp_lib.errors import DataError
+
+__all__ = ["ptb_tree_data", "listops_data"]
+
+
+def _read_ptb_splits(directory: Path, files: dict[str, str | None], on_error: OnError) -> TreeSplits:
+    splits: TreeSplits = {}
+    for split, name in files.items():
+        if name is None:
+            continue
+        f = directory / name
+        if split == "test" and not f.exists():
+            continue  # the test split is optional
+        res = read_ptb_trees(f, on_error=on_error)
+        if res.skipped:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "%s: skipped %d bad lines (first: line %d: %s)", f, len(res.skipped), *res.skipped[0]
+            )
+        splits[split] = res.trees
+    return splits
+
+
+def ptb_tree_data(
+    *,
+    path: str,
+    train_file: str = "train.txt",
+    val_file: str = "dev.txt",
+    test_file: str | None = "test.txt",
+    on_error: OnError = "raise",
+    **datamodule_kwargs: Any,
+) -> TreeDataModule:
+    """Tree data from PTB-style files (SST's ``train.txt``/``dev.txt``/``test.txt``) in a directory.
+
+    Args:
+        path: Directory holding the split files (``data.path=`` on the command line).
+        train_file: Training split file name.
+        val_file: Validation split file name.
+        test_file: Test split file name (read if present).
+        on_error: ``"raise"`` on a malformed line, or ``"skip"`` it and report the count.
+        **datamodule_kwargs: Passed to :class:`TreeDataModule` (``batch_size``, ``lowercase``...).
+
+    Raises:
+        DataError: ``path`` or one of the split files does not exist.
+    """
+    directory = Path(path)
+    if not directory.is_dir():
+        raise DataError(f"data.path: directory '{path}' does not exist (expected {train_file}, {val_file} in it)")
+    files = {"train": train_file, "val": val_file, "test": test_file}
+    return TreeDataModule(load=partial(_read_ptb_splits, directory, files, on_error), **datamodule_kwargs)
+
+
+def _listops_generated(sizes: dict[str, int], seed: int, params: dict[str, Any]) -> TreeSplits:
+    from nlp_lib.data.listops import generate_splits
+    from nlp_lib.structure.brackets import parse_unlabelled
+
+    out: TreeSplits = {}
+    for split, examples in generate_splits(sizes, seed, **params).items():
+        trees = []
+        for label, expr in examples:
+            t = parse_unlabelled(expr)
+            trees.append(type(t)(parent=t.parent, words=t.words, labels=[-1] * (len(t) - 1) + [label]))
+        out[split] = trees
+    return out
+
+
+def _listops_files(directory: Path, files: dict[str, str | None], on_error: OnError) -> TreeSplits:
+    from nlp_lib.data.listops import read_listops
+
+    out: TreeSplits = {}
+    for split, name in files.items():
+        if name is None or (split == "test" and not (directory / name).exists()):
+            continue
+        res = read_listops(directory / name, on_error=on_error)
+        if res.skipped:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "%s: skipped %d bad lines (first: line %d: %s)", directory / name, len(res.skipped), *res.skipped[0]
+            )
+        out[split] = res.labelled_trees()
+    return out
+
+
+def listops_data(
+    *,
+    path: str | None = None,
+    train_size: int = 20000,
+    val_size: int = 2000,
+    test_size: int = 2000,
+    max_depth: int = 20,
+    min_args: int = 2,
+    max_args: int = 5,
+    max_length: int | None = None,
+    generator_seed: int = 0,
+    train_file: str = "train.tsv",
+    val_file: str = "val.tsv",
+    test_file: str | None = "test.tsv",
+    on_error: OnError = "raise",
+    **datamodule_kwargs: Any,
+) -> TreeDataModule:
+    """ListOps (Nangia & Bowman 2018): generated (the default, no files needed) or read from files.
+
+    Generated data follows ``../shared/data/listops/RULES.md``: seeded, de-duplicated within and
+    across splits, written in the official left-branching binarised bracketing, parsed into
+    binary trees whose leaves are the tokens.
+
+    Args:
+        path: Directory of official-format files (``<label>\\t<expression>``); ``None`` generates.
+        train_size: Generated training examples.
+        val_size: Generated validation examples.
+        test_size: Generated test examples (0: no test split).
+        max_depth: Deepest operator nesting of generated expressions (RULES.md: 20).
+        min_args: Fewest arguments of a generated operator.
+        max_args: Most arguments of a generated operator.
+        max_length: Longest generated expression in tokens (``None``: unbounded).
+        generator_seed: Seed of the generator (separate from the training seed).
+        train_file: File names read under ``path``.
+        val_file: See ``train_file``.
+        test_file: See ``train_file`` (read if present).
+        on_error: ``"raise"`` on a malformed line, or ``"skip"`` it and report the count.
+        **datamodule_kwargs: Passed to :class:`TreeDataModule`.
+    """
+    datamodule_kwargs.setdefault("num_classes", 10)
+    if path is None:
+        sizes = {"train": train_size, "val": val_size}
+        if test_size:
+            sizes["test"] = test_size
+        params = {"max_depth": max_depth, "min_args": min_args, "max_args": max_args, "max_length": max_length}
+        return TreeDataModule(load=partial(_listops_generated, sizes, generator_seed, params), **datamodule_kwargs)
+    directory = Path(path)
+    if not directory.is_dir():
+        raise DataError(f"data.path: directory '{path}' does not exist (expected {train_file}, {val_file} in it)")
+    files = {"train": train_file, "val": val_file, "test": test_file}
+    return TreeDataModule(load=partial(_listops_files, directory, files, on_error), **datamodule_kwargs)

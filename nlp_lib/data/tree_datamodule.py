@@ -1,0 +1,140 @@
+"""LightningDataModule for tree classification (ListOps, SST, any PTB-style tree files)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from nlp_lib.data.collate import EncodedTree, collate_trees, encode_tree
+from nlp_lib.data.vocab import WordVocab
+from nlp_lib.errors import DataError
+from nlp_lib.structure.tree import Tree
+
+__all__ = ["TreeDataModule", "TreeSplits"]
+
+log = logging.getLogger(__name__)
+
+TreeSplits = dict[str, list[Tree]]
+"""Split name (``train``, ``val``, ``test``) to trees whose labels are per node (-1 where none)."""
+
+
+class TreeDataModule(pl.LightningDataModule):
+    """Reads tree splits, builds the word vocabulary on ``train`` and batches trees as schedules.
+
+    Args:
+        load: Returns the splits; must contain ``train`` and ``val`` (``test`` is optional).
+        batch_size: Trees per training batch.
+        eval_batch_size: Trees per evaluation batch (default: ``batch_size``).
+        num_workers: DataLoader worker processes (schedules are built in the workers).
+        num_classes: Number of labels; default: the largest label in ``train`` plus one.
+        lowercase: Lower-case words before looking them up.
+        min_freq: Words seen fewer times in ``train`` map to ``<unk>``.
+        seed: Seed of the training shuffle.
+        vocab: A vocabulary to use instead of building one (fine-tuning, evaluation).
+    """
+
+    def __init__(
+        self,
+        *,
+        load: Callable[[], TreeSplits],
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        num_classes: int | None = None,
+        lowercase: bool = False,
+        min_freq: int = 1,
+        seed: int = 0,
+        vocab: WordVocab | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise DataError(f"data.batch_size must be at least 1, got {batch_size}")
+        self._load = load
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self._num_classes = num_classes
+        self.lowercase = lowercase
+        self.min_freq = min_freq
+        self.seed = seed
+        self.vocab = vocab
+        self.splits: dict[str, list[EncodedTree]] = {}
+
+    def prepare(self) -> None:
+        """Read the splits, build the vocabulary and encode every tree (idempotent)."""
+        if self.splits:
+            return
+        raw = self._load()
+        for name in ("train", "val"):
+            if not raw.get(name):
+                raise DataError(f"the '{name}' split is empty or missing")
+        if self.vocab is None:
+            self.vocab = WordVocab.build(
+                (w for t in raw["train"] for w in t.words), min_freq=self.min_freq, lowercase=self.lowercase
+            )
+        if self._num_classes is None:
+            self._num_classes = 1 + max(max(t.labels) for t in raw["train"] if t.labels is not None)
+        for name, trees in raw.items():
+            for i, t in enumerate(trees):
+                if t.labels is None or t.labels[-1] < 0:
+                    raise DataError(f"split '{name}', tree {i + 1}: the root has no label")
+                if max(t.labels) >= self._num_classes:
+                    raise DataError(
+                        f"split '{name}', tree {i + 1}: label {max(t.labels)} is outside the "
+                        f"{self._num_classes} classes seen in training"
+                    )
+            self.splits[name] = [encode_tree(t, self.vocab.encode(t.words)) for t in trees]
+        log.info(
+            "data: %s; vocabulary %d words; %d classes",
+            ", ".join(f"{k} {len(v)} trees" for k, v in self.splits.items()),
+            self.vocab.vocab_size,
+            self._num_classes,
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare()
+
+    @property
+    def vocab_size(self) -> int:
+        self.prepare()
+        assert self.vocab is not None
+        return self.vocab.vocab_size
+
+    @property
+    def num_classes(self) -> int:
+        self.prepare()
+        assert self._num_classes is not None
+        return self._num_classes
+
+    def _loader(self, split: str, *, train: bool) -> DataLoader:
+        if split not in self.splits:
+            raise DataError(f"no '{split}' split in this data (have: {', '.join(self.splits)})")
+        gen = torch.Generator().manual_seed(self.seed) if train else None
+        return DataLoader(
+            self.splits[split],
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            generator=gen,
+            collate_fn=collate_trees,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def save(self, directory: str | Path) -> None:
+        """Write what a trained model needs to read new data (the vocabulary) into ``directory``."""
+        assert self.vocab is not None
+        self.vocab.save(Path(directory) / "vocab.json")

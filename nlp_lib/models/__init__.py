@@ -1,0 +1,5 @@
+"""Complete models as plain ``nn.Module`` s (no Lightning, no Hydra)."""
+
+from nlp_lib.models.tree_classifier import TreeClassifier, TreeClassifierOutput
+
+__all__ = ["TreeClassifier", "TreeClassifierOutput"]

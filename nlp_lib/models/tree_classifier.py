@@ -1,0 +1,81 @@
+"""Tree classifier: embeddings -> tree cell run level by level -> a label for the root (and every node).
+
+This is the model of Tai, Socher & Manning (ACL 2015) for sentiment over constituency trees (root
+and phrase labels) and of Nangia & Bowman (2018) for ListOps. It is a plain ``nn.Module``: it imports
+neither Lightning nor Hydra, and takes its cell as a constructed module, so any
+:class:`~nlp_lib.cells.base.TreeCell` (a user's own included) plugs in.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from torch import Tensor, nn
+
+from nlp_lib.modules.tree_runner import Mode, TreeRunner
+from nlp_lib.structure.schedule import TreeBatch
+
+__all__ = ["TreeClassifier", "TreeClassifierOutput"]
+
+
+class TreeClassifierOutput(NamedTuple):
+    """What :class:`TreeClassifier` returns.
+
+    Attributes:
+        logits: ``[B, num_classes]`` one row per tree (its root).
+        node_logits: ``[N, num_classes]`` one row per node in the batch's level order, or ``None``
+            when the model was built with ``node_logits=False``.
+        root_hidden: ``[B, hidden]`` the roots' hidden states (sentence representations).
+    """
+
+    logits: Tensor
+    node_logits: Tensor | None
+    root_hidden: Tensor
+
+
+class TreeClassifier(nn.Module):
+    """Classify trees (root label) and optionally every node (phrase labels).
+
+    Args:
+        vocab_size: Number of token ids; a node with token id ``-1`` has no input.
+        num_classes: Number of labels.
+        cell: The tree cell, e.g. ``NaryTreeLSTMCell(input_size=300, hidden_size=150)``. The
+            embedding size is the cell's ``input_size``.
+        dropout: Dropout on the embeddings and on the states fed to the classifier.
+        node_logits: Also return a label distribution for every node.
+        mode: ``"level"`` (batched) or ``"recursive"`` (one node at a time, for debugging).
+    """
+
+    def __init__(
+        self,
+        *,
+        vocab_size: int,
+        num_classes: int,
+        cell: nn.Module,
+        dropout: float = 0.0,
+        node_logits: bool = False,
+        mode: Mode = "level",
+    ) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.num_classes = num_classes
+        self.embedding = nn.Embedding(vocab_size, cell.input_size)
+        self.runner = TreeRunner(cell, mode=mode)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(cell.hidden_size, num_classes)
+        self.node_logits = node_logits
+
+    @property
+    def cell(self) -> nn.Module:
+        return self.runner.cell
+
+    def forward(self, batch: TreeBatch) -> TreeClassifierOutput:
+        """Logits for every tree of the batch (and every node if configured)."""
+        tok = batch.tokens[batch.input_positions]  # [K]
+        x = self.dropout(self.embedding(tok))  # [K, input_size]
+        state = self.runner(batch, x, batch.input_positions)
+        h = state[0]  # [N, hidden]
+        root_h = h[batch.roots]  # [B, hidden]
+        logits = self.classifier(self.dropout(root_h))  # [B, C]
+        node = self.classifier(self.dropout(h)) if self.node_logits else None  # [N, C]
+        return TreeClassifierOutput(logits, node, root_h)

@@ -1,0 +1,207 @@
+"""Run a tree cell over a level schedule: one batched cell call per level, never one per node.
+
+Two execution modes give the same results (outputs and gradients, to float tolerance; a test
+checks it):
+
+* ``"level"`` (default): all nodes of one height, across the whole batch, in one call. States
+  live in one preallocated buffer per state field; a level reads its children with one
+  ``index_select`` and writes its own slice. The backward pass is a custom sweep from the top level
+  down that accumulates gradients into one buffer with ``index_add`` — so memory traffic is linear in
+  the number of nodes (plain autograd over in-place buffer writes would copy the whole buffer once
+  per level) and the cell can be any autograd-differentiable module.
+* ``"recursive"``: node by node in topological order with plain autograd: the reference the level
+  mode is tested against, and a debugging mode in which one can step through a single node with
+  ``pdb``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from nlp_lib.structure.schedule import LevelView, TreeBatch
+
+__all__ = ["TreeRunner", "run_levels", "run_recursive"]
+
+Mode = Literal["level", "recursive"]
+
+
+def _gather(bufs: Sequence[Tensor], index: Tensor, state_type: type) -> tuple[Tensor, ...]:
+    return state_type(*(b.index_select(0, index) for b in bufs))
+
+
+def _make_state(state_type: type, fields: Sequence[Tensor]) -> tuple[Tensor, ...]:
+    return state_type(*fields) if state_type is not tuple else tuple(fields)
+
+
+class _LevelSweep(torch.autograd.Function):
+    """Forward: level loop writing into buffers. Backward: top-down sweep, grads via ``index_add``."""
+
+    @staticmethod
+    def forward(ctx, cell, levels, num_nodes, meta, x_proj, *params):  # noqa: ANN001
+        bufs: list[Tensor] | None = None
+        graphs = []
+        state_type: type = tuple
+        with torch.enable_grad():
+            for lv in levels:
+                xl = x_proj[lv.start : lv.end].detach().requires_grad_()
+                if lv.num_edges and bufs is not None:
+                    ch = [b.index_select(0, lv.child_index).requires_grad_() for b in bufs]
+                    children = _make_state(state_type, ch)
+                else:
+                    ch, children = [], None
+                out = cell(xl, children, lv)
+                if bufs is None:
+                    state_type = type(out)
+                    bufs = [t.new_empty((num_nodes,) + t.shape[1:]) for t in out]
+                for b, t in zip(bufs, out):
+                    b[lv.start : lv.end] = t.detach()
+                graphs.append((xl, ch, tuple(out)))
+        meta.append(state_type)  # lets the caller rebuild the cell's state type
+        ctx.levels = levels
+        ctx.graphs = graphs
+        ctx.params = params
+        ctx.x_shape = x_proj.shape
+        ctx.x_meta = (x_proj.dtype, x_proj.device)
+        return tuple(bufs)
+
+    @staticmethod
+    def backward(ctx, *grad_bufs):  # noqa: ANN001
+        grads = [g.clone() for g in grad_bufs]  # accumulated in place as the sweep goes down
+        dtype, device = ctx.x_meta
+        dx = torch.zeros(ctx.x_shape, dtype=dtype, device=device)
+        params = ctx.params
+        dparams: list[Tensor | None] = [None] * len(params)
+        for lv, (xl, ch, out) in zip(reversed(ctx.levels), reversed(ctx.graphs)):
+            outs, gouts = [], []
+            for t, g in zip(out, grads):
+                if t.requires_grad:
+                    outs.append(t)
+                    gouts.append(g[lv.start : lv.end])
+            if not outs:
+                continue
+            inputs = [xl, *ch, *params]
+            res = torch.autograd.grad(outs, inputs, gouts, allow_unused=True)
+            if res[0] is not None:
+                dx[lv.start : lv.end] = res[0]
+            for g, d in zip(grads, res[1 : 1 + len(ch)]):
+                if d is not None:
+                    g.index_add_(0, lv.child_index, d.to(g.dtype))
+            for k, d in enumerate(res[1 + len(ch) :]):
+                if d is not None:
+                    dparams[k] = d if dparams[k] is None else dparams[k] + d
+        ctx.graphs = None
+        return (None, None, None, None, dx, *dparams)
+
+
+def run_levels(cell: nn.Module, batch: TreeBatch, x_proj: Tensor) -> tuple[Tensor, ...]:
+    """States of every node of ``batch``, level by level.
+
+    Args:
+        cell: A :class:`~nlp_lib.cells.base.TreeCell`.
+        batch: The schedule (on the same device as ``x_proj``).
+        x_proj: ``[N, P]`` input projections of all nodes, in level order.
+
+    Returns:
+        The cell's state type with ``[N, ...]`` tensors, in level order.
+    """
+    levels = batch.levels()
+    params = [p for p in cell.parameters() if p.requires_grad]
+    if torch.is_grad_enabled() and (x_proj.requires_grad or params):
+        meta: list[type] = []
+        bufs = _LevelSweep.apply(cell, levels, batch.num_nodes, meta, x_proj, *params)
+        return _make_state(meta[0], bufs)
+    bufs = None
+    state_type: type = tuple
+    for lv in levels:
+        children = _gather(bufs, lv.child_index, state_type) if lv.num_edges and bufs is not None else None
+        out = cell(x_proj[lv.start : lv.end], children, lv)
+        if bufs is None:
+            state_type = type(out)
+            bufs = [t.new_empty((batch.num_nodes,) + t.shape[1:]) for t in out]
+        for b, t in zip(bufs, out):
+            b[lv.start : lv.end] = t
+    return _make_state(state_type, bufs)
+
+
+def run_recursive(cell: nn.Module, batch: TreeBatch, x_proj: Tensor) -> tuple[Tensor, ...]:
+    """The same states as :func:`run_levels`, computed one node at a time with plain autograd.
+
+    Nodes are visited in level order (children always first); each call sees one node and its
+    children only. Slow by design: the reference for tests and a mode to debug a cell in.
+    """
+    n = batch.num_nodes
+    child_index = batch.child_index.tolist()
+    child_parent_pos = []
+    for lvl in range(batch.num_levels):
+        es, ee = batch.edge_offsets[lvl], batch.edge_offsets[lvl + 1]
+        start = batch.level_offsets[lvl]
+        child_parent_pos.extend(start + p for p in batch.child_parent[es:ee].tolist())
+    kids: list[list[int]] = [[] for _ in range(n)]
+    for c, p in zip(child_index, child_parent_pos):
+        kids[p].append(c)
+    states: list[tuple[Tensor, ...] | None] = [None] * n
+    state_type: type = tuple
+    device = x_proj.device
+    for pos in range(n):
+        k = kids[pos]
+        lv = LevelView(
+            start=pos,
+            end=pos + 1,
+            child_index=torch.tensor(k, dtype=torch.long, device=device),
+            child_parent=torch.zeros(len(k), dtype=torch.long, device=device),
+            child_slot=torch.arange(len(k), device=device),
+        )
+        children = None
+        if k:
+            children = _make_state(state_type, [torch.cat([states[c][f] for c in k]) for f in range(len(states[k[0]]))])
+        out = cell(x_proj[pos : pos + 1], children, lv)
+        state_type = type(out)
+        states[pos] = out
+    return _make_state(state_type, [torch.cat([s[f] for s in states]) for f in range(len(states[0]))])
+
+
+class TreeRunner(nn.Module):
+    """Applies a tree cell over a batch of trees and returns every node's state.
+
+    Args:
+        cell: Any :class:`~nlp_lib.cells.base.TreeCell` (an ``nn.Module`` with ``project`` and
+            ``forward(x_proj, children, level)``).
+        mode: ``"level"`` (batched, the default) or ``"recursive"`` (one node at a time, for
+            reference and debugging).
+    """
+
+    def __init__(self, cell: nn.Module, mode: Mode = "level") -> None:
+        super().__init__()
+        if mode not in ("level", "recursive"):
+            raise ValueError(f"mode must be 'level' or 'recursive', got {mode!r}")
+        self.cell = cell
+        self.mode = mode
+
+    def forward(self, batch: TreeBatch, x: Tensor, has_input: Tensor | None = None) -> tuple[Tensor, ...]:
+        """Run the cell over the batch.
+
+        Args:
+            batch: The schedule.
+            x: ``[K, input_size]`` inputs of the nodes in ``has_input`` (or ``[N, input_size]`` for
+                all nodes when ``has_input`` is None), in level order.
+            has_input: ``[K]`` positions of the nodes that have an input; every other node gets
+                the projection of a zero input. ``None``: every node has one.
+
+        Returns:
+            The cell's state type with ``[N, ...]`` tensors in level order.
+        """
+        check = getattr(self.cell, "check", None)
+        if check is not None:
+            check(batch.max_children)
+        proj = self.cell.project(x)  # [K, P], once for all nodes
+        if has_input is not None:
+            empty = self.cell.project(x.new_zeros(1, x.shape[-1]))  # [1, P]
+            full = empty.expand(batch.num_nodes, -1)
+            proj = full.index_copy(0, has_input, proj)  # [N, P]
+        if self.mode == "recursive":
+            return run_recursive(self.cell, batch, proj)
+        return run_levels(self.cell, batch, proj)

@@ -1,0 +1,101 @@
+"""Batched (level) execution must equal one-tree-at-a-time, node-by-node execution."""
+
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from nlp_lib.cells import ChildSumTreeLSTMCell, NaryTreeLSTMCell
+from nlp_lib.errors import StructureError
+from nlp_lib.models import TreeClassifier
+from nlp_lib.structure import TreeBatch
+from nlp_lib.structure.random_trees import random_binary_tree, random_tree
+
+VOCAB = 100
+
+
+def _encode(trees):
+    return [[int(w[1:]) if w else -1 for w in t.words] for t in trees]
+
+
+def _batch(trees):
+    labels = [[-1] * (len(t) - 1) + [len(t) % 5] for t in trees]
+    return TreeBatch.from_arrays([t.parent for t in trees], _encode(trees), labels)
+
+
+def _loss_and_grads(model, batch):
+    model.zero_grad()
+    out = model(batch)
+    loss = nn.functional.cross_entropy(out.logits, batch.labels[batch.roots], reduction="sum")
+    loss = loss + out.root_hidden.pow(2).sum()  # a gradient through every root state
+    loss.backward()
+    grads = {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
+    return out.root_hidden.detach(), grads
+
+
+def _compare(cell, trees, dtype, atol):
+    torch.manual_seed(0)
+    model = TreeClassifier(vocab_size=VOCAB, num_classes=5, cell=cell).to(dtype)
+    roots, grads = _loss_and_grads(model, _batch(trees))  # level-scheduled, whole batch
+    model.runner.mode = "recursive"
+    one_roots, one_grads = [], None
+    for t in trees:  # one tree at a time, one node at a time
+        r, g = _loss_and_grads(model, _batch([t]))
+        one_roots.append(r)
+        one_grads = g if one_grads is None else {k: one_grads[k] + g[k] for k in g}
+    assert torch.allclose(roots, torch.cat(one_roots), atol=atol, rtol=0)
+    for k in grads:
+        assert torch.allclose(grads[k], one_grads[k], atol=atol, rtol=1e-5), k
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_binary_tree_lstm_batched_equals_one_at_a_time(dtype, atol):
+    rng = random.Random(0)
+    sizes = [1, 2, 3, 200, 137, 64] + [rng.randint(1, 200) for _ in range(10)]
+    trees = [random_binary_tree(n, rng, VOCAB) for n in sizes]
+    _compare(NaryTreeLSTMCell(16, 12, arity=2), trees, dtype, atol)
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_child_sum_tree_lstm_batched_equals_one_at_a_time(dtype, atol):
+    rng = random.Random(1)
+    trees = [random_tree(rng.randint(1, 120), rng, vocab_size=VOCAB) for _ in range(12)]
+    trees += [random_binary_tree(150, rng, VOCAB)]
+    _compare(ChildSumTreeLSTMCell(16, 12), trees, dtype, atol)
+
+
+def test_nary_cell_with_missing_children_equals_recursive():
+    rng = random.Random(2)
+    trees = [random_tree(rng.randint(1, 60), rng, max_children=3, vocab_size=VOCAB) for _ in range(10)]
+    _compare(NaryTreeLSTMCell(8, 6, arity=3), trees, torch.float64, 1e-10)
+
+
+def test_nary_cell_rejects_too_many_children():
+    rng = random.Random(3)
+    tree = random_tree(30, rng, vocab_size=VOCAB)
+    assert max(len(c) for c in tree.children()) > 2
+    model = TreeClassifier(vocab_size=VOCAB, num_classes=5, cell=NaryTreeLSTMCell(8, 6, arity=2))
+    with pytest.raises(StructureError, match="arity=2"):
+        model(_batch([tree]))
+
+
+def test_no_grad_path_equals_grad_path():
+    rng = random.Random(4)
+    trees = [random_binary_tree(rng.randint(1, 50), rng, VOCAB) for _ in range(8)]
+    model = TreeClassifier(vocab_size=VOCAB, num_classes=5, cell=NaryTreeLSTMCell(8, 6)).eval()
+    batch = _batch(trees)
+    with torch.no_grad():
+        a = model(batch).logits
+    b = model(batch).logits.detach()
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_frozen_cell_still_trains_embeddings():
+    rng = random.Random(5)
+    trees = [random_binary_tree(rng.randint(1, 30), rng, VOCAB) for _ in range(4)]
+    model = TreeClassifier(vocab_size=VOCAB, num_classes=5, cell=NaryTreeLSTMCell(8, 6))
+    for p in model.cell.parameters():
+        p.requires_grad_(False)
+    model(_batch(trees)).logits.sum().backward()
+    assert model.embedding.weight.grad is not None and model.embedding.weight.grad.abs().sum() > 0
