@@ -223,7 +223,7 @@ def _print_summary(metrics: dict[str, Any]) -> None:
     tps = metrics.get("train", {}).get("trees_per_s")
     if tps is not None:
         console.print(f"throughput: {tps:,.0f} trees/s (training, last epoch)")
-    console.print(f"wall time: {metrics['wall_time_s']:.1f} s over {metrics['epochs'] + 1} epochs")
+    console.print(f"wall time: {metrics['wall_time_s']:.1f} s over {metrics['epochs']} epochs")
     console.print(f"run directory: {metrics['run_dir']}")
 
 
@@ -259,7 +259,8 @@ def _train_command(args: list[str]) -> int:
         _print_summary(metrics)
 
     old_argv = sys.argv
-    sys.argv = ["nlp-lib train", f"hydra.searchpath=[{CONF_SEARCHPATH}]", *rest]
+    # Hydra flags (-m, --cfg job) must come before the overrides, so ours goes last.
+    sys.argv = ["nlp-lib train", *rest, f"hydra.searchpath=[{CONF_SEARCHPATH}]"]
     try:
         _hydra_train()
     except SystemExit as e:

@@ -1,0 +1,105 @@
+"""The nlp-lib command as a user runs it: errors, recipes, runs, sweeps."""
+
+import json
+
+import pytest
+import yaml
+
+from conftest import TINY_LISTOPS, run_cli
+from nlp_lib.cli import compose, list_recipes, train
+from nlp_lib.errors import ConfigError
+
+
+def test_help_and_recipe_list():
+    res = run_cli("--help")
+    assert res.returncode == 0 and "nlp-lib train" in res.stdout
+    res = run_cli("recipes")
+    assert res.returncode == 0
+    lines = res.stdout.strip().splitlines()
+    names = [line.split()[0] for line in lines]
+    assert names == sorted(list_recipes())
+    assert {"listops_tree_lstm", "sst_tree_lstm"} <= set(names)
+    assert all(len(line.split(None, 1)) == 2 for line in lines)  # every recipe has a description
+
+
+def test_unknown_recipe_lists_known_ones():
+    res = run_cli("train", "recipe=no_such_recipe")
+    assert res.returncode == 2
+    assert "no_such_recipe" in res.stderr and "listops_tree_lstm" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_unknown_override_key_is_an_error_without_traceback(tmp_path):
+    res = run_cli("train", "model.no_such_key=3", f"run_dir={tmp_path}/r")
+    assert res.returncode != 0
+    assert "no_such_key" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_missing_data_path(tmp_path):
+    res = run_cli("train", "recipe=sst_tree_lstm", f"data.path={tmp_path}/nowhere", f"run_dir={tmp_path}/r")
+    assert res.returncode == 2
+    assert "data.path" in res.stderr and "nowhere" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_malformed_tree_line_names_file_and_line(tmp_path):
+    d = tmp_path / "trees"
+    d.mkdir()
+    (d / "train.txt").write_text("(3 (2 good) (3 film))\n(2 (2 bad) (2 line)\n")
+    (d / "dev.txt").write_text("(3 (2 good) (3 film))\n")
+    res = run_cli("train", "recipe=sst_tree_lstm", f"data.path={d}", f"run_dir={tmp_path}/r")
+    assert res.returncode == 2
+    assert f"{d / 'train.txt'}:2:" in res.stderr and "not closed" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_compose_rejects_unknown_key():
+    with pytest.raises(ConfigError, match="no_such_key"):
+        compose("listops_tree_lstm", ["trainer.no_such_key=1"])
+
+
+def test_default_recipe_tiny_run_writes_the_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    cfg = compose("listops_tree_lstm", [*TINY_LISTOPS, f"run_dir={run_dir}"])
+    metrics = train(cfg)
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["data"]["train_size"] == 200 and saved["run_dir"] == str(run_dir)
+    written = json.loads((run_dir / "metrics.json").read_text())
+    assert written == metrics
+    assert 0.0 <= written["val"]["accuracy"] <= 1.0 and written["train"]["trees_per_s"] > 0
+    assert {"val", "test", "train", "wall_time_s", "epochs"} <= set(written)
+    assert written["epochs"] == 2
+
+
+def test_cli_run_prints_summary_and_multirun_gives_each_job_a_dir(tmp_path):
+    sweep = tmp_path / "sweep"
+    res = run_cli(
+        "train", "-m", *TINY_LISTOPS, "trainer.max_epochs=1", "optim.optimizer.lr=0.001,0.002", f"hydra.sweep.dir={sweep}"
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "run directory" in res.stdout and "trees/s" in res.stdout
+    for job in ("0", "1"):
+        m = json.loads((sweep / job / "metrics.json").read_text())
+        assert m["run_dir"] == str(sweep / job)
+    lrs = {yaml.safe_load((sweep / j / "config.yaml").read_text())["optim"]["optimizer"]["lr"] for j in "01"}
+    assert lrs == {0.001, 0.002}
+
+
+def test_sst_recipe_trains_on_real_trees(tmp_path, sst_trees):
+    cfg = compose(
+        "sst_tree_lstm",
+        [
+            f"data.path={sst_trees}",
+            f"run_dir={tmp_path}/sst",
+            "trainer.limit_train_batches=4",
+            "trainer.limit_val_batches=2",
+            "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false",
+        ],
+    )
+    metrics = train(cfg)
+    assert metrics["val"]["loss"] > 0 and "accuracy" in metrics["val"]

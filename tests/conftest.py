@@ -1,0 +1,43 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+SST_TREES = SHARED_DATA / "sst" / "trees"
+
+
+@pytest.fixture
+def sst_trees() -> Path:
+    if not (SST_TREES / "train.txt").is_file():
+        pytest.skip(f"real SST trees not found at {SST_TREES} (the shared data folder is absent)")
+    return SST_TREES
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m nlp_lib ARGS`` in a fresh process, as a user would."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "nlp_lib", *args],
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+# Small overrides that make the default recipe train in seconds.
+TINY_LISTOPS = [
+    "data.train_size=200",
+    "data.val_size=50",
+    "data.test_size=50",
+    "data.batch_size=32",
+    "model.cell.input_size=16",
+    "model.cell.hidden_size=16",
+    "trainer.max_epochs=2",
+    "trainer.enable_progress_bar=false",
+]
