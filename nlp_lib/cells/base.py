@@ -6,6 +6,9 @@ A **tree cell** is the math for one node, written for a whole level of nodes at 
    depends only on the node's own input, so the library runs it **once for all nodes** before the
    level loop (the hoisted input projection of DGL's Tree-LSTM). ``project`` of a zero vector is
    what a node without an input (a constituency tree's inner node) receives.
+   Optionally, ``project_leaf(x)`` returns only the leading columns a node *without children*
+   reads; when exactly the leaves have inputs (constituency trees) the runner calls it instead,
+   which skips e.g. the forget-gate projection no leaf uses.
 2. ``forward(x_proj, children, level)`` computes the states ``[M, ...]`` of one level's ``M``
    nodes from their projections ``[M, P]`` and their children's states (a state tuple of ``[E, ...]``
    tensors, ``None`` when no node of the level has children). ``level`` says which node each child

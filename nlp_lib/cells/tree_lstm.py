@@ -46,6 +46,10 @@ class ChildSumTreeLSTMCell(nn.Module):
         """``[K, input_size] -> [K, 4 * hidden]``: ``W_iou x + b_iou`` and ``W_f x + b_f``."""
         return torch.cat([self.W_iou(x), self.W_f(x)], dim=-1)
 
+    def project_leaf(self, x: Tensor) -> Tensor:
+        """``[K, input_size] -> [K, 3 * hidden]``: a leaf has no children, so no forget-gate term."""
+        return self.W_iou(x)
+
     def forward(self, x_proj: Tensor, children: TreeLSTMState | None, level: LevelView) -> TreeLSTMState:
         hs = self.hidden_size
         iou = x_proj[:, : 3 * hs]  # [M, 3H]
@@ -69,9 +73,15 @@ class NaryTreeLSTMCell(nn.Module):
     """N-ary Tree-LSTM (Tai et al. 2015, eqs. 9-14), for trees with at most ``arity`` ordered children.
 
     Each child slot ``l`` has its own ``U_l``: the children's ``h`` are laid side by side
-    (``[M, N * H]``, zeros for missing children) and one matrix multiply yields every gate,
-    including a separate forget gate per child, ``f_jk = sigmoid(W_f x_j + sum_l U_kl^(f) h_jl + b_f)``.
-    With ``arity=2`` this is the binary (constituency) Tree-LSTM.
+    (``[M, N * H]``, zeros for missing children) and **one** matrix multiply by ``U_iouf`` yields
+    every gate's child term, including a separate forget gate per child,
+    ``f_jk = sigmoid(W_f x_j + sum_l U_kl^(f) h_jl + b_f)``. With ``arity=2`` this is the binary
+    (constituency) Tree-LSTM.
+
+    Parameters: ``W_iou`` (``W^(i,o,u)``, ``b^(i,o,u)``), ``W_f`` (``W^(f)``, ``b^(f)``, shared by
+    the children) and ``U_iouf`` = ``[U^(i); U^(o); U^(u); U^(f)_1..N]`` stacked by rows, each block
+    ``[U_1 .. U_N]`` over the side-by-side children. Gate pre-activations are laid out
+    ``[i, o, f_1..f_N | u]`` so one ``sigmoid`` covers every sigmoid gate.
 
     Args:
         input_size: Size of a node's input vector.
@@ -86,14 +96,19 @@ class NaryTreeLSTMCell(nn.Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.arity = arity
-        self.W_iou = nn.Linear(input_size, 3 * hidden_size)  # W^(i,o,u) and b^(i,o,u)
-        self.W_f = nn.Linear(input_size, hidden_size)  # W^(f) and b^(f), shared by all children
-        self.U_iou = nn.Linear(arity * hidden_size, 3 * hidden_size, bias=False)  # [U_1 .. U_N]^(i,o,u)
-        self.U_f = nn.Linear(arity * hidden_size, arity * hidden_size, bias=False)  # U_kl^(f)
+        self.W_iou = nn.Linear(input_size, 3 * hidden_size)  # rows: i, o, u
+        self.W_f = nn.Linear(input_size, hidden_size)  # shared by all children
+        self.U_iouf = nn.Linear(arity * hidden_size, (3 + arity) * hidden_size, bias=False)  # rows: i, o, u, f_1..N
 
     def project(self, x: Tensor) -> Tensor:
-        """``[K, input_size] -> [K, 4 * hidden]``: ``W_iou x + b_iou`` and ``W_f x + b_f``."""
-        return torch.cat([self.W_iou(x), self.W_f(x)], dim=-1)
+        """``[K, input_size] -> [K, 4 * hidden]``: ``W_iou x + b_iou`` then ``W_f x + b_f``."""
+        w = torch.cat([self.W_iou.weight, self.W_f.weight])  # [4H, in]: one matmul for all four
+        b = torch.cat([self.W_iou.bias, self.W_f.bias])
+        return nn.functional.linear(x, w, b)
+
+    def project_leaf(self, x: Tensor) -> Tensor:
+        """``[K, input_size] -> [K, 3 * hidden]``: a leaf has no children, so no forget-gate term."""
+        return self.W_iou(x)
 
     def _side_by_side(self, t: Tensor, level: LevelView, m: int) -> Tensor:
         """Children's ``[E, H]`` rows laid out as ``[M, N * H]`` by slot (zeros where missing)."""
@@ -106,17 +121,19 @@ class NaryTreeLSTMCell(nn.Module):
     def forward(self, x_proj: Tensor, children: TreeLSTMState | None, level: LevelView) -> TreeLSTMState:
         hs, n = self.hidden_size, self.arity
         m = x_proj.shape[0]
-        iou = x_proj[:, : 3 * hs]  # [M, 3H]
-        if children is not None:
-            h_cat = self._side_by_side(children.h, level, m)  # [M, N*H]
-            c_cat = self._side_by_side(children.c, level, m).view(m, n, hs)  # [M, N, H]
-            iou = iou + self.U_iou(h_cat)  # eqs. 9, 11, 12
-            f = torch.sigmoid(x_proj[:, 3 * hs :].repeat(1, n) + self.U_f(h_cat)).view(m, n, hs)  # eq. 10
-        i, o, u = iou.chunk(3, dim=-1)
-        c = torch.sigmoid(i) * torch.tanh(u)  # eq. 13, first term
-        if children is not None:
-            c = c + (f * c_cat).sum(1)
-        h = torch.sigmoid(o) * torch.tanh(c)  # eq. 14
+        if children is None:  # leaves: i, o, u from the input alone (eqs. 9, 11, 12, 13 with no children)
+            i, o, u = x_proj[:, : 3 * hs].chunk(3, dim=-1)
+            c = torch.sigmoid(i) * torch.tanh(u)
+            return TreeLSTMState(torch.sigmoid(o) * torch.tanh(c), c)
+        h_cat = self._side_by_side(children.h, level, m)  # [M, N*H]
+        c_kids = self._side_by_side(children.c, level, m).view(m, n, hs)  # [M, N, H]
+        z = self.U_iouf(h_cat)  # [M, (3+N)H]: child terms of i, o, u, f_1..N
+        io = z[:, : 2 * hs] + x_proj[:, : 2 * hs]  # [M, 2H]
+        u = z[:, 2 * hs : 3 * hs] + x_proj[:, 2 * hs : 3 * hs]  # [M, H]
+        f = z[:, 3 * hs :].view(m, n, hs) + x_proj[:, 3 * hs :].unsqueeze(1)  # [M, N, H], eq. 10
+        i, o = torch.sigmoid(io).chunk(2, dim=-1)
+        c = i * torch.tanh(u) + (torch.sigmoid(f) * c_kids).sum(1)  # eq. 13
+        h = o * torch.tanh(c)  # eq. 14
         return TreeLSTMState(h, c)
 
     def check(self, max_children: int) -> None:

@@ -37,17 +37,31 @@ def _make_state(state_type: type, fields: Sequence[Tensor]) -> tuple[Tensor, ...
     return state_type(*fields) if state_type is not tuple else tuple(fields)
 
 
+def _level_inputs(x_in: Tensor, x_empty: Tensor | None, start: int, end: int) -> Tensor:
+    """Projections of the nodes at positions ``[start, end)``: inputs are positions ``[0, K)``."""
+    k = x_in.shape[0]
+    if end <= k:
+        return x_in[start:end]
+    if start >= k:
+        return x_empty.expand(end - start, -1)
+    return torch.cat([x_in[start:], x_empty.expand(end - k, -1)])
+
+
 class _LevelSweep(torch.autograd.Function):
-    """Forward: level loop writing into buffers. Backward: top-down sweep, grads via ``index_add``."""
+    """Forward: level loop writing into buffers. Backward: top-down sweep, grads via ``index_add``.
+
+    ``x_in`` holds the projections of positions ``[0, K)``; every later position gets ``x_empty``
+    (the projection of a zero input), broadcast without a copy.
+    """
 
     @staticmethod
-    def forward(ctx, cell, levels, num_nodes, meta, x_proj, *params):  # noqa: ANN001
+    def forward(ctx, cell, levels, num_nodes, meta, x_in, x_empty, *params):  # noqa: ANN001
         bufs: list[Tensor] | None = None
         graphs = []
         state_type: type = tuple
         with torch.enable_grad():
             for lv in levels:
-                xl = x_proj[lv.start : lv.end].detach().requires_grad_()
+                xl = _level_inputs(x_in, x_empty, lv.start, lv.end).detach().requires_grad_()
                 if lv.num_edges and bufs is not None:
                     ch = [b.index_select(0, lv.child_index).requires_grad_() for b in bufs]
                     children = _make_state(state_type, ch)
@@ -60,22 +74,30 @@ class _LevelSweep(torch.autograd.Function):
                 for b, t in zip(bufs, out):
                     b[lv.start : lv.end] = t.detach()
                 graphs.append((xl, ch, tuple(out)))
-        meta.append(state_type)  # lets the caller rebuild the cell's state type
+        meta.append(state_type)  # lets the caller rebuild the cell's own state type
+        ctx.set_materialize_grads(False)
         ctx.levels = levels
         ctx.graphs = graphs
         ctx.params = params
-        ctx.x_shape = x_proj.shape
-        ctx.x_meta = (x_proj.dtype, x_proj.device)
+        ctx.x_in_shape = x_in.shape
+        ctx.has_empty = x_empty is not None
         return tuple(bufs)
 
     @staticmethod
     def backward(ctx, *grad_bufs):  # noqa: ANN001
-        grads = [g.clone() for g in grad_bufs]  # accumulated in place as the sweep goes down
-        dtype, device = ctx.x_meta
-        dx = torch.zeros(ctx.x_shape, dtype=dtype, device=device)
-        params = ctx.params
+        levels, graphs, params = ctx.levels, ctx.graphs, ctx.params
+        n = levels[-1].end
+        ref = next(t for t in graphs[-1][2])
+        # One accumulator per state field, filled in place as the sweep goes down.
+        grads = [
+            g.clone() if g is not None else torch.zeros((n,) + t.shape[1:], dtype=t.dtype, device=t.device)
+            for g, t in zip(grad_bufs, graphs[-1][2])
+        ]
+        k = ctx.x_in_shape[0]
+        dx_in = ref.new_zeros(ctx.x_in_shape) if any(lv.start < k for lv in levels) else None
+        d_empty = None
         dparams: list[Tensor | None] = [None] * len(params)
-        for lv, (xl, ch, out) in zip(reversed(ctx.levels), reversed(ctx.graphs)):
+        for lv, (xl, ch, out) in zip(reversed(levels), reversed(graphs)):
             outs, gouts = [], []
             for t, g in zip(out, grads):
                 if t.requires_grad:
@@ -83,42 +105,56 @@ class _LevelSweep(torch.autograd.Function):
                     gouts.append(g[lv.start : lv.end])
             if not outs:
                 continue
-            inputs = [xl, *ch, *params]
-            res = torch.autograd.grad(outs, inputs, gouts, allow_unused=True)
-            if res[0] is not None:
-                dx[lv.start : lv.end] = res[0]
+            res = torch.autograd.grad(outs, [xl, *ch, *params], gouts, allow_unused=True)
+            dxl = res[0]
+            if dxl is not None:
+                if lv.end <= k:
+                    dx_in[lv.start : lv.end] = dxl
+                else:
+                    cut = max(k - lv.start, 0)
+                    if cut:
+                        dx_in[lv.start :] = dxl[:cut]
+                    part = dxl[cut:].sum(0, keepdim=True)
+                    d_empty = part if d_empty is None else d_empty + part
             for g, d in zip(grads, res[1 : 1 + len(ch)]):
                 if d is not None:
                     g.index_add_(0, lv.child_index, d.to(g.dtype))
-            for k, d in enumerate(res[1 + len(ch) :]):
+            for i, d in enumerate(res[1 + len(ch) :]):
                 if d is not None:
-                    dparams[k] = d if dparams[k] is None else dparams[k] + d
+                    dparams[i] = d if dparams[i] is None else dparams[i].add_(d)
         ctx.graphs = None
-        return (None, None, None, None, dx, *dparams)
+        return (None, None, None, None, dx_in, d_empty if ctx.has_empty else None, *dparams)
 
 
-def run_levels(cell: nn.Module, batch: TreeBatch, x_proj: Tensor) -> tuple[Tensor, ...]:
+def run_levels(
+    cell: nn.Module, batch: TreeBatch, x_in: Tensor, x_empty: Tensor | None = None
+) -> tuple[Tensor, ...]:
     """States of every node of ``batch``, level by level.
 
     Args:
         cell: A :class:`~nlp_lib.cells.base.TreeCell`.
-        batch: The schedule (on the same device as ``x_proj``).
-        x_proj: ``[N, P]`` input projections of all nodes, in level order.
+        batch: The schedule (on the same device as the projections).
+        x_in: ``[K, P]`` input projections of positions ``[0, K)`` (level order); ``K = N`` when
+            every node has one.
+        x_empty: ``[1, P]`` projection every position from ``K`` on receives (a zero input's).
 
     Returns:
         The cell's state type with ``[N, ...]`` tensors, in level order.
     """
+    if x_in.shape[0] < batch.num_nodes and x_empty is None:
+        raise ValueError("x_empty is needed when x_in does not cover every node")
     levels = batch.levels()
     params = [p for p in cell.parameters() if p.requires_grad]
-    if torch.is_grad_enabled() and (x_proj.requires_grad or params):
+    needs_grad = x_in.requires_grad or (x_empty is not None and x_empty.requires_grad) or params
+    if torch.is_grad_enabled() and needs_grad:
         meta: list[type] = []
-        bufs = _LevelSweep.apply(cell, levels, batch.num_nodes, meta, x_proj, *params)
+        bufs = _LevelSweep.apply(cell, levels, batch.num_nodes, meta, x_in, x_empty, *params)
         return _make_state(meta[0], bufs)
     bufs = None
     state_type: type = tuple
     for lv in levels:
         children = _gather(bufs, lv.child_index, state_type) if lv.num_edges and bufs is not None else None
-        out = cell(x_proj[lv.start : lv.end], children, lv)
+        out = cell(_level_inputs(x_in, x_empty, lv.start, lv.end), children, lv)
         if bufs is None:
             state_type = type(out)
             bufs = [t.new_empty((batch.num_nodes,) + t.shape[1:]) for t in out]
@@ -127,12 +163,15 @@ def run_levels(cell: nn.Module, batch: TreeBatch, x_proj: Tensor) -> tuple[Tenso
     return _make_state(state_type, bufs)
 
 
-def run_recursive(cell: nn.Module, batch: TreeBatch, x_proj: Tensor) -> tuple[Tensor, ...]:
+def run_recursive(
+    cell: nn.Module, batch: TreeBatch, x_in: Tensor, x_empty: Tensor | None = None
+) -> tuple[Tensor, ...]:
     """The same states as :func:`run_levels`, computed one node at a time with plain autograd.
 
     Nodes are visited in level order (children always first); each call sees one node and its
     children only. Slow by design: the reference for tests and a mode to debug a cell in.
     """
+    num_inputs = x_in.shape[0]
     n = batch.num_nodes
     child_index = batch.child_index.tolist()
     child_parent_pos = []
@@ -145,7 +184,7 @@ def run_recursive(cell: nn.Module, batch: TreeBatch, x_proj: Tensor) -> tuple[Te
         kids[p].append(c)
     states: list[tuple[Tensor, ...] | None] = [None] * n
     state_type: type = tuple
-    device = x_proj.device
+    device = x_in.device
     for pos in range(n):
         k = kids[pos]
         lv = LevelView(
@@ -158,7 +197,7 @@ def run_recursive(cell: nn.Module, batch: TreeBatch, x_proj: Tensor) -> tuple[Te
         children = None
         if k:
             children = _make_state(state_type, [torch.cat([states[c][f] for c in k]) for f in range(len(states[k[0]]))])
-        out = cell(x_proj[pos : pos + 1], children, lv)
+        out = cell(x_in[pos : pos + 1] if pos < num_inputs else x_empty, children, lv)
         state_type = type(out)
         states[pos] = out
     return _make_state(state_type, [torch.cat([s[f] for s in states]) for f in range(len(states[0]))])
@@ -197,11 +236,23 @@ class TreeRunner(nn.Module):
         check = getattr(self.cell, "check", None)
         if check is not None:
             check(batch.max_children)
-        proj = self.cell.project(x)  # [K, P], once for all nodes
-        if has_input is not None:
-            empty = self.cell.project(x.new_zeros(1, x.shape[-1]))  # [1, P]
-            full = empty.expand(batch.num_nodes, -1)
-            proj = full.index_copy(0, has_input, proj)  # [N, P]
-        if self.mode == "recursive":
-            return run_recursive(self.cell, batch, proj)
-        return run_levels(self.cell, batch, proj)
+        num_inputs = x.shape[0]
+        project_leaf = getattr(self.cell, "project_leaf", None)
+        leaves_only = (  # exactly the leaves (level 0) have inputs: they never read child terms
+            has_input is not None
+            and batch.inputs_are_prefix
+            and num_inputs == batch.level_offsets[1]
+            and batch.num_levels > 1
+        )
+        if leaves_only and project_leaf is not None:
+            proj = project_leaf(x)  # [K, P_leaf]
+        else:
+            proj = self.cell.project(x)  # [K, P], once for all nodes with an input
+        empty = None
+        if has_input is not None and num_inputs < batch.num_nodes:
+            empty = self.cell.project(x.new_zeros(1, x.shape[-1]))  # [1, P]: a node without input
+            if not batch.inputs_are_prefix:  # inputs scattered in level order: place them explicitly
+                proj = empty.expand(batch.num_nodes, -1).index_copy(0, has_input, proj)  # [N, P]
+                empty = None
+        run = run_recursive if self.mode == "recursive" else run_levels
+        return run(self.cell, batch, proj, empty)

@@ -73,6 +73,9 @@ class TreeBatch:
             trees (tree by tree, node by node), to map results back to the original order.
         input_positions: ``[K]`` positions of the nodes that have a token (``tokens >= 0``),
             computed here so that a model on a GPU needs no ``nonzero`` sync.
+        inputs_are_prefix: Whether ``input_positions`` is exactly ``0..K-1`` (true for
+            constituency trees, whose leaves are level 0, and for trees where every node has an
+            input); the runner then needs no scatter to place input projections.
         max_children: The largest number of children of any node (N-ary cells check it).
     """
 
@@ -87,6 +90,7 @@ class TreeBatch:
     edge_offsets: tuple[int, ...]
     order: Tensor
     input_positions: Tensor
+    inputs_are_prefix: bool = False
     max_children: int = 0
 
     @property
@@ -204,6 +208,7 @@ class TreeBatch:
             if labels is not None
             else None
         )
+        input_positions = torch.nonzero(tok >= 0).view(-1)
         return TreeBatch(
             tokens=tok,
             labels=lab,
@@ -215,6 +220,7 @@ class TreeBatch:
             level_offsets=tuple(level_offsets.tolist()),
             edge_offsets=tuple(edge_offsets.tolist()),
             order=order,
-            input_positions=torch.nonzero(tok >= 0).view(-1),
+            input_positions=input_positions,
+            inputs_are_prefix=bool(torch.equal(input_positions, torch.arange(input_positions.numel()))),
             max_children=int(child_slot.max()) + 1 if e else 0,
         )

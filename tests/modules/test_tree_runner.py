@@ -99,3 +99,23 @@ def test_frozen_cell_still_trains_embeddings():
         p.requires_grad_(False)
     model(_batch(trees)).logits.sum().backward()
     assert model.embedding.weight.grad is not None and model.embedding.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("cell", [NaryTreeLSTMCell(8, 6, arity=2), ChildSumTreeLSTMCell(8, 6)])
+def test_project_leaf_is_the_leading_columns_of_project(cell):
+    x = torch.randn(7, 8)
+    leaf = cell.project_leaf(x)
+    assert torch.allclose(leaf, cell.project(x)[:, : leaf.shape[1]])
+
+
+def test_scattered_inputs_equal_recursive():
+    """Some leaves without a token and some inner nodes with one: inputs are not a level-order prefix."""
+    rng = random.Random(6)
+    trees = []
+    for _ in range(10):
+        t = random_tree(rng.randint(2, 40), rng, vocab_size=VOCAB)
+        words = [w if rng.random() < 0.6 else "" for w in t.words]
+        trees.append(type(t)(parent=t.parent, words=words))
+    batch = _batch(trees)
+    assert not batch.inputs_are_prefix
+    _compare(ChildSumTreeLSTMCell(8, 6), trees, torch.float64, 1e-10)
