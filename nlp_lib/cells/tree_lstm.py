@@ -52,14 +52,19 @@ class ChildSumTreeLSTMCell(nn.Module):
 
     def forward(self, x_proj: Tensor, children: TreeLSTMState | None, level: LevelView) -> TreeLSTMState:
         hs = self.hidden_size
-        iou = x_proj[:, : 3 * hs]  # [M, 3H]
+        if x_proj.shape[1] == 3 * hs:  # project_leaf's layout: no forget-gate term
+            iou, x_f = x_proj, None
+        else:  # split, not slices: a slice's backward zero-fills a copy of the whole tensor
+            iou, x_f = x_proj.split([3 * hs, hs], dim=1)
         if children is None:  # leaves: no child terms
             fc = None
         else:
+            if x_f is None:
+                raise ValueError("ChildSumTreeLSTMCell: nodes with children need project(), not project_leaf()")
             m = x_proj.shape[0]
             h_sum = x_proj.new_zeros(m, hs).index_add(0, level.child_parent, children.h)  # [M, H]
             iou = iou + self.U_iou(h_sum)  # eqs. 3, 5, 6
-            f = torch.sigmoid(x_proj[level.child_parent, 3 * hs :] + self.U_f(children.h))  # [E, H] eq. 4
+            f = torch.sigmoid(x_f.index_select(0, level.child_parent) + self.U_f(children.h))  # [E, H] eq. 4
             fc = x_proj.new_zeros(m, hs).index_add(0, level.child_parent, f * children.c)  # [M, H]
         i, o, u = iou.chunk(3, dim=-1)
         c = torch.sigmoid(i) * torch.tanh(u)  # eq. 7, first term
@@ -78,10 +83,9 @@ class NaryTreeLSTMCell(nn.Module):
     ``f_jk = sigmoid(W_f x_j + sum_l U_kl^(f) h_jl + b_f)``. With ``arity=2`` this is the binary
     (constituency) Tree-LSTM.
 
-    Parameters: ``W_iou`` (``W^(i,o,u)``, ``b^(i,o,u)``), ``W_f`` (``W^(f)``, ``b^(f)``, shared by
-    the children) and ``U_iouf`` = ``[U^(i); U^(o); U^(u); U^(f)_1..N]`` stacked by rows, each block
-    ``[U_1 .. U_N]`` over the side-by-side children. Gate pre-activations are laid out
-    ``[i, o, f_1..f_N | u]`` so one ``sigmoid`` covers every sigmoid gate.
+    Parameters: ``W_iou`` (``W^(i,o,u)``, ``b^(i,o,u)``, rows ``i, o, u``), ``W_f`` (``W^(f)``,
+    ``b^(f)``, shared by the children) and ``U_iouf`` = ``[U^(i); U^(o); U^(f)_1..N; U^(u)]``
+    stacked by rows, each block ``[U_1 .. U_N]`` over the side-by-side children.
 
     Args:
         input_size: Size of a node's input vector.
@@ -98,16 +102,18 @@ class NaryTreeLSTMCell(nn.Module):
         self.arity = arity
         self.W_iou = nn.Linear(input_size, 3 * hidden_size)  # rows: i, o, u
         self.W_f = nn.Linear(input_size, hidden_size)  # shared by all children
-        self.U_iouf = nn.Linear(arity * hidden_size, (3 + arity) * hidden_size, bias=False)  # rows: i, o, u, f_1..N
+        self.U_iouf = nn.Linear(arity * hidden_size, (3 + arity) * hidden_size, bias=False)  # rows: i, o, f_1..N, u
 
     def project(self, x: Tensor) -> Tensor:
-        """``[K, input_size] -> [K, 4 * hidden]``: ``W_iou x + b_iou`` then ``W_f x + b_f``."""
-        w = torch.cat([self.W_iou.weight, self.W_f.weight])  # [4H, in]: one matmul for all four
-        b = torch.cat([self.W_iou.bias, self.W_f.bias])
+        """``[K, input_size] -> [K, 4 * hidden]``, laid out ``[i, o, f, u]``: ``W x + b`` in one matmul."""
+        hs = self.hidden_size
+        w_iou, b_iou = self.W_iou.weight, self.W_iou.bias
+        w = torch.cat([w_iou[: 2 * hs], self.W_f.weight, w_iou[2 * hs :]])  # [4H, in]
+        b = torch.cat([b_iou[: 2 * hs], self.W_f.bias, b_iou[2 * hs :]])
         return nn.functional.linear(x, w, b)
 
     def project_leaf(self, x: Tensor) -> Tensor:
-        """``[K, input_size] -> [K, 3 * hidden]``: a leaf has no children, so no forget-gate term."""
+        """``[K, input_size] -> [K, 3 * hidden]`` laid out ``[i, o, u]``: a leaf has no forget gate."""
         return self.W_iou(x)
 
     def _side_by_side(self, t: Tensor, level: LevelView, m: int) -> Tensor:
@@ -119,20 +125,27 @@ class NaryTreeLSTMCell(nn.Module):
         return t.new_zeros(m * n, hs).index_copy(0, rows, t).view(m, n * hs)
 
     def forward(self, x_proj: Tensor, children: TreeLSTMState | None, level: LevelView) -> TreeLSTMState:
+        # Gates are cut apart with torch.split, never with slices: a split's backward is one cat,
+        # a slice's backward writes a zero-filled copy of the whole tensor per slice.
         hs, n = self.hidden_size, self.arity
         m = x_proj.shape[0]
+        if x_proj.shape[1] == 3 * hs:  # project_leaf's layout [i, o, u]
+            x_io, x_u = x_proj.split([2 * hs, hs], dim=1)
+            x_f = None
+        else:  # project's layout [i, o, f, u]
+            x_io, x_f, x_u = x_proj.split([2 * hs, hs, hs], dim=1)
         if children is None:  # leaves: i, o, u from the input alone (eqs. 9, 11, 12, 13 with no children)
-            i, o, u = x_proj[:, : 3 * hs].chunk(3, dim=-1)
-            c = torch.sigmoid(i) * torch.tanh(u)
-            return TreeLSTMState(torch.sigmoid(o) * torch.tanh(c), c)
+            i, o = torch.sigmoid(x_io).chunk(2, dim=1)
+            c = i * torch.tanh(x_u)
+            return TreeLSTMState(o * torch.tanh(c), c)
+        if x_f is None:
+            raise ValueError("NaryTreeLSTMCell: nodes with children need project(), not project_leaf()")
         h_cat = self._side_by_side(children.h, level, m)  # [M, N*H]
         c_kids = self._side_by_side(children.c, level, m).view(m, n, hs)  # [M, N, H]
-        z = self.U_iouf(h_cat)  # [M, (3+N)H]: child terms of i, o, u, f_1..N
-        io = z[:, : 2 * hs] + x_proj[:, : 2 * hs]  # [M, 2H]
-        u = z[:, 2 * hs : 3 * hs] + x_proj[:, 2 * hs : 3 * hs]  # [M, H]
-        f = z[:, 3 * hs :].view(m, n, hs) + x_proj[:, 3 * hs :].unsqueeze(1)  # [M, N, H], eq. 10
-        i, o = torch.sigmoid(io).chunk(2, dim=-1)
-        c = i * torch.tanh(u) + (torch.sigmoid(f) * c_kids).sum(1)  # eq. 13
+        z_io, z_f, z_u = self.U_iouf(h_cat).split([2 * hs, n * hs, hs], dim=1)  # child terms
+        i, o = torch.sigmoid(z_io + x_io).chunk(2, dim=1)  # eqs. 9, 11
+        f = torch.sigmoid(z_f.view(m, n, hs) + x_f.unsqueeze(1))  # [M, N, H], eq. 10
+        c = i * torch.tanh(z_u + x_u) + (f * c_kids).sum(1)  # eqs. 12, 13
         h = o * torch.tanh(c)  # eq. 14
         return TreeLSTMState(h, c)
 

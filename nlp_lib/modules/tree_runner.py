@@ -94,7 +94,8 @@ class _LevelSweep(torch.autograd.Function):
             for g, t in zip(grad_bufs, graphs[-1][2])
         ]
         k = ctx.x_in_shape[0]
-        dx_in = ref.new_zeros(ctx.x_in_shape) if any(lv.start < k for lv in levels) else None
+        # Every row of dx_in belongs to exactly one level and is written below: no zero-fill.
+        dx_in = ref.new_empty(ctx.x_in_shape) if any(lv.start < k for lv in levels) else None
         d_empty = None
         dparams: list[Tensor | None] = [None] * len(params)
         for lv, (xl, ch, out) in zip(reversed(levels), reversed(graphs)):
@@ -103,19 +104,18 @@ class _LevelSweep(torch.autograd.Function):
                 if t.requires_grad:
                     outs.append(t)
                     gouts.append(g[lv.start : lv.end])
-            if not outs:
+            res = torch.autograd.grad(outs, [xl, *ch, *params], gouts, allow_unused=True) if outs else None
+            dxl = res[0] if res is not None and res[0] is not None else torch.zeros_like(xl)
+            if lv.end <= k:
+                dx_in[lv.start : lv.end] = dxl
+            else:
+                cut = max(k - lv.start, 0)
+                if cut:
+                    dx_in[lv.start :] = dxl[:cut]
+                part = dxl[cut:].sum(0, keepdim=True)
+                d_empty = part if d_empty is None else d_empty + part
+            if res is None:
                 continue
-            res = torch.autograd.grad(outs, [xl, *ch, *params], gouts, allow_unused=True)
-            dxl = res[0]
-            if dxl is not None:
-                if lv.end <= k:
-                    dx_in[lv.start : lv.end] = dxl
-                else:
-                    cut = max(k - lv.start, 0)
-                    if cut:
-                        dx_in[lv.start :] = dxl[:cut]
-                    part = dxl[cut:].sum(0, keepdim=True)
-                    d_empty = part if d_empty is None else d_empty + part
             for g, d in zip(grads, res[1 : 1 + len(ch)]):
                 if d is not None:
                     g.index_add_(0, lv.child_index, d.to(g.dtype))
