@@ -50,7 +50,7 @@ def read_ptb_trees(path: str | Path, *, on_error: OnError = "raise", numeric_lab
                 try:
                     line = raw.decode("utf-8").strip()
                 except UnicodeDecodeError as e:
-                    raise DataError(f"not valid UTF-8 (byte {e.start + 1}: {raw[e.start:e.start + 1]!r})") from None
+                    raise DataError(f"not valid UTF-8 (byte {e.start + 1}: {raw[e.start : e.start + 1]!r})") from None
                 if not line:
                     continue
                 out.trees.append(parse_ptb(line, numeric_labels=numeric_labels))

@@ -71,7 +71,7 @@ class _LevelSweep(torch.autograd.Function):
                 if bufs is None:
                     state_type = type(out)
                     bufs = [t.new_empty((num_nodes,) + t.shape[1:]) for t in out]
-                for b, t in zip(bufs, out):
+                for b, t in zip(bufs, out, strict=True):
                     b[lv.start : lv.end] = t.detach()
                 graphs.append((xl, ch, tuple(out)))
         meta.append(state_type)  # lets the caller rebuild the cell's own state type
@@ -91,16 +91,16 @@ class _LevelSweep(torch.autograd.Function):
         # One accumulator per state field, filled in place as the sweep goes down.
         grads = [
             g.clone() if g is not None else torch.zeros((n,) + t.shape[1:], dtype=t.dtype, device=t.device)
-            for g, t in zip(grad_bufs, graphs[-1][2])
+            for g, t in zip(grad_bufs, graphs[-1][2], strict=True)
         ]
         k = ctx.x_in_shape[0]
         # Every row of dx_in belongs to exactly one level and is written below: no zero-fill.
         dx_in = ref.new_empty(ctx.x_in_shape) if any(lv.start < k for lv in levels) else None
         d_empty = None
         dparams: list[Tensor | None] = [None] * len(params)
-        for lv, (xl, ch, out) in zip(reversed(levels), reversed(graphs)):
+        for lv, (xl, ch, out) in zip(reversed(levels), reversed(graphs), strict=True):
             outs, gouts = [], []
-            for t, g in zip(out, grads):
+            for t, g in zip(out, grads, strict=True):
                 if t.requires_grad:
                     outs.append(t)
                     gouts.append(g[lv.start : lv.end])
@@ -116,7 +116,7 @@ class _LevelSweep(torch.autograd.Function):
                 d_empty = part if d_empty is None else d_empty + part
             if res is None:
                 continue
-            for g, d in zip(grads, res[1 : 1 + len(ch)]):
+            for g, d in zip(grads, res[1 : 1 + len(ch)], strict=False):  # ch is [] on leaf levels
                 if d is not None:
                     g.index_add_(0, lv.child_index, d.to(g.dtype))
             for i, d in enumerate(res[1 + len(ch) :]):
@@ -126,9 +126,7 @@ class _LevelSweep(torch.autograd.Function):
         return (None, None, None, None, dx_in, d_empty if ctx.has_empty else None, *dparams)
 
 
-def run_levels(
-    cell: nn.Module, batch: TreeBatch, x_in: Tensor, x_empty: Tensor | None = None
-) -> tuple[Tensor, ...]:
+def run_levels(cell: nn.Module, batch: TreeBatch, x_in: Tensor, x_empty: Tensor | None = None) -> tuple[Tensor, ...]:
     """States of every node of ``batch``, level by level.
 
     Args:
@@ -158,14 +156,12 @@ def run_levels(
         if bufs is None:
             state_type = type(out)
             bufs = [t.new_empty((batch.num_nodes,) + t.shape[1:]) for t in out]
-        for b, t in zip(bufs, out):
+        for b, t in zip(bufs, out, strict=True):
             b[lv.start : lv.end] = t
     return _make_state(state_type, bufs)
 
 
-def run_recursive(
-    cell: nn.Module, batch: TreeBatch, x_in: Tensor, x_empty: Tensor | None = None
-) -> tuple[Tensor, ...]:
+def run_recursive(cell: nn.Module, batch: TreeBatch, x_in: Tensor, x_empty: Tensor | None = None) -> tuple[Tensor, ...]:
     """The same states as :func:`run_levels`, computed one node at a time with plain autograd.
 
     Nodes are visited in level order (children always first); each call sees one node and its
@@ -180,7 +176,7 @@ def run_recursive(
         start = batch.level_offsets[lvl]
         child_parent_pos.extend(start + p for p in batch.child_parent[es:ee].tolist())
     kids: list[list[int]] = [[] for _ in range(n)]
-    for c, p in zip(child_index, child_parent_pos):
+    for c, p in zip(child_index, child_parent_pos, strict=True):
         kids[p].append(c)
     states: list[tuple[Tensor, ...] | None] = [None] * n
     state_type: type = tuple

@@ -203,11 +203,7 @@ class TreeBatch:
             if tokens is not None
             else torch.full((n,), -1, dtype=torch.long)
         )
-        lab = (
-            torch.tensor([x for ls in labels for x in ls], dtype=torch.long)[order]
-            if labels is not None
-            else None
-        )
+        lab = torch.tensor([x for ls in labels for x in ls], dtype=torch.long)[order] if labels is not None else None
         input_positions = torch.nonzero(tok >= 0).view(-1)
         return TreeBatch(
             tokens=tok,

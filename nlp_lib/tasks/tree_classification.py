@@ -72,7 +72,9 @@ class TreeClassificationTask(pl.LightningModule):
         acc(out.logits.detach(), root_labels)
         bs = batch.num_trees
         on_step = split == "train"
-        self.log(f"{split}/loss", loss, batch_size=bs, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
+        self.log(
+            f"{split}/loss", loss, batch_size=bs, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step
+        )
         self.log(f"{split}/accuracy", acc, batch_size=bs, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 import yaml
-
 from conftest import TINY_LISTOPS, run_cli
+
 from nlp_lib.cli import compose, list_recipes, train
 from nlp_lib.errors import ConfigError
 
@@ -78,7 +78,12 @@ def test_default_recipe_tiny_run_writes_the_run_directory(tmp_path):
 def test_cli_run_prints_summary_and_multirun_gives_each_job_a_dir(tmp_path):
     sweep = tmp_path / "sweep"
     res = run_cli(
-        "train", "-m", *TINY_LISTOPS, "trainer.max_epochs=1", "optim.optimizer.lr=0.001,0.002", f"hydra.sweep.dir={sweep}"
+        "train",
+        "-m",
+        *TINY_LISTOPS,
+        "trainer.max_epochs=1",
+        "optim.optimizer.lr=0.001,0.002",
+        f"hydra.sweep.dir={sweep}",
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "run directory" in res.stdout and "trees/s" in res.stdout

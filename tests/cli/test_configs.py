@@ -11,8 +11,18 @@ from nlp_lib.cli import compose, list_recipes
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 # Arguments the train function passes itself (explicit wiring), not set in configs.
-RUNTIME_KWARGS = {"vocab_size", "num_classes", "model", "optimizer", "scheduler", "seed", "logger", "callbacks",
-                  "default_root_dir", "params"}
+RUNTIME_KWARGS = {
+    "vocab_size",
+    "num_classes",
+    "model",
+    "optimizer",
+    "scheduler",
+    "seed",
+    "logger",
+    "callbacks",
+    "default_root_dir",
+    "params",
+}
 
 
 def _targets(node, key=""):
@@ -40,9 +50,13 @@ def _check_binds(key, node):
         unknown = set(kwargs) - set(sig.parameters)
         assert not unknown, f"{key}: {node['_target_']} takes no {sorted(unknown)}"
     missing = [
-        n for n, p in sig.parameters.items()
-        if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-        and n not in kwargs and n not in RUNTIME_KWARGS and n != "self"
+        n
+        for n, p in sig.parameters.items()
+        if p.default is p.empty
+        and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        and n not in kwargs
+        and n not in RUNTIME_KWARGS
+        and n != "self"
     ]
     if node.get("_partial_"):
         missing = missing[1:] if missing else missing  # the first positional comes at call time

@@ -10,8 +10,8 @@ from nlp_lib.cells import ChildSumTreeLSTMCell, NaryTreeLSTMCell
 from nlp_lib.errors import StructureError
 from nlp_lib.models import TreeClassifier
 from nlp_lib.structure import TreeBatch
-from nlp_lib.structure.schedule import LevelView
 from nlp_lib.structure.random_trees import random_binary_tree, random_tree
+from nlp_lib.structure.schedule import LevelView
 
 VOCAB = 100
 

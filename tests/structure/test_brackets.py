@@ -52,7 +52,9 @@ def test_parse_unlabelled_listops():
     assert len(parse_unlabelled("7")) == 1
 
 
-@pytest.mark.parametrize("text, message", [("( a b", "not closed"), ("a b", "more than one tree"), ("( )", "empty group")])
+@pytest.mark.parametrize(
+    "text, message", [("( a b", "not closed"), ("a b", "more than one tree"), ("( )", "empty group")]
+)
 def test_parse_unlabelled_errors(text, message):
     with pytest.raises(TreeFormatError, match=message):
         parse_unlabelled(text)

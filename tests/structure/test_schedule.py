@@ -62,7 +62,7 @@ def test_schedule_reproduces_every_parent_and_slot():
     seen = 0
     for lvl in range(b.num_levels):
         lv = b.level(lvl)
-        for c, p, s in zip(lv.child_index.tolist(), lv.child_parent.tolist(), lv.child_slot.tolist()):
+        for c, p, s in zip(lv.child_index.tolist(), lv.child_parent.tolist(), lv.child_slot.tolist(), strict=True):
             tc, ic = local(c)
             tp, ip = local(lv.start + p)
             assert tc == tp
