@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# The real data of ../shared/data (read in place); NLP_LIB_SHARED_DATA points elsewhere.
+SHARED_DATA = Path(os.environ.get("NLP_LIB_SHARED_DATA", REPO.parent / "shared" / "data"))
 SST_TREES = SHARED_DATA / "sst" / "trees"
 
 

@@ -1,32 +1,38 @@
-"""The interfaces a user implements to bring a cell of their own, and the state types.
+"""What a user writes to bring a node function of their own, and the state types of the built-ins.
 
-A **tree cell** is the math for one node, written for a whole level of nodes at once:
+A **tree cell** is the computation for ONE node: given the node's input and its children's states,
+return the node's state. The library applies it to every node of a whole level of a batch in one
+call, so a cell is written with row-wise tensor operations, and anything that involves several
+children goes through the :class:`Children` it receives (sums, means, maxima, children side by side
+by slot, the node's own values repeated for each of its children). No batching code, no padding, no
+registration: any ``nn.Module`` with this signature works.
 
-1. ``project(x)`` maps node inputs ``[K, input_size]`` to their input projections ``[K, P]``. It
-   depends only on the node's own input, so the library runs it **once for all nodes** before the
-   level loop (the hoisted input projection of DGL's Tree-LSTM). ``project`` of a zero vector is
-   what a node without an input (a constituency tree's inner node) receives.
-   Optionally, ``project_leaf(x)`` returns only the leading columns a node *without children*
-   reads; when exactly the leaves have inputs (constituency trees) the runner calls it instead,
-   which skips e.g. the forget-gate projection no leaf uses.
-2. ``forward(x_proj, children, level)`` computes the states ``[M, ...]`` of one level's ``M``
-   nodes from their projections ``[M, P]`` and their children's states (a state tuple of ``[E, ...]``
-   tensors, ``None`` when no node of the level has children). ``level`` says which node each child
-   belongs to (``level.child_parent``) and its rank among its siblings (``level.child_slot``), so a
-   cell reduces over children with segment sums, with no padding to the widest node.
+1. ``forward(x, children) -> state``. ``x`` is ``[M, P]``: one row per node (the node's input, or
+   its projection, below). ``children`` is a :class:`Children`; it is *falsy* for leaves (nodes
+   without children, which the library runs as one level of their own). The state is a tuple of
+   ``[M, ...]`` tensors (a ``NamedTuple`` such as :class:`TreeLSTMState`); its first field is the
+   node's output ``h``.
+2. Optionally ``project(x)``: ``[K, input_size] -> [K, P]``, the part that depends on the node's
+   input alone. The library runs it **once for all nodes** before the level loop (the hoisted input
+   projection of DGL's Tree-LSTM) and passes its rows to ``forward``. Without ``project`` a cell
+   receives its raw input. A node without an input (a constituency tree's inner node) receives
+   ``project`` of a zero vector.
+3. Optionally ``project_leaf(x)``: the narrower projection a *leaf* reads; when exactly the leaves
+   have inputs the runner calls it instead (e.g. a Tree-LSTM leaf has no forget gate).
+4. Optionally ``check(max_children)``: raise a clear error for a batch the cell cannot run (an
+   N-ary cell given a node with more than N children).
 
-Cells are ordinary ``nn.Module`` s; nothing needs to be registered or subclassed.
+See ``docs/custom_cells.md`` for a worked example.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+import torch
 from torch import Tensor
 
-from nlp_lib.structure.schedule import LevelView
-
-__all__ = ["TreeCell", "TreeLSTMState"]
+__all__ = ["Children", "TreeCell", "TreeGRUState", "TreeLSTMState", "RecursiveState"]
 
 
 class TreeLSTMState(NamedTuple):
@@ -34,6 +40,115 @@ class TreeLSTMState(NamedTuple):
 
     h: Tensor
     c: Tensor
+
+
+class TreeGRUState(NamedTuple):
+    """Hidden state of Tree-GRU nodes: ``h``, ``[nodes, hidden]``."""
+
+    h: Tensor
+
+
+class RecursiveState(NamedTuple):
+    """Hidden state of a plain recursive neural network's nodes: ``h``, ``[nodes, hidden]``."""
+
+    h: Tensor
+
+
+class Children:
+    """The children of a level's ``M`` nodes, as a node function sees them.
+
+    Per-child values have one row per child edge (``[E, ...]``, children grouped by node, in slot
+    order); per-node values one row per node (``[M, ...]``). The children's state fields are
+    attributes (``children.h``, ``children.c``: ``[E, ...]``). Reductions are segment operations
+    over each node's own children: nodes with different numbers of children share one call, with no
+    padding to the widest node. A node that feeds several parents (a DAG) appears once under each.
+
+    Attributes:
+        state: The children's states (the cell's state type, ``[E, ...]`` fields); ``None`` for
+            leaves.
+        parent: ``[E]`` the index (``0..M-1``) of the node each child belongs to.
+        slot: ``[E]`` each child's rank among its node's children (0 = first / left).
+        num_nodes: ``M``.
+    """
+
+    __slots__ = ("state", "parent", "slot", "num_nodes", "_count")
+
+    def __init__(self, state: tuple[Tensor, ...] | None, parent: Tensor, slot: Tensor, num_nodes: int) -> None:
+        self.state = state
+        self.parent = parent
+        self.slot = slot
+        self.num_nodes = num_nodes
+        self._count: Tensor | None = None
+
+    def __bool__(self) -> bool:
+        return self.state is not None and self.parent.numel() > 0
+
+    def __len__(self) -> int:
+        """Number of child edges ``E``."""
+        return int(self.parent.numel())
+
+    def __getattr__(self, name: str) -> Any:
+        state = object.__getattribute__(self, "state")
+        if state is not None and hasattr(state, name):
+            return getattr(state, name)
+        raise AttributeError(f"Children has no attribute {name!r} (the children's state fields: {_fields(state)})")
+
+    def __getitem__(self, i: int) -> Tensor:
+        """The ``i``-th field of the children's state (for plain-tuple states)."""
+        if self.state is None:
+            raise IndexError("leaves have no children")
+        return self.state[i]
+
+    @property
+    def count(self) -> Tensor:
+        """``[M]`` number of children of each node (long)."""
+        if self._count is None:
+            self._count = torch.bincount(self.parent, minlength=self.num_nodes)
+        return self._count
+
+    def sum(self, t: Tensor) -> Tensor:
+        """``[E, ...] -> [M, ...]``: each node's sum over its children (0 for none)."""
+        return t.new_zeros((self.num_nodes,) + t.shape[1:]).index_add_(0, self.parent, t)
+
+    def mean(self, t: Tensor) -> Tensor:
+        """``[E, ...] -> [M, ...]``: each node's mean over its children (0 for none)."""
+        div = self.count.clamp(min=1).to(t.dtype).view((-1,) + (1,) * (t.dim() - 1))
+        return self.sum(t) / div
+
+    def max(self, t: Tensor) -> Tensor:
+        """``[E, ...] -> [M, ...]``: each node's elementwise maximum over its children (0 for none)."""
+        index = self.parent.view((-1,) + (1,) * (t.dim() - 1)).expand_as(t)
+        out = t.new_zeros((self.num_nodes,) + t.shape[1:])
+        return out.scatter_reduce(0, index, t, reduce="amax", include_self=False)
+
+    def broadcast(self, t: Tensor) -> Tensor:
+        """``[M, ...] -> [E, ...]``: a per-node value repeated for each of the node's children.
+
+        E.g. a Tree-LSTM's forget gate per child reads its parent's input term:
+        ``sigmoid(children.broadcast(x_f) + U_f(children.h))``.
+        """
+        return t.index_select(0, self.parent)
+
+    def slots(self, t: Tensor, n: int) -> Tensor:
+        """``[E, ...] -> [M, n, ...]``: each node's children side by side by slot, zeros where missing.
+
+        For ordered (N-ary) cells, e.g. ``children.slots(children.h, 2).flatten(1)`` is
+        ``[h_left; h_right]``. Raises if a node has more than ``n`` children.
+        """
+        m, e = self.num_nodes, t.shape[0]
+        tail = t.shape[1:]
+        if e == m * n:  # every node has exactly n children: rows are already in (node, slot) order
+            return t.reshape((m, n) + tail)
+        if e and int(self.slot.max()) >= n:
+            raise ValueError(f"a node has more than {n} children")
+        rows = self.parent * n + self.slot  # [E]
+        return t.new_zeros((m * n,) + tail).index_copy(0, rows, t).view((m, n) + tail)
+
+
+def _fields(state: Any) -> str:
+    if state is None:
+        return "none: these are leaves"
+    return ", ".join(getattr(state, "_fields", ())) or f"a plain tuple of {len(state)}: use children[i]"
 
 
 @runtime_checkable
@@ -48,10 +163,6 @@ class TreeCell(Protocol):
     input_size: int
     hidden_size: int
 
-    def project(self, x: Tensor) -> Tensor:
-        """Input projections ``[K, P]`` of node inputs ``[K, input_size]``."""
-        ...
-
-    def __call__(self, x_proj: Tensor, children: tuple[Tensor, ...] | None, level: LevelView) -> tuple[Tensor, ...]:
-        """States of one level's nodes from their projections and their children's states."""
+    def __call__(self, x: Tensor, children: Children) -> tuple[Tensor, ...]:
+        """States ``[M, ...]`` of a level's nodes from their inputs ``[M, P]`` and their children."""
         ...

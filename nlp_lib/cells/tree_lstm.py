@@ -13,9 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from nlp_lib.cells.base import TreeLSTMState
+from nlp_lib.cells.base import Children, TreeLSTMState
 from nlp_lib.errors import StructureError
-from nlp_lib.structure.schedule import LevelView
 
 __all__ = ["ChildSumTreeLSTMCell", "NaryTreeLSTMCell"]
 
@@ -50,22 +49,19 @@ class ChildSumTreeLSTMCell(nn.Module):
         """``[K, input_size] -> [K, 3 * hidden]``: a leaf has no children, so no forget-gate term."""
         return self.W_iou(x)
 
-    def forward(self, x_proj: Tensor, children: TreeLSTMState | None, level: LevelView) -> TreeLSTMState:
+    def forward(self, x_proj: Tensor, children: Children) -> TreeLSTMState:
         hs = self.hidden_size
         if x_proj.shape[1] == 3 * hs:  # project_leaf's layout: no forget-gate term
             iou, x_f = x_proj, None
         else:  # split, not slices: a slice's backward zero-fills a copy of the whole tensor
             iou, x_f = x_proj.split([3 * hs, hs], dim=1)
-        if children is None:  # leaves: no child terms
-            fc = None
-        else:
+        fc = None
+        if children:
             if x_f is None:
                 raise ValueError("ChildSumTreeLSTMCell: nodes with children need project(), not project_leaf()")
-            m = x_proj.shape[0]
-            h_sum = x_proj.new_zeros(m, hs).index_add(0, level.child_parent, children.h)  # [M, H]
-            iou = iou + self.U_iou(h_sum)  # eqs. 3, 5, 6
-            f = torch.sigmoid(x_f.index_select(0, level.child_parent) + self.U_f(children.h))  # [E, H] eq. 4
-            fc = x_proj.new_zeros(m, hs).index_add(0, level.child_parent, f * children.c)  # [M, H]
+            iou = iou + self.U_iou(children.sum(children.h))  # eqs. 2, 3, 5, 6: U h~_j
+            f = torch.sigmoid(children.broadcast(x_f) + self.U_f(children.h))  # [E, H] eq. 4, one per child
+            fc = children.sum(f * children.c)  # [M, H]
         i, o, u = iou.chunk(3, dim=-1)
         c = torch.sigmoid(i) * torch.tanh(u)  # eq. 7, first term
         if fc is not None:
@@ -116,15 +112,7 @@ class NaryTreeLSTMCell(nn.Module):
         """``[K, input_size] -> [K, 3 * hidden]`` laid out ``[i, o, u]``: a leaf has no forget gate."""
         return self.W_iou(x)
 
-    def _side_by_side(self, t: Tensor, level: LevelView, m: int) -> Tensor:
-        """Children's ``[E, H]`` rows laid out as ``[M, N * H]`` by slot (zeros where missing)."""
-        n, hs = self.arity, self.hidden_size
-        if t.shape[0] == m * n:  # every node has all N children: edges are already in (node, slot) order
-            return t.reshape(m, n * hs)
-        rows = level.child_parent * n + level.child_slot  # [E]
-        return t.new_zeros(m * n, hs).index_copy(0, rows, t).view(m, n * hs)
-
-    def forward(self, x_proj: Tensor, children: TreeLSTMState | None, level: LevelView) -> TreeLSTMState:
+    def forward(self, x_proj: Tensor, children: Children) -> TreeLSTMState:
         # Gates are cut apart with torch.split, never with slices: a split's backward is one cat,
         # a slice's backward writes a zero-filled copy of the whole tensor per slice.
         hs, n = self.hidden_size, self.arity
@@ -134,14 +122,14 @@ class NaryTreeLSTMCell(nn.Module):
             x_f = None
         else:  # project's layout [i, o, f, u]
             x_io, x_f, x_u = x_proj.split([2 * hs, hs, hs], dim=1)
-        if children is None:  # leaves: i, o, u from the input alone (eqs. 9, 11, 12, 13 with no children)
+        if not children:  # leaves: i, o, u from the input alone (eqs. 9, 11, 12, 13 with no children)
             i, o = torch.sigmoid(x_io).chunk(2, dim=1)
             c = i * torch.tanh(x_u)
             return TreeLSTMState(o * torch.tanh(c), c)
         if x_f is None:
             raise ValueError("NaryTreeLSTMCell: nodes with children need project(), not project_leaf()")
-        h_cat = self._side_by_side(children.h, level, m)  # [M, N*H]
-        c_kids = self._side_by_side(children.c, level, m).view(m, n, hs)  # [M, N, H]
+        h_cat = children.slots(children.h, n).view(m, n * hs)  # [M, N*H]: h_j1 .. h_jN, zeros if missing
+        c_kids = children.slots(children.c, n)  # [M, N, H]
         z_io, z_f, z_u = self.U_iouf(h_cat).split([2 * hs, n * hs, hs], dim=1)  # child terms
         i, o = torch.sigmoid(z_io + x_io).chunk(2, dim=1)  # eqs. 9, 11
         f = torch.sigmoid(z_f.view(m, n, hs) + x_f.unsqueeze(1))  # [M, N, H], eq. 10

@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from nlp_lib.cells.base import Children
 from nlp_lib.structure.schedule import LevelView, TreeBatch
 
 __all__ = ["TreeRunner", "run_levels", "run_recursive"]
@@ -29,8 +30,9 @@ __all__ = ["TreeRunner", "run_levels", "run_recursive"]
 Mode = Literal["level", "recursive"]
 
 
-def _gather(bufs: Sequence[Tensor], index: Tensor, state_type: type) -> tuple[Tensor, ...]:
-    return state_type(*(b.index_select(0, index) for b in bufs))
+def _children(lv: LevelView, fields: Sequence[Tensor] | None, state_type: type) -> Children:
+    state = _make_state(state_type, fields) if fields is not None else None
+    return Children(state, lv.child_parent, lv.child_slot, lv.num_nodes)
 
 
 def _make_state(state_type: type, fields: Sequence[Tensor]) -> tuple[Tensor, ...]:
@@ -64,10 +66,10 @@ class _LevelSweep(torch.autograd.Function):
                 xl = _level_inputs(x_in, x_empty, lv.start, lv.end).detach().requires_grad_()
                 if lv.num_edges and bufs is not None:
                     ch = [b.index_select(0, lv.child_index).requires_grad_() for b in bufs]
-                    children = _make_state(state_type, ch)
+                    children = _children(lv, ch, state_type)
                 else:
-                    ch, children = [], None
-                out = cell(xl, children, lv)
+                    ch, children = [], _children(lv, None, state_type)
+                out = cell(xl, children)
                 if bufs is None:
                     state_type = type(out)
                     bufs = [t.new_empty((num_nodes,) + t.shape[1:]) for t in out]
@@ -151,8 +153,8 @@ def run_levels(cell: nn.Module, batch: TreeBatch, x_in: Tensor, x_empty: Tensor 
     bufs = None
     state_type: type = tuple
     for lv in levels:
-        children = _gather(bufs, lv.child_index, state_type) if lv.num_edges and bufs is not None else None
-        out = cell(_level_inputs(x_in, x_empty, lv.start, lv.end), children, lv)
+        fields = [b.index_select(0, lv.child_index) for b in bufs] if lv.num_edges and bufs is not None else None
+        out = cell(_level_inputs(x_in, x_empty, lv.start, lv.end), _children(lv, fields, state_type))
         if bufs is None:
             state_type = type(out)
             bufs = [t.new_empty((batch.num_nodes,) + t.shape[1:]) for t in out]
@@ -190,21 +192,25 @@ def run_recursive(cell: nn.Module, batch: TreeBatch, x_in: Tensor, x_empty: Tens
             child_parent=torch.zeros(len(k), dtype=torch.long, device=device),
             child_slot=torch.arange(len(k), device=device),
         )
-        children = None
+        fields = None
         if k:
-            children = _make_state(state_type, [torch.cat([states[c][f] for c in k]) for f in range(len(states[k[0]]))])
-        out = cell(x_in[pos : pos + 1] if pos < num_inputs else x_empty, children, lv)
+            fields = [torch.cat([states[c][f] for c in k]) for f in range(len(states[k[0]]))]
+        out = cell(x_in[pos : pos + 1] if pos < num_inputs else x_empty, _children(lv, fields, state_type))
         state_type = type(out)
         states[pos] = out
     return _make_state(state_type, [torch.cat([s[f] for s in states]) for f in range(len(states[0]))])
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
 
 
 class TreeRunner(nn.Module):
     """Applies a tree cell over a batch of trees and returns every node's state.
 
     Args:
-        cell: Any :class:`~nlp_lib.cells.base.TreeCell` (an ``nn.Module`` with ``project`` and
-            ``forward(x_proj, children, level)``).
+        cell: Any :class:`~nlp_lib.cells.base.TreeCell`: an ``nn.Module`` with
+            ``forward(x, children)`` and, optionally, ``project`` / ``project_leaf`` / ``check``.
         mode: ``"level"`` (batched, the default) or ``"recursive"`` (one node at a time, for
             reference and debugging).
     """
@@ -240,13 +246,16 @@ class TreeRunner(nn.Module):
             and num_inputs == batch.level_offsets[1]
             and batch.num_levels > 1
         )
+        project = getattr(self.cell, "project", None)
+        if project is None:  # a cell without project() reads its raw input
+            project = _identity
         if leaves_only and project_leaf is not None:
             proj = project_leaf(x)  # [K, P_leaf]
         else:
-            proj = self.cell.project(x)  # [K, P], once for all nodes with an input
+            proj = project(x)  # [K, P], once for all nodes with an input
         empty = None
         if has_input is not None and num_inputs < batch.num_nodes:
-            empty = self.cell.project(x.new_zeros(1, x.shape[-1]))  # [1, P]: a node without input
+            empty = project(x.new_zeros(1, x.shape[-1]))  # [1, P]: a node without input
             if not batch.inputs_are_prefix:  # inputs scattered in level order: place them explicitly
                 proj = empty.expand(batch.num_nodes, -1).index_copy(0, has_input, proj)  # [N, P]
                 empty = None

@@ -6,12 +6,17 @@ import pytest
 import torch
 from torch import nn
 
-from nlp_lib.cells import ChildSumTreeLSTMCell, NaryTreeLSTMCell
+from nlp_lib.cells import (
+    Children,
+    ChildSumTreeGRUCell,
+    ChildSumTreeLSTMCell,
+    NaryTreeLSTMCell,
+    RecursiveNNCell,
+)
 from nlp_lib.errors import StructureError
 from nlp_lib.models import TreeClassifier
 from nlp_lib.structure import TreeBatch
 from nlp_lib.structure.random_trees import random_binary_tree, random_tree
-from nlp_lib.structure.schedule import LevelView
 
 VOCAB = 100
 
@@ -66,6 +71,23 @@ def test_child_sum_tree_lstm_batched_equals_one_at_a_time(dtype, atol):
     _compare(ChildSumTreeLSTMCell(16, 12), trees, dtype, atol)
 
 
+@pytest.mark.parametrize(
+    "make_cell",
+    [
+        lambda: ChildSumTreeGRUCell(8, 6),
+        lambda: RecursiveNNCell(8, 6, arity=3),
+        lambda: ChildSumTreeLSTMCell(8, 6),
+        lambda: NaryTreeLSTMCell(8, 6, arity=3),
+    ],
+    ids=["tree_gru", "recursive_nn", "child_sum_lstm", "nary3_lstm"],
+)
+def test_every_built_in_cell_batched_equals_one_at_a_time(make_cell):
+    rng = random.Random(7)
+    trees = [random_tree(rng.randint(1, 80), rng, max_children=3, vocab_size=VOCAB) for _ in range(10)]
+    _compare(make_cell(), trees, torch.float64, 1e-10)
+    _compare(make_cell(), trees, torch.float32, 1e-5)
+
+
 def test_nary_cell_with_missing_children_equals_recursive():
     rng = random.Random(2)
     trees = [random_tree(rng.randint(1, 60), rng, max_children=3, vocab_size=VOCAB) for _ in range(10)]
@@ -105,14 +127,9 @@ def test_frozen_cell_still_trains_embeddings():
 @pytest.mark.parametrize("cell", [NaryTreeLSTMCell(8, 6, arity=2), ChildSumTreeLSTMCell(8, 6)])
 def test_project_leaf_gives_the_same_leaf_states_as_project(cell):
     x = torch.randn(7, 8)
-    lv = LevelView(
-        start=0,
-        end=7,
-        child_index=torch.zeros(0, dtype=torch.long),
-        child_parent=torch.zeros(0, dtype=torch.long),
-        child_slot=torch.zeros(0, dtype=torch.long),
-    )
-    short, full = cell(cell.project_leaf(x), None, lv), cell(cell.project(x), None, lv)
+    none = torch.zeros(0, dtype=torch.long)
+    leaves = Children(None, none, none, 7)
+    short, full = cell(cell.project_leaf(x), leaves), cell(cell.project(x), leaves)
     assert cell.project_leaf(x).shape[1] < cell.project(x).shape[1]
     for a, b in zip(short, full, strict=True):
         torch.testing.assert_close(a, b)
