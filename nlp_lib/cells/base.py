@@ -69,15 +69,25 @@ class Children:
         parent: ``[E]`` the index (``0..M-1``) of the node each child belongs to.
         slot: ``[E]`` each child's rank among its node's children (0 = first / left).
         num_nodes: ``M``.
+        max_children: An upper bound on any node's number of children (the schedule knows it
+            without reading device memory); ``None`` if unknown.
     """
 
-    __slots__ = ("state", "parent", "slot", "num_nodes", "_count")
+    __slots__ = ("state", "parent", "slot", "num_nodes", "max_children", "_count")
 
-    def __init__(self, state: tuple[Tensor, ...] | None, parent: Tensor, slot: Tensor, num_nodes: int) -> None:
+    def __init__(
+        self,
+        state: tuple[Tensor, ...] | None,
+        parent: Tensor,
+        slot: Tensor,
+        num_nodes: int,
+        max_children: int | None = None,
+    ) -> None:
         self.state = state
         self.parent = parent
         self.slot = slot
         self.num_nodes = num_nodes
+        self.max_children = max_children  # a bound known without a device sync (the batch's), or None
         self._count: Tensor | None = None
 
     def __bool__(self) -> bool:
@@ -137,10 +147,11 @@ class Children:
         """
         m, e = self.num_nodes, t.shape[0]
         tail = t.shape[1:]
-        if e == m * n:  # every node has exactly n children: rows are already in (node, slot) order
-            return t.reshape((m, n) + tail)
-        if e and int(self.slot.max()) >= n:
+        most = self.max_children if self.max_children is not None else (int(self.slot.max()) + 1 if e else 0)
+        if most > n:
             raise ValueError(f"a node has more than {n} children")
+        if e == m * n:  # at most n each and n on average: exactly n each, rows already in (node, slot) order
+            return t.reshape((m, n) + tail)
         rows = self.parent * n + self.slot  # [E]
         return t.new_zeros((m * n,) + tail).index_copy(0, rows, t).view((m, n) + tail)
 

@@ -14,6 +14,7 @@ _EXPORTS = {
     "collate_trees": "nlp_lib.data.collate",
     "encode_tree": "nlp_lib.data.collate",
     "read_ptb_trees": "nlp_lib.data.ptb",
+    "read_conllu": "nlp_lib.data.ptb",
     "ptb_tree_data": "nlp_lib.data.sources",
     "listops_data": "nlp_lib.data.sources",
     "TreeDataModule": "nlp_lib.data.tree_datamodule",

@@ -1,4 +1,4 @@
-"""Reader for files of PTB-style bracketed trees, one tree a line (the SST format)."""
+"""Readers for tree files: PTB-style bracketed trees, one a line (the SST format), and CoNLL-U dependency trees."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Literal
 
 from nlp_lib.errors import DataError, NlpLibError
 from nlp_lib.structure.brackets import parse_ptb
+from nlp_lib.structure.conllu import DependencyTree, parse_conllu
 from nlp_lib.structure.tree import Tree
 
-__all__ = ["read_ptb_trees", "ReadResult", "OnError"]
+__all__ = ["read_ptb_trees", "read_conllu", "ReadResult", "OnError"]
 
 OnError = Literal["raise", "skip"]
 
@@ -59,3 +60,21 @@ def read_ptb_trees(path: str | Path, *, on_error: OnError = "raise", numeric_lab
                     raise DataError(str(e), path=str(p), line=lineno) from None
                 out.skipped.append((lineno, str(e)))
     return out
+
+
+def read_conllu(path: str | Path) -> list[DependencyTree]:
+    """Read a CoNLL-U file of dependency trees (see :mod:`nlp_lib.structure.conllu`).
+
+    Raises:
+        DataError: The file does not exist or is not valid UTF-8.
+        TreeFormatError: A malformed sentence (the message names the file and the line).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError("file does not exist" if not p.exists() else "not a file", path=str(p))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = p.read_bytes()[: e.start].count(b"\n") + 1
+        raise DataError(f"not valid UTF-8 (byte {e.start + 1} of the file)", path=str(p), line=line) from None
+    return list(parse_conllu(text.splitlines(), source=str(p)))

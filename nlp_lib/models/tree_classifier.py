@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import torch
 from torch import Tensor, nn
 
 from nlp_lib.modules.tree_runner import Mode, TreeRunner
@@ -44,6 +45,10 @@ class TreeClassifier(nn.Module):
         dropout: Dropout on the embeddings and on the states fed to the classifier.
         node_logits: Also return a label distribution for every node.
         mode: ``"level"`` (batched) or ``"recursive"`` (one node at a time, for debugging).
+        down_cell: A second cell for a top-down pass (a bidirectional tree model): it runs from
+            the root to the leaves, each node reading its parent's top-down state and, as its
+            input, its own bottom-up ``h``; a node's representation is then ``[h_up; h_down]``.
+            Its ``input_size`` must be ``cell.hidden_size``.
     """
 
     def __init__(
@@ -55,15 +60,37 @@ class TreeClassifier(nn.Module):
         dropout: float = 0.0,
         node_logits: bool = False,
         mode: Mode = "level",
+        down_cell: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
         self.num_classes = num_classes
         self.embedding = nn.Embedding(vocab_size, cell.input_size)
         self.runner = TreeRunner(cell, mode=mode)
+        out_size = cell.hidden_size
+        self.down_runner: TreeRunner | None = None
+        if down_cell is not None:
+            if down_cell.input_size != cell.hidden_size:
+                raise ValueError(
+                    f"down_cell.input_size ({down_cell.input_size}) must equal cell.hidden_size ({cell.hidden_size}):"
+                    " the top-down pass reads the bottom-up states"
+                )
+            self.down_runner = TreeRunner(down_cell, mode=mode, direction="down")
+            out_size += down_cell.hidden_size
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(cell.hidden_size, num_classes)
+        self.classifier = nn.Linear(out_size, num_classes)
         self.node_logits = node_logits
+
+    @property
+    def mode(self) -> Mode:
+        """``"level"`` or ``"recursive"``; setting it switches every pass."""
+        return self.runner.mode
+
+    @mode.setter
+    def mode(self, value: Mode) -> None:
+        for r in (self.runner, self.down_runner):
+            if r is not None:
+                r.mode = value
 
     @property
     def cell(self) -> nn.Module:
@@ -75,6 +102,8 @@ class TreeClassifier(nn.Module):
         x = self.dropout(self.embedding(tok))  # [K, input_size]
         state = self.runner(batch, x, batch.input_positions)
         h = state[0]  # [N, hidden]
+        if self.down_runner is not None:
+            h = torch.cat([h, self.down_runner(batch, h)[0]], dim=-1)  # [N, hidden + down hidden]
         root_h = h[batch.roots]  # [B, hidden]
         logits = self.classifier(self.dropout(root_h))  # [B, C]
         node = self.classifier(self.dropout(h)) if self.node_logits else None  # [N, C]

@@ -28,11 +28,12 @@ from nlp_lib.structure.schedule import LevelView, TreeBatch
 __all__ = ["TreeRunner", "run_levels", "run_recursive"]
 
 Mode = Literal["level", "recursive"]
+Direction = Literal["up", "down"]
 
 
 def _children(lv: LevelView, fields: Sequence[Tensor] | None, state_type: type) -> Children:
     state = _make_state(state_type, fields) if fields is not None else None
-    return Children(state, lv.child_parent, lv.child_slot, lv.num_nodes)
+    return Children(state, lv.child_parent, lv.child_slot, lv.num_nodes, lv.max_children)
 
 
 def _make_state(state_type: type, fields: Sequence[Tensor]) -> tuple[Tensor, ...]:
@@ -191,6 +192,7 @@ def run_recursive(cell: nn.Module, batch: TreeBatch, x_in: Tensor, x_empty: Tens
             child_index=torch.tensor(k, dtype=torch.long, device=device),
             child_parent=torch.zeros(len(k), dtype=torch.long, device=device),
             child_slot=torch.arange(len(k), device=device),
+            max_children=len(k),
         )
         fields = None
         if k:
@@ -213,14 +215,20 @@ class TreeRunner(nn.Module):
             ``forward(x, children)`` and, optionally, ``project`` / ``project_leaf`` / ``check``.
         mode: ``"level"`` (batched, the default) or ``"recursive"`` (one node at a time, for
             reference and debugging).
+        direction: ``"up"`` (leaves to root: a node reads its children) or ``"down"`` (root to
+            leaves over the reversed edges: a node reads its parent, or its parents in a DAG; the
+            second pass of a bidirectional Tree-LSTM).
     """
 
-    def __init__(self, cell: nn.Module, mode: Mode = "level") -> None:
+    def __init__(self, cell: nn.Module, mode: Mode = "level", direction: Direction = "up") -> None:
         super().__init__()
         if mode not in ("level", "recursive"):
             raise ValueError(f"mode must be 'level' or 'recursive', got {mode!r}")
+        if direction not in ("up", "down"):
+            raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
         self.cell = cell
         self.mode = mode
+        self.direction = direction
 
     def forward(self, batch: TreeBatch, x: Tensor, has_input: Tensor | None = None) -> tuple[Tensor, ...]:
         """Run the cell over the batch.
@@ -228,23 +236,36 @@ class TreeRunner(nn.Module):
         Args:
             batch: The schedule.
             x: ``[K, input_size]`` inputs of the nodes in ``has_input`` (or ``[N, input_size]`` for
-                all nodes when ``has_input`` is None), in level order.
+                all nodes when ``has_input`` is None), in the batch's level order.
             has_input: ``[K]`` positions of the nodes that have an input; every other node gets
                 the projection of a zero input. ``None``: every node has one.
 
         Returns:
-            The cell's state type with ``[N, ...]`` tensors in level order.
+            The cell's state type with ``[N, ...]`` tensors in the batch's level order (also for
+            ``direction="down"``: the top-down states are mapped back to ``batch``'s positions).
         """
+        if self.direction == "down":  # the same cell over the reversed edges: each node reads its parents
+            rev, to_rev = batch.reversed()
+            if has_input is None:
+                states = self._run(rev, x[rev.order], None, True)
+            else:
+                where = to_rev[has_input]
+                perm = torch.argsort(where)
+                states = self._run(rev, x[perm], where[perm], None)
+            return _make_state(type(states), [s[to_rev] for s in states])
+        prefix = batch.inputs_are_prefix if has_input is batch.input_positions else None
+        return self._run(batch, x, has_input, prefix)
+
+    def _run(self, batch: TreeBatch, x: Tensor, has_input: Tensor | None, prefix: bool | None) -> tuple[Tensor, ...]:
         check = getattr(self.cell, "check", None)
         if check is not None:
             check(batch.max_children)
         num_inputs = x.shape[0]
+        if has_input is not None and prefix is None:  # are the inputs exactly positions 0..K-1?
+            prefix = bool(torch.equal(has_input, torch.arange(num_inputs, device=has_input.device)))
         project_leaf = getattr(self.cell, "project_leaf", None)
         leaves_only = (  # exactly the leaves (level 0) have inputs: they never read child terms
-            has_input is not None
-            and batch.inputs_are_prefix
-            and num_inputs == batch.level_offsets[1]
-            and batch.num_levels > 1
+            has_input is not None and prefix and num_inputs == batch.level_offsets[1] and batch.num_levels > 1
         )
         project = getattr(self.cell, "project", None)
         if project is None:  # a cell without project() reads its raw input
@@ -256,7 +277,7 @@ class TreeRunner(nn.Module):
         empty = None
         if has_input is not None and num_inputs < batch.num_nodes:
             empty = project(x.new_zeros(1, x.shape[-1]))  # [1, P]: a node without input
-            if not batch.inputs_are_prefix:  # inputs scattered in level order: place them explicitly
+            if not prefix:  # inputs scattered in level order: place them explicitly
                 proj = empty.expand(batch.num_nodes, -1).index_copy(0, has_input, proj)  # [N, P]
                 empty = None
         run = run_recursive if self.mode == "recursive" else run_levels

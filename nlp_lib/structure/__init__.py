@@ -1,6 +1,8 @@
 """Trees and schedules as arrays; tree-format parsers (torch only)."""
 
+from nlp_lib.structure.brackets import parse_ptb
+from nlp_lib.structure.dag import Dag
 from nlp_lib.structure.schedule import LevelView, TreeBatch
 from nlp_lib.structure.tree import Tree, compute_heights
 
-__all__ = ["Tree", "TreeBatch", "LevelView", "compute_heights"]
+__all__ = ["Dag", "Tree", "TreeBatch", "LevelView", "compute_heights", "parse_ptb"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 
+from nlp_lib.structure.dag import Dag
 from nlp_lib.structure.tree import Tree
 
-__all__ = ["random_binary_tree", "random_tree"]
+__all__ = ["random_binary_tree", "random_dag", "random_tree"]
 
 
 def random_binary_tree(num_leaves: int, rng: random.Random, vocab_size: int = 100) -> Tree:
@@ -45,3 +46,32 @@ def random_tree(num_nodes: int, rng: random.Random, max_children: int | None = N
         room[j] -= 1
     words = [f"w{rng.randrange(vocab_size)}" for _ in range(num_nodes)]
     return Tree(parent=parent, words=words)
+
+
+def random_dag(
+    num_nodes: int, rng: random.Random, extra_edges: float = 0.5, max_inputs: int | None = None, vocab_size: int = 100
+) -> Dag:
+    """A random DAG: a :func:`random_tree` plus about ``extra_edges * num_nodes`` shortcut edges.
+
+    Each extra edge makes an earlier node feed one more parent (a shared node), so nodes have
+    several parents; every node has a word. ``max_inputs`` bounds the number of inputs per node.
+    """
+    tree = random_tree(num_nodes, rng, max_children=max_inputs, vocab_size=vocab_size)
+    edges = {(i, p) for i, p in enumerate(tree.parent) if p >= 0}
+    inputs = [0] * num_nodes
+    for _, p in edges:
+        inputs[p] += 1
+    for _ in range(round(extra_edges * num_nodes)) if num_nodes > 2 else ():
+        p = rng.randrange(2, num_nodes)
+        c = rng.randrange(0, p - 1)
+        if (c, p) in edges or (max_inputs is not None and inputs[p] >= max_inputs):
+            continue
+        edges.add((c, p))
+        inputs[p] += 1
+    ordered = sorted(edges, key=lambda e: (e[1], e[0]))
+    return Dag(
+        num_nodes=num_nodes,
+        child=[c for c, _ in ordered],
+        parent=[p for _, p in ordered],
+        words=tree.words,
+    )

@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
+from nlp_lib.structure.dag import Dag
 from nlp_lib.structure.tree import compute_heights
 
 __all__ = ["TreeBatch", "LevelView"]
@@ -36,6 +37,8 @@ class LevelView:
         child_index: ``[E]`` positions of the children of this level's nodes.
         child_parent: ``[E]`` for each child, its parent's index within the level (``0..M-1``).
         child_slot: ``[E]`` for each child, its rank among its siblings (0 = first/left).
+        max_children: An upper bound on the number of children of this level's nodes (the
+            batch's), known without a device sync; ``None`` if unknown.
     """
 
     start: int
@@ -43,6 +46,7 @@ class LevelView:
     child_index: Tensor
     child_parent: Tensor
     child_slot: Tensor
+    max_children: int | None = None
 
     @property
     def num_nodes(self) -> int:
@@ -114,6 +118,7 @@ class TreeBatch:
             child_index=self.child_index[es:ee],
             child_parent=self.child_parent[es:ee],
             child_slot=self.child_slot[es:ee],
+            max_children=self.max_children,
         )
 
     def levels(self) -> list[LevelView]:
@@ -156,67 +161,177 @@ class TreeBatch:
             The batch, with every tensor on the CPU.
         """
         sizes = [len(p) for p in parents]
-        num_trees = len(sizes)
-        if num_trees == 0:
+        if not sizes:
             raise ValueError("cannot build a schedule for an empty batch")
         if heights is None:
             heights = [compute_heights(p) for p in parents]
-        size_t = torch.tensor(sizes, dtype=torch.long)
-        offsets = torch.cumsum(size_t, 0) - size_t  # [B] first node id of each tree
-        n = int(size_t.sum())
-        flat = torch.arange(n)
-        node_tree = torch.repeat_interleave(torch.arange(num_trees), size_t)  # [N]
+        size_t, offsets, node_tree = _offsets(sizes)
         parent_local = torch.tensor([i for p in parents for i in p], dtype=torch.long)  # [N]
-        height = torch.tensor([h for hs in heights for h in hs], dtype=torch.long)  # [N]
         is_child = parent_local >= 0
-        parent_global = torch.where(is_child, parent_local + offsets[node_tree], -1)  # [N]
+        child_ids = torch.arange(int(size_t.sum()))[is_child]  # [E]
+        parent_ids = (parent_local + offsets[node_tree])[is_child]  # [E]
+        return _schedule(
+            child_ids,
+            parent_ids,
+            torch.tensor([h for hs in heights for h in hs], dtype=torch.long),
+            node_tree,
+            offsets + size_t - 1,  # the root is each tree's last node
+            _flat(tokens, -1, int(size_t.sum())),
+            _flat(labels, None, 0),
+        )[0]
 
-        # Level order: by height, then by node id (stable): positions of each level contiguous.
-        num_levels = int(height.max()) + 1
-        order = torch.argsort(height * n + flat)  # [N] position -> node id
-        pos = torch.empty_like(order)
-        pos[order] = flat  # node id -> position
-        level_counts = torch.bincount(height, minlength=num_levels)
-        level_offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(level_counts, 0)])
+    @staticmethod
+    def from_dags(
+        dags: Sequence[Dag],
+        tokens: Sequence[Sequence[int]] | None = None,
+        labels: Sequence[Sequence[int]] | None = None,
+    ) -> TreeBatch:
+        """Build the schedule of a batch of DAGs (a node may feed several parents).
 
-        # Edges sorted by parent position, siblings by node id (= slot order).
-        child_ids = flat[is_child]  # [E]
-        parent_ids = parent_global[is_child]  # [E]
-        parent_pos = pos[parent_ids]
-        e_order = torch.argsort(parent_pos * n + child_ids)
-        child_ids, parent_ids, parent_pos = child_ids[e_order], parent_ids[e_order], parent_pos[e_order]
-        e = child_ids.shape[0]
-        new_group = torch.ones(e, dtype=torch.bool)
-        if e > 1:
-            new_group[1:] = parent_pos[1:] != parent_pos[:-1]
-        e_range = torch.arange(e)
-        group_start = torch.cummax(torch.where(new_group, e_range, 0), 0).values
-        child_slot = e_range - group_start
-        parent_height = height[parent_ids]
-        edge_counts = torch.bincount(parent_height, minlength=num_levels)
-        edge_offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(edge_counts, 0)])
-        child_parent = parent_pos - level_offsets[parent_height]
+        A node's level is its height (the longest path from a node without inputs); a node read
+        by two parents is gathered once for each. The output node of each graph (``roots``) is its
+        last node. Trees given as ``Dag.from_tree`` get exactly the schedule of :meth:`from_arrays`.
 
-        roots = pos[offsets + size_t - 1]  # the root is each tree's last node
-        tok = (
-            torch.tensor([t for ts in tokens for t in ts], dtype=torch.long)[order]
-            if tokens is not None
-            else torch.full((n,), -1, dtype=torch.long)
+        Args:
+            dags: The graphs (their heights are cached on them).
+            tokens: Per graph, a token id per node (-1 for none). Defaults to all -1.
+            labels: Per graph, a label per node (-1 for none). Defaults to ``dag.labels`` when every
+                graph has them, else unlabelled.
+        """
+        if not dags:
+            raise ValueError("cannot build a schedule for an empty batch")
+        size_t, offsets, node_tree = _offsets([d.num_nodes for d in dags])
+        edge_counts = torch.tensor([len(d.child) for d in dags], dtype=torch.long)
+        edge_off = torch.repeat_interleave(offsets, edge_counts)  # [E]
+        child_ids = torch.tensor([c for d in dags for c in d.child], dtype=torch.long) + edge_off
+        parent_ids = torch.tensor([p for d in dags for p in d.parent], dtype=torch.long) + edge_off
+        if labels is None and all(d.labels is not None for d in dags):
+            labels = [d.labels for d in dags]
+        return _schedule(
+            child_ids,
+            parent_ids,
+            torch.tensor([h for d in dags for h in d.heights], dtype=torch.long),
+            node_tree,
+            offsets + size_t - 1,
+            _flat(tokens, -1, int(size_t.sum())),
+            _flat(labels, None, 0),
+        )[0]
+
+    def edge_parents(self) -> Tensor:
+        """``[E]`` the position of each edge's parent (``level start + child_parent``)."""
+        starts = torch.tensor(self.level_offsets[:-1], dtype=torch.long, device=self.child_parent.device)
+        counts = torch.tensor(
+            [b - a for a, b in zip(self.edge_offsets[:-1], self.edge_offsets[1:], strict=True)],
+            dtype=torch.long,
+            device=self.child_parent.device,
         )
-        lab = torch.tensor([x for ls in labels for x in ls], dtype=torch.long)[order] if labels is not None else None
-        input_positions = torch.nonzero(tok >= 0).view(-1)
-        return TreeBatch(
-            tokens=tok,
-            labels=lab,
-            roots=roots,
-            node_tree=node_tree[order],
-            child_index=pos[child_ids],
-            child_parent=child_parent,
-            child_slot=child_slot,
-            level_offsets=tuple(level_offsets.tolist()),
-            edge_offsets=tuple(edge_offsets.tolist()),
-            order=order,
-            input_positions=input_positions,
-            inputs_are_prefix=bool(torch.equal(input_positions, torch.arange(input_positions.numel()))),
-            max_children=int(child_slot.max()) + 1 if e else 0,
+        return torch.repeat_interleave(starts, counts) + self.child_parent
+
+    def reversed(self) -> tuple[TreeBatch, Tensor]:
+        """The schedule of the same graphs with every edge reversed: roots first, leaves last.
+
+        A top-down pass (each node reads its parent's state, e.g. the second half of a
+        bidirectional Tree-LSTM) runs over it like a bottom-up pass over ``self``. A node's level
+        in the reversed schedule is its depth (longest path from a root).
+
+        Returns:
+            ``(rev, to_rev)``: the reversed schedule, whose ``order`` maps its positions to
+            positions of ``self`` (and whose tokens, labels and roots are ``self``'s, moved), and
+            ``to_rev`` (``[N]``), mapping positions of ``self`` to positions of ``rev``.
+        """
+        cached = self.__dict__.get("_reversed")
+        if cached is not None:
+            return cached
+        n = self.num_nodes
+        parent_pos = self.edge_parents()  # [E]
+        depth = torch.zeros(n, dtype=torch.long, device=parent_pos.device)
+        for lvl in range(self.num_levels - 1, 0, -1):  # top-down: a parent's depth is final first
+            es, ee = self.edge_offsets[lvl], self.edge_offsets[lvl + 1]
+            if ee > es:
+                depth.scatter_reduce_(
+                    0, self.child_index[es:ee], depth[parent_pos[es:ee]] + 1, reduce="amax", include_self=True
+                )
+        dev = self.child_index.device
+        rev, pos = _schedule(
+            parent_pos.cpu(),  # reversed: the bottom-up parent is read by the bottom-up child
+            self.child_index.cpu(),
+            depth.cpu(),
+            self.node_tree.cpu(),
+            self.roots.cpu(),
+            self.tokens.cpu(),
+            self.labels.cpu() if self.labels is not None else None,
         )
+        self.__dict__["_reversed"] = out = (rev.to(dev), pos.to(dev))
+        return out
+
+
+def _offsets(sizes: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
+    size_t = torch.tensor(sizes, dtype=torch.long)
+    offsets = torch.cumsum(size_t, 0) - size_t  # [B] first node id of each graph
+    node_tree = torch.repeat_interleave(torch.arange(len(sizes)), size_t)  # [N]
+    return size_t, offsets, node_tree
+
+
+def _flat(values: Sequence[Sequence[int]] | None, fill: int | None, n: int) -> Tensor | None:
+    if values is None:
+        return torch.full((n,), fill, dtype=torch.long) if fill is not None else None
+    return torch.tensor([x for vs in values for x in vs], dtype=torch.long)
+
+
+def _schedule(
+    child_ids: Tensor,
+    parent_ids: Tensor,
+    height: Tensor,
+    node_tree: Tensor,
+    root_ids: Tensor,
+    tokens: Tensor,
+    labels: Tensor | None,
+) -> tuple[TreeBatch, Tensor]:
+    """The schedule of a batch given its edges (``child_ids[e]`` is read by ``parent_ids[e]``) by node id.
+
+    Returns the batch and ``pos`` (node id -> position).
+    """
+    n = int(height.shape[0])
+    flat = torch.arange(n)
+    # Level order: by height, then by node id (stable): positions of each level contiguous.
+    num_levels = int(height.max()) + 1
+    order = torch.argsort(height * n + flat)  # [N] position -> node id
+    pos = torch.empty_like(order)
+    pos[order] = flat  # node id -> position
+    level_counts = torch.bincount(height, minlength=num_levels)
+    level_offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(level_counts, 0)])
+
+    # Edges sorted by parent position, a parent's inputs by node id (= slot order).
+    parent_pos = pos[parent_ids]
+    e_order = torch.argsort(parent_pos * n + child_ids)
+    child_ids, parent_ids, parent_pos = child_ids[e_order], parent_ids[e_order], parent_pos[e_order]
+    e = child_ids.shape[0]
+    new_group = torch.ones(e, dtype=torch.bool)
+    if e > 1:
+        new_group[1:] = parent_pos[1:] != parent_pos[:-1]
+    e_range = torch.arange(e)
+    group_start = torch.cummax(torch.where(new_group, e_range, 0), 0).values
+    child_slot = e_range - group_start
+    parent_height = height[parent_ids]
+    edge_counts = torch.bincount(parent_height, minlength=num_levels)
+    edge_offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(edge_counts, 0)])
+    child_parent = parent_pos - level_offsets[parent_height]
+
+    tok = tokens[order]
+    input_positions = torch.nonzero(tok >= 0).view(-1)
+    batch = TreeBatch(
+        tokens=tok,
+        labels=labels[order] if labels is not None else None,
+        roots=pos[root_ids],
+        node_tree=node_tree[order],
+        child_index=pos[child_ids],
+        child_parent=child_parent,
+        child_slot=child_slot,
+        level_offsets=tuple(level_offsets.tolist()),
+        edge_offsets=tuple(edge_offsets.tolist()),
+        order=order,
+        input_positions=input_positions,
+        inputs_are_prefix=bool(torch.equal(input_positions, torch.arange(input_positions.numel()))),
+        max_children=int(child_slot.max()) + 1 if e else 0,
+    )
+    return batch, pos

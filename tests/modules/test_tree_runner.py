@@ -15,8 +15,9 @@ from nlp_lib.cells import (
 )
 from nlp_lib.errors import StructureError
 from nlp_lib.models import TreeClassifier
-from nlp_lib.structure import TreeBatch
-from nlp_lib.structure.random_trees import random_binary_tree, random_tree
+from nlp_lib.modules import TreeRunner, check_cell
+from nlp_lib.structure import Dag, TreeBatch
+from nlp_lib.structure.random_trees import random_binary_tree, random_dag, random_tree
 
 VOCAB = 100
 
@@ -27,6 +28,8 @@ def _encode(trees):
 
 def _batch(trees):
     labels = [[-1] * (len(t) - 1) + [len(t) % 5] for t in trees]
+    if isinstance(trees[0], Dag):
+        return TreeBatch.from_dags(trees, _encode(trees), labels)
     return TreeBatch.from_arrays([t.parent for t in trees], _encode(trees), labels)
 
 
@@ -40,11 +43,11 @@ def _loss_and_grads(model, batch):
     return out.root_hidden.detach(), grads
 
 
-def _compare(cell, trees, dtype, atol):
+def _compare(cell, trees, dtype, atol, down_cell=None):
     torch.manual_seed(0)
-    model = TreeClassifier(vocab_size=VOCAB, num_classes=5, cell=cell).to(dtype)
+    model = TreeClassifier(vocab_size=VOCAB, num_classes=5, cell=cell, down_cell=down_cell).to(dtype)
     roots, grads = _loss_and_grads(model, _batch(trees))  # level-scheduled, whole batch
-    model.runner.mode = "recursive"
+    model.mode = "recursive"
     one_roots, one_grads = [], None
     for t in trees:  # one tree at a time, one node at a time
         r, g = _loss_and_grads(model, _batch([t]))
@@ -146,3 +149,75 @@ def test_scattered_inputs_equal_recursive():
     batch = _batch(trees)
     assert not batch.inputs_are_prefix
     _compare(ChildSumTreeLSTMCell(8, 6), trees, torch.float64, 1e-10)
+
+
+@pytest.mark.parametrize(
+    "make_cell",
+    [
+        lambda: ChildSumTreeLSTMCell(8, 6),
+        lambda: ChildSumTreeGRUCell(8, 6),
+        lambda: NaryTreeLSTMCell(8, 6, arity=4),
+        lambda: RecursiveNNCell(8, 6, arity=4),
+    ],
+    ids=["child_sum_lstm", "tree_gru", "nary4_lstm", "recursive_nn"],
+)
+def test_dags_batched_equal_one_at_a_time(make_cell):
+    rng = random.Random(8)
+    dags = [random_dag(rng.randint(1, 60), rng, max_inputs=4, vocab_size=VOCAB) for _ in range(8)]
+    assert any(len(set(d.child)) < len(d.child) for d in dags)  # some node feeds several parents
+    _compare(make_cell(), dags, torch.float64, 1e-10)
+    _compare(make_cell(), dags, torch.float32, 1e-5)
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_bidirectional_batched_equals_one_at_a_time(dtype, atol):
+    rng = random.Random(9)
+    trees = [random_binary_tree(rng.randint(1, 80), rng, VOCAB) for _ in range(8)]
+    _compare(NaryTreeLSTMCell(8, 6), trees, dtype, atol, down_cell=ChildSumTreeLSTMCell(6, 5))
+    dags = [random_dag(rng.randint(1, 40), rng, vocab_size=VOCAB) for _ in range(6)]
+    _compare(ChildSumTreeGRUCell(8, 6), dags, dtype, atol, down_cell=ChildSumTreeGRUCell(6, 5))
+
+
+def test_top_down_pass_reads_the_parent():
+    """A top-down 'depth counter' cell: each node's state is its parent's plus one."""
+
+    class Depth(nn.Module):
+        input_size = hidden_size = 1
+
+        def forward(self, x, children):
+            if not children:
+                return (torch.zeros_like(x),)
+            return (children.max(children[0]) + 1,)
+
+    rng = random.Random(10)
+    trees = [random_tree(rng.randint(1, 30), rng, vocab_size=VOCAB) for _ in range(4)]
+    batch = _batch(trees)
+    runner = TreeRunner(Depth(), direction="down")
+    (depth,) = runner(batch, torch.zeros(batch.num_nodes, 1))
+    expected = []
+    for t in trees:
+        d = [0] * len(t)
+        for i in range(len(t) - 2, -1, -1):
+            d[i] = d[t.parent[i]] + 1
+        expected += d
+    assert depth.view(-1)[_inverse(batch.order)].tolist() == expected
+
+
+def _inverse(order):
+    inv = torch.empty_like(order)
+    inv[order] = torch.arange(order.numel())
+    return inv
+
+
+def test_check_cell_passes_built_ins_and_catches_a_level_wide_reduction():
+    check_cell(ChildSumTreeLSTMCell(6, 5))
+
+    class Leaky(nn.Module):  # mixes nodes of a level: not a per-node function
+        input_size = hidden_size = 4
+
+        def forward(self, x, children):
+            h = torch.tanh(x + x.mean(0, keepdim=True))
+            return (h + children.sum(children[0]),) if children else (h,)
+
+    with pytest.raises(AssertionError, match="batched and one-at-a-time"):
+        check_cell(Leaky())
