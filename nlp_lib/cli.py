@@ -155,7 +155,23 @@ def train(cfg: Any) -> dict[str, Any]:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     data = _instantiate(cfg.data, "data", seed=int(cfg.seed))
     data.prepare()
-    model = _instantiate(cfg.model, "model", vocab_size=data.vocab_size, num_classes=data.num_classes)
+    model_cfg = OmegaConf.masked_copy(cfg.model, [k for k in cfg.model if k != "embeddings"])
+    model = _instantiate(model_cfg, "model", vocab_size=data.vocab_size, num_classes=data.num_classes)
+    vectors = cfg.model.get("embeddings") or {}
+    if vectors.get("path"):  # pretrained word vectors initialise the embedding (model.embeddings.path=)
+        from torch import nn
+
+        from nlp_lib.modules.embeddings import load_pretrained
+
+        if not isinstance(getattr(model, "embedding", None), nn.Embedding):
+            raise ConfigError("model.embeddings.path: this model has no word embedding (.embedding) to initialise")
+        load_pretrained(
+            model.embedding,
+            data.vocab.words,
+            str(vectors.path),
+            freeze=bool(vectors.get("freeze", False)),
+            key="model.embeddings.path",
+        )
     optimizer = _instantiate(cfg.optim.optimizer, "optim.optimizer")
     scheduler = _instantiate(cfg.optim.scheduler, "optim.scheduler") if cfg.optim.get("scheduler") else None
     task = _instantiate(cfg.task, "task", model=model, optimizer=optimizer, scheduler=scheduler)

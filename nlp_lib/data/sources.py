@@ -9,11 +9,29 @@ from typing import Any
 from nlp_lib.data.ptb import OnError, read_ptb_trees
 from nlp_lib.data.tree_datamodule import TreeDataModule, TreeSplits
 from nlp_lib.errors import DataError
+from nlp_lib.structure.tree import Tree
 
-__all__ = ["ptb_tree_data", "listops_data"]
+__all__ = ["ptb_tree_data", "listops_data", "sst_binary"]
 
 
-def _read_ptb_splits(directory: Path, files: dict[str, str | None], on_error: OnError) -> TreeSplits:
+_SST_BINARY = {0: 0, 1: 0, 2: -1, 3: 1, 4: 1}
+
+
+def sst_binary(tree: Tree) -> Tree | None:
+    """SST-2 from a fine-grained SST tree: labels 0, 1 -> 0 and 3, 4 -> 1; neutral (2) nodes get no label.
+
+    Returns ``None`` for a tree whose root is neutral (SST-2 drops those sentences).
+    """
+    if tree.labels is None or tree.labels[-1] == 2:
+        return None
+    if not set(tree.labels) <= set(_SST_BINARY) | {-1}:
+        raise DataError(f"binary SST needs labels 0..4, found {sorted(set(tree.labels))}")
+    return Tree(parent=tree.parent, words=tree.words, labels=[_SST_BINARY.get(x, -1) for x in tree.labels])
+
+
+def _read_ptb_splits(
+    directory: Path, files: dict[str, str | None], on_error: OnError, binary: bool = False
+) -> TreeSplits:
     splits: TreeSplits = {}
     for split, name in files.items():
         if name is None:
@@ -28,7 +46,10 @@ def _read_ptb_splits(directory: Path, files: dict[str, str | None], on_error: On
             logging.getLogger(__name__).warning(
                 "%s: skipped %d bad lines (first: line %d: %s)", f, len(res.skipped), *res.skipped[0]
             )
-        splits[split] = res.trees
+        trees = res.trees
+        if binary:
+            trees = [b for b in map(sst_binary, trees) if b is not None]
+        splits[split] = trees
     return splits
 
 
@@ -39,6 +60,7 @@ def ptb_tree_data(
     val_file: str = "dev.txt",
     test_file: str | None = "test.txt",
     on_error: OnError = "raise",
+    binary: bool = False,
     **datamodule_kwargs: Any,
 ) -> TreeDataModule:
     """Tree data from PTB-style files (SST's ``train.txt``/``dev.txt``/``test.txt``) in a directory.
@@ -49,6 +71,8 @@ def ptb_tree_data(
         val_file: Validation split file name.
         test_file: Test split file name (read if present).
         on_error: ``"raise"`` on a malformed line, or ``"skip"`` it and report the count.
+        binary: SST-2 (see :func:`sst_binary`): positive / negative, neutral sentences dropped and
+            neutral phrases unlabelled. Set ``num_classes`` to 2.
         **datamodule_kwargs: Passed to :class:`TreeDataModule` (``batch_size``, ``lowercase``...).
 
     Raises:
@@ -58,7 +82,12 @@ def ptb_tree_data(
     if not directory.is_dir():
         raise DataError(f"data.path: directory '{path}' does not exist (expected {train_file}, {val_file} in it)")
     files = {"train": train_file, "val": val_file, "test": test_file}
-    return TreeDataModule(load=partial(_read_ptb_splits, directory, files, on_error), **datamodule_kwargs)
+    if binary and datamodule_kwargs.get("num_classes") not in (None, 2):
+        raise DataError(f"data.binary=true needs data.num_classes=2, got {datamodule_kwargs['num_classes']}")
+    if binary:
+        datamodule_kwargs["num_classes"] = 2
+    load = partial(_read_ptb_splits, directory, files, on_error, binary)
+    return TreeDataModule(load=load, **datamodule_kwargs)
 
 
 def _listops_generated(sizes: dict[str, int], seed: int, params: dict[str, Any]) -> TreeSplits:
@@ -130,6 +159,8 @@ def listops_data(
         val_file: See ``train_file``.
         test_file: See ``train_file`` (read if present).
         on_error: ``"raise"`` on a malformed line, or ``"skip"`` it and report the count.
+        binary: SST-2 (see :func:`sst_binary`): positive / negative, neutral sentences dropped and
+            neutral phrases unlabelled. Set ``num_classes`` to 2.
         **datamodule_kwargs: Passed to :class:`TreeDataModule`.
     """
     datamodule_kwargs.setdefault("num_classes", 10)

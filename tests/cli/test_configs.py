@@ -44,6 +44,8 @@ def _import(path):
 def _check_binds(key, node):
     target = _import(node["_target_"])
     kwargs = {k: v for k, v in node.items() if not k.startswith("_")}
+    if key == "model" or key.startswith("model/"):  # a recipe's model node, or a conf/model/ file
+        kwargs.pop("embeddings", None)  # pretrained vectors: the train function loads them
     sig = inspect.signature(target)
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
     if not accepts_any:

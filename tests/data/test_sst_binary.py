@@ -1,0 +1,8 @@
+from nlp_lib.data.sources import sst_binary
+from nlp_lib.structure import parse_ptb
+
+
+def test_binary_maps_labels_and_drops_neutral_roots():
+    t = sst_binary(parse_ptb("(4 (2 A) (3 (1 b) (0 c)))"))
+    assert list(t.labels) == [-1, 0, 0, 1, 1]
+    assert sst_binary(parse_ptb("(2 (3 A) (2 b))")) is None
