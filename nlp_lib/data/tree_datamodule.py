@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -36,6 +36,10 @@ class TreeDataModule(pl.LightningDataModule):
         min_freq: Words seen fewer times in ``train`` map to ``<unk>``.
         seed: Seed of the training shuffle.
         vocab: A vocabulary to use instead of building one (fine-tuning, evaluation).
+        vocab_splits: The splits whose words make the vocabulary (words only; never labels).
+            ``("train",)`` by default; with pretrained vectors, adding ``"val"``/``"test"`` lets
+            their words keep their pretrained vectors instead of becoming ``<unk>`` (as in Tai et
+            al.'s code, whose vocabulary spans every split).
     """
 
     def __init__(
@@ -50,6 +54,7 @@ class TreeDataModule(pl.LightningDataModule):
         min_freq: int = 1,
         seed: int = 0,
         vocab: WordVocab | None = None,
+        vocab_splits: Sequence[str] = ("train",),
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -63,6 +68,7 @@ class TreeDataModule(pl.LightningDataModule):
         self.min_freq = min_freq
         self.seed = seed
         self.vocab = vocab
+        self.vocab_splits = tuple(vocab_splits)
         self.splits: dict[str, list[EncodedTree]] = {}
 
     def prepare(self) -> None:
@@ -74,8 +80,15 @@ class TreeDataModule(pl.LightningDataModule):
             if not raw.get(name):
                 raise DataError(f"the '{name}' split is empty or missing")
         if self.vocab is None:
+            unknown = [s for s in self.vocab_splits if s not in ("train", "val", "test")]
+            if unknown or "train" not in self.vocab_splits:
+                raise DataError(
+                    f"data.vocab_splits must include 'train' and name splits train/val/test, got {list(self.vocab_splits)}"
+                )
             self.vocab = WordVocab.build(
-                (w for t in raw["train"] for w in t.words), min_freq=self.min_freq, lowercase=self.lowercase
+                (w for s in self.vocab_splits for t in raw.get(s, ()) for w in t.words),
+                min_freq=self.min_freq,
+                lowercase=self.lowercase,
             )
         if self._num_classes is None:
             self._num_classes = 1 + max(max(t.labels) for t in raw["train"] if t.labels is not None)

@@ -218,9 +218,13 @@ class TreeRunner(nn.Module):
         direction: ``"up"`` (leaves to root: a node reads its children) or ``"down"`` (root to
             leaves over the reversed edges: a node reads its parent, or its parents in a DAG; the
             second pass of a bidirectional Tree-LSTM).
+        compile: Run the cell through ``torch.compile`` (fused kernels; sizes marked dynamic so
+            new level sizes do not recompile). The first batches pay the compilation.
     """
 
-    def __init__(self, cell: nn.Module, mode: Mode = "level", direction: Direction = "up") -> None:
+    def __init__(
+        self, cell: nn.Module, mode: Mode = "level", direction: Direction = "up", compile: bool = False
+    ) -> None:
         super().__init__()
         if mode not in ("level", "recursive"):
             raise ValueError(f"mode must be 'level' or 'recursive', got {mode!r}")
@@ -229,16 +233,37 @@ class TreeRunner(nn.Module):
         self.cell = cell
         self.mode = mode
         self.direction = direction
+        self.compile = compile
 
-    def forward(self, batch: TreeBatch, x: Tensor, has_input: Tensor | None = None) -> tuple[Tensor, ...]:
+    def _level_cell(self) -> nn.Module:
+        """The cell the level loop calls: compiled once with dynamic sizes when ``compile=True``.
+
+        Level sizes change with every level and batch; compiling with symbolic sizes gives a
+        handful of graphs (leaves, inner nodes, sizes 0 and 1 that the compiler specialises)
+        instead of one compilation per size.
+        """
+        if not self.compile:
+            return self.cell
+        compiled = self.__dict__.get("_compiled")  # not a submodule: the parameters stay the cell's
+        if compiled is None:
+            compiled = self.__dict__["_compiled"] = torch.compile(self.cell, dynamic=True)
+        return compiled
+
+    def forward(
+        self, batch: TreeBatch, x: Tensor, has_input: Tensor | None = None, input_index: Tensor | None = None
+    ) -> tuple[Tensor, ...]:
         """Run the cell over the batch.
 
         Args:
             batch: The schedule.
             x: ``[K, input_size]`` inputs of the nodes in ``has_input`` (or ``[N, input_size]`` for
-                all nodes when ``has_input`` is None), in the batch's level order.
+                all nodes when ``has_input`` is None), in the batch's level order. With
+                ``input_index``: ``[U, input_size]`` distinct inputs.
             has_input: ``[K]`` positions of the nodes that have an input; every other node gets
                 the projection of a zero input. ``None``: every node has one.
+            input_index: ``[K]`` for each input node, its row of ``x``: each distinct input (a
+                word that occurs many times in a batch) is projected once, then gathered
+                (``batch.token_inverse`` with ``x`` the embeddings of ``batch.unique_tokens``).
 
         Returns:
             The cell's state type with ``[N, ...]`` tensors in the batch's level order (also for
@@ -247,20 +272,27 @@ class TreeRunner(nn.Module):
         if self.direction == "down":  # the same cell over the reversed edges: each node reads its parents
             rev, to_rev = batch.reversed()
             if has_input is None:
-                states = self._run(rev, x[rev.order], None, True)
+                perm, where = rev.order, None
             else:
                 where = to_rev[has_input]
                 perm = torch.argsort(where)
-                states = self._run(rev, x[perm], where[perm], None)
+                where = where[perm]
+            if input_index is None:
+                x = x[perm]
+            else:
+                input_index = input_index[perm]
+            states = self._run(rev, x, input_index, where, True if where is None else None)
             return _make_state(type(states), [s[to_rev] for s in states])
         prefix = batch.inputs_are_prefix if has_input is batch.input_positions else None
-        return self._run(batch, x, has_input, prefix)
+        return self._run(batch, x, input_index, has_input, prefix)
 
-    def _run(self, batch: TreeBatch, x: Tensor, has_input: Tensor | None, prefix: bool | None) -> tuple[Tensor, ...]:
+    def _run(
+        self, batch: TreeBatch, x: Tensor, input_index: Tensor | None, has_input: Tensor | None, prefix: bool | None
+    ) -> tuple[Tensor, ...]:
         check = getattr(self.cell, "check", None)
         if check is not None:
             check(batch.max_children)
-        num_inputs = x.shape[0]
+        num_inputs = x.shape[0] if input_index is None else input_index.shape[0]
         if has_input is not None and prefix is None:  # are the inputs exactly positions 0..K-1?
             prefix = bool(torch.equal(has_input, torch.arange(num_inputs, device=has_input.device)))
         project_leaf = getattr(self.cell, "project_leaf", None)
@@ -271,14 +303,17 @@ class TreeRunner(nn.Module):
         if project is None:  # a cell without project() reads its raw input
             project = _identity
         if leaves_only and project_leaf is not None:
-            proj = project_leaf(x)  # [K, P_leaf]
+            proj = project_leaf(x)  # [U, P_leaf]
         else:
-            proj = project(x)  # [K, P], once for all nodes with an input
+            proj = project(x)  # [U, P], once for every distinct input
+        if input_index is not None:
+            proj = proj.index_select(0, input_index)  # [K, P]: each node's row
         empty = None
         if has_input is not None and num_inputs < batch.num_nodes:
             empty = project(x.new_zeros(1, x.shape[-1]))  # [1, P]: a node without input
             if not prefix:  # inputs scattered in level order: place them explicitly
                 proj = empty.expand(batch.num_nodes, -1).index_copy(0, has_input, proj)  # [N, P]
                 empty = None
-        run = run_recursive if self.mode == "recursive" else run_levels
-        return run(self.cell, batch, proj, empty)
+        if self.mode == "recursive":
+            return run_recursive(self.cell, batch, proj, empty)
+        return run_levels(self._level_cell(), batch, proj, empty)

@@ -81,6 +81,10 @@ class TreeBatch:
             constituency trees, whose leaves are level 0, and for trees where every node has an
             input); the runner then needs no scatter to place input projections.
         max_children: The largest number of children of any node (N-ary cells check it).
+        unique_tokens: ``[U]`` the distinct token ids of the batch (sorted).
+        token_inverse: ``[K]`` for each node in ``input_positions``, the row of its token in
+            ``unique_tokens``: a model can embed and project each distinct word once
+            (``x[token_inverse]``) instead of once per occurrence.
     """
 
     tokens: Tensor
@@ -96,6 +100,8 @@ class TreeBatch:
     input_positions: Tensor
     inputs_are_prefix: bool = False
     max_children: int = 0
+    unique_tokens: Tensor | None = None
+    token_inverse: Tensor | None = None
 
     @property
     def num_trees(self) -> int:
@@ -319,6 +325,7 @@ def _schedule(
 
     tok = tokens[order]
     input_positions = torch.nonzero(tok >= 0).view(-1)
+    unique_tokens, token_inverse = torch.unique(tok[input_positions], sorted=True, return_inverse=True)
     batch = TreeBatch(
         tokens=tok,
         labels=labels[order] if labels is not None else None,
@@ -333,5 +340,7 @@ def _schedule(
         input_positions=input_positions,
         inputs_are_prefix=bool(torch.equal(input_positions, torch.arange(input_positions.numel()))),
         max_children=int(child_slot.max()) + 1 if e else 0,
+        unique_tokens=unique_tokens,
+        token_inverse=token_inverse,
     )
     return batch, pos

@@ -14,6 +14,12 @@ One training step is forward + backward + one plain SGD step for all three metho
                (One backward per tree would be slower still: a dense embedding gradient per tree.)
 (c) lstm:      ``torch.nn.LSTM(input, hidden)`` over ``--batch`` sequences of length
                round(mean nodes per tree), classifier on the last hidden state.
+(d) compiled:  with ``--compile``, (a) with its cell run through ``torch.compile`` (dynamic sizes);
+               its warm-up compiles the graphs, and ``recompiles`` counts graphs compiled while
+               measuring (new level sizes must not recompile: expected 0).
+
+The level model embeds and projects each distinct word of a batch once (``batch.unique_tokens``)
+when dropout is off, as here; the LSTM baseline's tokens are uniform over the vocabulary.
 
 Throughput is nodes/s (time steps/s for the LSTM). The methods are interleaved over ``--repeats``
 repetitions (their order rotates) and medians over repetitions are reported. Trees are sampled
@@ -161,6 +167,11 @@ def main() -> None:
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="also measure the level model with torch.compile'd cells (method 'compiled'; counts recompiles)",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -188,11 +199,19 @@ def main() -> None:
         num_classes=NUM_CLASSES,
         cell=NaryTreeLSTMCell(args.input_size, args.hidden, arity=2),
     ).to(dev)
+    compiled = None
+    if args.compile:
+        compiled = TreeClassifier(
+            vocab_size=data.vocab_size,
+            num_classes=NUM_CLASSES,
+            cell=NaryTreeLSTMCell(args.input_size, args.hidden, arity=2),
+            compile=True,
+        ).to(dev)
     rec = RecursiveTreeLSTM(data.vocab_size, args.input_size, args.hidden).to(dev)
     lstm = SeqLSTM(data.vocab_size, args.input_size, args.hidden).to(dev)
-    opts = {m: torch.optim.SGD(m.parameters(), lr=LR) for m in (level, rec, lstm)}
+    opts = {m: torch.optim.SGD(m.parameters(), lr=LR) for m in (level, rec, lstm, compiled) if m is not None}
 
-    def level_step(idx: list[int]) -> tuple[int, float]:
+    def level_step(idx: list[int], model: nn.Module = level) -> tuple[int, float]:
         t0 = time.perf_counter()
         batch = TreeBatch.from_arrays(
             [trees[i].parent for i in idx],
@@ -202,10 +221,10 @@ def main() -> None:
         )
         sched = time.perf_counter() - t0
         batch = batch.to(dev)
-        loss = F.cross_entropy(level(batch).logits, batch.labels[batch.roots])
-        opts[level].zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(batch).logits, batch.labels[batch.roots])
+        opts[model].zero_grad(set_to_none=True)
         loss.backward()
-        opts[level].step()
+        opts[model].step()
         return batch.num_nodes, sched
 
     def recursive_step(idx: list[int]) -> tuple[int, float]:
@@ -232,10 +251,18 @@ def main() -> None:
         "recursive": (recursive_step, args.recursive_trees),
         "lstm": (lstm_step, args.batch),
     }
+    if compiled is not None:
+        methods["compiled"] = (partial(level_step, model=compiled), args.batch)
     sample = lambda size: rng.sample(range(len(trees)), size)  # noqa: E731
-    for step, size in methods.values():
-        for _ in range(args.warmup):
+    compile_s = 0.0
+    for name, (step, size) in methods.items():
+        t0 = time.perf_counter()
+        # the compiled model's warm-up also compiles its graphs (a few, whatever the level sizes)
+        for _ in range(args.warmup * (4 if name == "compiled" else 1)):
             step(sample(size))
+        if name == "compiled":
+            compile_s = time.perf_counter() - t0
+    graphs_before = _compiled_graphs()
 
     runs: dict[str, list[tuple[float, int, float]]] = {m: [] for m in methods}  # (seconds, nodes, sched s)
     names = list(methods)
@@ -249,6 +276,7 @@ def main() -> None:
                 total, nodes, sched = total + sec, nodes + n, sched + s
             runs[name].append((total, nodes, sched))
 
+    recompiles = _compiled_graphs() - graphs_before  # graphs compiled while measuring: new sizes that recompiled
     rate = {m: median([n / t for t, n, _ in runs[m]]) for m in methods}
     step_ms = {m: median([1e3 * t / args.steps for t, _, _ in runs[m]]) for m in methods}
     res = {
@@ -258,6 +286,7 @@ def main() -> None:
         "ratio_vs_recursive": rate["level"] / rate["recursive"],
         "ratio_vs_lstm": rate["level"] / rate["lstm"],
         "trees_per_s": median([args.steps * args.batch / t for t, _, _ in runs["level"]]),
+        "recompiles": recompiles if compiled is not None else None,
         "schedule_overhead_share": median([s / t for t, _, s in runs["level"]]),
         "level_step_ms": step_ms["level"],
         "recursive_step_ms": step_ms["recursive"],
@@ -279,9 +308,24 @@ def main() -> None:
         "num_threads": torch.get_num_threads(),
         "device": str(dev),
     }
+    if compiled is not None:
+        res.update(
+            compiled_nodes_per_s=rate["compiled"],
+            compiled_trees_per_s=median([args.steps * args.batch / t for t, _, _ in runs["compiled"]]),
+            compiled_ratio_vs_recursive=rate["compiled"] / rate["recursive"],
+            compiled_ratio_vs_lstm=rate["compiled"] / rate["lstm"],
+            compiled_step_ms=step_ms["compiled"],
+            compiled_graphs=_compiled_graphs(),
+            compile_warmup_s=compile_s,
+        )
     if args.json:
         print_json(res)
         return
+    if compiled is not None:
+        print(
+            f"compiled: {res['compiled_trees_per_s']:,.1f} trees/s, {res['compiled_graphs']} graphs compiled "
+            f"({res['compile_warmup_s']:.0f} s of warm-up), {recompiles} recompiles while measuring"
+        )
     print(
         f"training throughput, {args.data} trees (mean {mean_nodes:.1f} nodes), batch {args.batch}, "
         f"hidden {args.hidden}, input {args.input_size}, {dev}, threads {torch.get_num_threads()}, "
@@ -298,12 +342,33 @@ def main() -> None:
                 f"{res['ratio_vs_recursive']:.1f}",
             ],
             [f"nn.LSTM (seq len {seq_len})", step_ms["lstm"], rate["lstm"], f"{res['ratio_vs_lstm']:.2f}"],
-        ],
+        ]
+        + (
+            [
+                [
+                    "level, compiled cells",
+                    step_ms["compiled"],
+                    rate["compiled"],
+                    f"{rate['level'] / rate['compiled']:.2f}",
+                ]
+            ]
+            if compiled is not None
+            else []
+        ),
     )
     print(
         f"level: {res['trees_per_s']:,.1f} trees/s; schedule build is "
         f"{100 * res['schedule_overhead_share']:.1f}% of the step"
     )
+
+
+def _compiled_graphs() -> int:
+    """Graphs torch.compile has compiled so far in this process (0 if it never ran)."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:  # pragma: no cover
+        return 0
+    return int(counters["stats"]["unique_graphs"])
 
 
 if __name__ == "__main__":

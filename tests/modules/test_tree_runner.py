@@ -221,3 +221,20 @@ def test_check_cell_passes_built_ins_and_catches_a_level_wide_reduction():
 
     with pytest.raises(AssertionError, match="batched and one-at-a-time"):
         check_cell(Leaky())
+
+
+def test_distinct_words_projected_once_equal_every_occurrence():
+    import dataclasses
+
+    rng = random.Random(11)
+    trees = [random_binary_tree(rng.randint(1, 40), rng, vocab_size=7) for _ in range(10)]  # many repeats
+    batch = _batch(trees)
+    assert batch.unique_tokens.numel() < batch.input_positions.numel()
+    plain = dataclasses.replace(batch, unique_tokens=None, token_inverse=None)
+    torch.manual_seed(0)
+    model = TreeClassifier(vocab_size=VOCAB, num_classes=5, cell=NaryTreeLSTMCell(8, 6)).double()
+    a_out, a_grads = _loss_and_grads(model, batch)
+    b_out, b_grads = _loss_and_grads(model, plain)
+    torch.testing.assert_close(a_out, b_out, atol=1e-12, rtol=0)
+    for k in a_grads:
+        torch.testing.assert_close(a_grads[k], b_grads[k], atol=1e-12, rtol=1e-10)
