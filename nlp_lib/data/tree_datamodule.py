@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from nlp_lib.data.collate import EncodedTree, collate_trees, encode_tree
 from nlp_lib.data.vocab import WordVocab
 from nlp_lib.errors import DataError
+from nlp_lib.structure.schedule import TreeBatch
 from nlp_lib.structure.tree import Tree
 
 __all__ = ["TreeDataModule", "TreeSplits"]
@@ -70,6 +71,7 @@ class TreeDataModule(pl.LightningDataModule):
         self.vocab = vocab
         self.vocab_splits = tuple(vocab_splits)
         self.splits: dict[str, list[EncodedTree]] = {}
+        self._eval_batches: dict[str, list[TreeBatch]] = {}
 
     def prepare(self) -> None:
         """Read the splits, build the vocabulary and encode every tree (idempotent)."""
@@ -127,13 +129,19 @@ class TreeDataModule(pl.LightningDataModule):
     def _loader(self, split: str, *, train: bool) -> DataLoader:
         if split not in self.splits:
             raise DataError(f"no '{split}' split in this data (have: {', '.join(self.splits)})")
-        gen = torch.Generator().manual_seed(self.seed) if train else None
+        if not train:
+            # Evaluation batches are the same every epoch: build their schedules once and keep them.
+            if split not in self._eval_batches:
+                b = self.eval_batch_size
+                data = self.splits[split]
+                self._eval_batches[split] = [collate_trees(data[i : i + b]) for i in range(0, len(data), b)]
+            return DataLoader(self._eval_batches[split], batch_size=None, shuffle=False)
         return DataLoader(
             self.splits[split],
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            generator=gen,
-            collate_fn=collate_trees,
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(self.seed),
+            collate_fn=collate_trees,  # the schedule is built in the workers
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

@@ -50,3 +50,13 @@ def test_bad_input_names_source_and_line(bad, match):
     with pytest.raises(TreeFormatError, match=match) as info:
         list(parse_conllu(("# c\n" + bad).splitlines(), source="x.conllu"))
     assert str(info.value).startswith("x.conllu:")
+
+
+def test_dependency_trees_run_batched_as_one_at_a_time():
+    from nlp_lib.cells import ChildSumTreeGRUCell, ChildSumTreeLSTMCell, NaryTreeLSTMCell
+    from nlp_lib.modules import check_cell
+
+    trees = [d.tree for d in parse_conllu(SAMPLE.splitlines())]
+    for cell in (ChildSumTreeLSTMCell(5, 4), ChildSumTreeGRUCell(5, 4), NaryTreeLSTMCell(5, 4, arity=3)):
+        check_cell(cell, graphs=trees)
+        check_cell(cell, graphs=trees, direction="down")
