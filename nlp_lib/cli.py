@@ -236,9 +236,11 @@ def _print_summary(metrics: dict[str, Any]) -> None:
             table.add_row(split, f"{acc:.4f}" if acc is not None else "-", f"{m.get('loss', float('nan')):.4f}")
     console = Console(stderr=False)
     console.print(table)
-    tps = metrics.get("train", {}).get("trees_per_s")
+    rates = [(k.removesuffix("_per_s"), v) for k, v in metrics.get("train", {}).items() if k.endswith("_per_s")]
+    tps = rates[0][1] if rates else None
+    unit = rates[0][0] if rates else ""
     if tps is not None:
-        console.print(f"throughput: {tps:,.0f} trees/s (training, last epoch)")
+        console.print(f"throughput: {tps:,.0f} {unit}/s (training, last epoch)")
     console.print(f"wall time: {metrics['wall_time_s']:.1f} s over {metrics['epochs']} epochs")
     console.print(f"run directory: {metrics['run_dir']}")
 

@@ -2,6 +2,16 @@
 
 from nlp_lib.cells.base import Children, RecursiveState, TreeCell, TreeGRUState, TreeLSTMState
 from nlp_lib.cells.recursive_nn import RecursiveNNCell
+from nlp_lib.cells.rnn import (
+    GRUCell,
+    LayerNormLSTMCell,
+    LSTMCell,
+    LSTMState,
+    MinimalGatedCell,
+    RecurrentCell,
+    RecurrentCellBase,
+    RNNState,
+)
 from nlp_lib.cells.tree_gru import ChildSumTreeGRUCell
 from nlp_lib.cells.tree_lstm import ChildSumTreeLSTMCell, NaryTreeLSTMCell
 
@@ -15,4 +25,12 @@ __all__ = [
     "NaryTreeLSTMCell",
     "ChildSumTreeGRUCell",
     "RecursiveNNCell",
+    "RecurrentCell",
+    "RecurrentCellBase",
+    "LSTMState",
+    "RNNState",
+    "LSTMCell",
+    "GRUCell",
+    "LayerNormLSTMCell",
+    "MinimalGatedCell",
 ]

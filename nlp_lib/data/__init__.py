@@ -16,6 +16,8 @@ _EXPORTS = {
     "read_ptb_trees": "nlp_lib.data.ptb",
     "read_conllu": "nlp_lib.data.ptb",
     "ptb_tree_data": "nlp_lib.data.sources",
+    "ptb_sentence_data": "nlp_lib.data.sources",
+    "SentenceDataModule": "nlp_lib.data.tree_datamodule",
     "listops_data": "nlp_lib.data.sources",
     "TreeDataModule": "nlp_lib.data.tree_datamodule",
     "WordVocab": "nlp_lib.data.vocab",

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from nlp_lib.data.ptb import OnError, read_ptb_trees
-from nlp_lib.data.tree_datamodule import TreeDataModule, TreeSplits
+from nlp_lib.data.tree_datamodule import SentenceDataModule, TreeDataModule, TreeSplits
 from nlp_lib.errors import DataError
 from nlp_lib.structure.tree import Tree
 
-__all__ = ["ptb_tree_data", "listops_data", "sst_binary"]
+__all__ = ["ptb_tree_data", "ptb_sentence_data", "listops_data", "sst_binary"]
 
 
 _SST_BINARY = {0: 0, 1: 0, 2: -1, 3: 1, 4: 1}
@@ -78,6 +78,36 @@ def ptb_tree_data(
     Raises:
         DataError: ``path`` or one of the split files does not exist.
     """
+    return _ptb_module(TreeDataModule, path, train_file, val_file, test_file, on_error, binary, datamodule_kwargs)
+
+
+def ptb_sentence_data(
+    *,
+    path: str,
+    train_file: str = "train.txt",
+    val_file: str = "dev.txt",
+    test_file: str | None = "test.txt",
+    on_error: OnError = "raise",
+    binary: bool = False,
+    **datamodule_kwargs: Any,
+) -> SentenceDataModule:
+    """The sentences (leaf words) of PTB-style tree files with their root labels, for sequence models.
+
+    Same arguments as :func:`ptb_tree_data`; batches are padded token sequences.
+    """
+    return _ptb_module(SentenceDataModule, path, train_file, val_file, test_file, on_error, binary, datamodule_kwargs)
+
+
+def _ptb_module(
+    cls: type,
+    path: str,
+    train_file: str,
+    val_file: str,
+    test_file: str | None,
+    on_error: OnError,
+    binary: bool,
+    datamodule_kwargs: dict[str, Any],
+) -> Any:
     directory = Path(path)
     if not directory.is_dir():
         raise DataError(f"data.path: directory '{path}' does not exist (expected {train_file}, {val_file} in it)")
@@ -87,7 +117,7 @@ def ptb_tree_data(
     if binary:
         datamodule_kwargs["num_classes"] = 2
     load = partial(_read_ptb_splits, directory, files, on_error, binary)
-    return TreeDataModule(load=load, **datamodule_kwargs)
+    return cls(load=load, **datamodule_kwargs)
 
 
 def _listops_generated(sizes: dict[str, int], seed: int, params: dict[str, Any]) -> TreeSplits:

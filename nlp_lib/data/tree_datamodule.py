@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -13,10 +14,10 @@ from torch.utils.data import DataLoader
 from nlp_lib.data.collate import EncodedTree, collate_trees, encode_tree
 from nlp_lib.data.vocab import WordVocab
 from nlp_lib.errors import DataError
-from nlp_lib.structure.schedule import TreeBatch
+from nlp_lib.structure.sequence import SequenceBatch
 from nlp_lib.structure.tree import Tree
 
-__all__ = ["TreeDataModule", "TreeSplits"]
+__all__ = ["SentenceDataModule", "TreeDataModule", "TreeSplits"]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class TreeDataModule(pl.LightningDataModule):
         self.vocab = vocab
         self.vocab_splits = tuple(vocab_splits)
         self.splits: dict[str, list[EncodedTree]] = {}
-        self._eval_batches: dict[str, list[TreeBatch]] = {}
+        self._eval_batches: dict[str, list[Any]] = {}
 
     def prepare(self) -> None:
         """Read the splits, build the vocabulary and encode every tree (idempotent)."""
@@ -103,13 +104,21 @@ class TreeDataModule(pl.LightningDataModule):
                         f"split '{name}', tree {i + 1}: label {max(t.labels)} is outside the "
                         f"{self._num_classes} classes seen in training"
                     )
-            self.splits[name] = [encode_tree(t, self.vocab.encode(t.words)) for t in trees]
+            self.splits[name] = [self.encode(t) for t in trees]
         log.info(
             "data: %s; vocabulary %d words; %d classes",
             ", ".join(f"{k} {len(v)} trees" for k, v in self.splits.items()),
             self.vocab.vocab_size,
             self._num_classes,
         )
+
+    def encode(self, tree: Tree) -> Any:
+        """One example as the collate function takes it (here: the tree with its token ids)."""
+        return encode_tree(tree, self.vocab.encode(tree.words))
+
+    def collate(self, examples: list[Any]) -> Any:
+        """A batch of encoded examples (here: their level schedule; runs in DataLoader workers)."""
+        return collate_trees(examples)
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
@@ -134,14 +143,14 @@ class TreeDataModule(pl.LightningDataModule):
             if split not in self._eval_batches:
                 b = self.eval_batch_size
                 data = self.splits[split]
-                self._eval_batches[split] = [collate_trees(data[i : i + b]) for i in range(0, len(data), b)]
+                self._eval_batches[split] = [self.collate(data[i : i + b]) for i in range(0, len(data), b)]
             return DataLoader(self._eval_batches[split], batch_size=None, shuffle=False)
         return DataLoader(
             self.splits[split],
             batch_size=self.batch_size,
             shuffle=True,
             generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=collate_trees,  # the schedule is built in the workers
+            collate_fn=self.collate,  # the schedule is built in the workers
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
@@ -159,3 +168,19 @@ class TreeDataModule(pl.LightningDataModule):
         """Write what a trained model needs to read new data (the vocabulary) into ``directory``."""
         assert self.vocab is not None
         self.vocab.save(Path(directory) / "vocab.json")
+
+
+class SentenceDataModule(TreeDataModule):
+    """The sentences of labelled trees (their leaf words, left to right) with their root labels.
+
+    A sequence model's view of tree data (e.g. an LSTM on SST, next to the Tree-LSTM): the same
+    files, vocabulary and splits; batches are :class:`~nlp_lib.structure.sequence.SequenceBatch`
+    (padded with id 0).
+    """
+
+    def encode(self, tree: Tree) -> Any:
+        ids = [self.vocab.id(tree.words[i]) for i in tree.leaves]
+        return ids, tree.labels[-1]
+
+    def collate(self, examples: list[Any]) -> Any:
+        return SequenceBatch.from_lists([e[0] for e in examples], [e[1] for e in examples])

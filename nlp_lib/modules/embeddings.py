@@ -163,7 +163,8 @@ def load_pretrained(
     if wv.dim != embedding.embedding_dim:
         raise ConfigError(
             f"{key}: the vectors in {wv.source} have {wv.dim} dimensions but the model's embedding has "
-            f"{embedding.embedding_dim} (set the cell's input_size to {wv.dim})"
+            f"{embedding.embedding_dim} (make the embedding size {wv.dim}: model.cell.input_size for tree "
+            "models, model.embedding_size for sequence models)"
         )
     if len(words) != embedding.num_embeddings:
         raise ValueError(f"{len(words)} words for an embedding of {embedding.num_embeddings} rows")

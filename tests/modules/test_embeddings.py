@@ -51,7 +51,7 @@ def test_missing_file_and_size_mismatch(tmp_path):
         load_word_vectors(tmp_path / "nope.txt")
     g = tmp_path / "g.txt"
     g.write_text(GLOVE)
-    with pytest.raises(ConfigError, match="input_size to 3"):
+    with pytest.raises(ConfigError, match="embedding size 3"):
         load_pretrained(nn.Embedding(2, 5), ["<unk>", "the"], g, key="model.embeddings.path")
 
 

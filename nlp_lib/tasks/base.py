@@ -1,0 +1,103 @@
+"""The Lightning machinery every classification task shares: metrics, throughput, optimisers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torchmetrics
+from torch import nn
+
+__all__ = ["ClassificationTask", "OptimizerFactory", "SchedulerFactory"]
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+
+
+class ClassificationTask(pl.LightningModule):
+    """Loss and accuracy per split, examples/s and units/s in training, optimiser and scheduler.
+
+    A subclass says what an example and a unit are (``example_name = "trees"``, ``unit_name =
+    "nodes"``), how to count them in a batch (``count``) and how to compute the loss and the
+    logits/targets accuracy is measured on (``loss_and_targets``).
+
+    Args:
+        model: The model (a plain ``nn.Module`` with a ``num_classes`` attribute).
+        optimizer: Builds the optimiser from the parameters (a ``functools.partial``; Hydra's
+            ``_partial_: true``).
+        scheduler: Builds a learning-rate scheduler from the optimiser, stepped every epoch.
+    """
+
+    example_name = "examples"
+    unit_name = "units"
+
+    def __init__(self, *, model: nn.Module, optimizer: OptimizerFactory, scheduler: SchedulerFactory | None = None):
+        super().__init__()
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.metrics = nn.ModuleDict(
+            {
+                split: torchmetrics.classification.MulticlassAccuracy(model.num_classes, average="micro")
+                for split in ("train_acc", "val_acc", "test_acc")
+            }
+        )
+        self._epoch_examples = self._epoch_units = 0
+        self._epoch_start = self._last_batch_end = 0.0
+
+    def count(self, batch: Any) -> tuple[int, int]:
+        """``(examples, units)`` in a batch."""
+        raise NotImplementedError
+
+    def loss_and_targets(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(loss, logits [B, C], targets [B])`` of a batch."""
+        raise NotImplementedError
+
+    def forward(self, batch: Any):  # noqa: ANN201
+        return self.model(batch)
+
+    def _step(self, batch: Any, split: str) -> torch.Tensor:
+        loss, logits, targets = self.loss_and_targets(batch)
+        acc = self.metrics[f"{split}_acc"]
+        acc(logits.detach(), targets)
+        bs = int(targets.shape[0])
+        on_step = split == "train"
+        self.log(
+            f"{split}/loss", loss, batch_size=bs, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step
+        )
+        self.log(f"{split}/accuracy", acc, batch_size=bs, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        examples, units = self.count(batch)
+        self._epoch_examples += examples
+        self._epoch_units += units
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_examples = self._epoch_units = 0
+        self._epoch_start = self._last_batch_end = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self._last_batch_end = time.perf_counter()
+
+    def on_train_epoch_end(self) -> None:
+        # Training time only: validation runs before this hook, after the last training batch.
+        seconds = max(self._last_batch_end - self._epoch_start, 1e-9)
+        self.log(f"train/{self.example_name}_per_s", self._epoch_examples / seconds, sync_dist=True, reduce_fx="sum")
+        self.log(f"train/{self.unit_name}_per_s", self._epoch_units / seconds, sync_dist=True, reduce_fx="sum")
+
+    def configure_optimizers(self):  # noqa: ANN201
+        opt = self.optimizer_factory(self.model.parameters())
+        if self.scheduler_factory is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "epoch"}}
