@@ -10,7 +10,8 @@ One training step is forward + backward of a loss over every output (batch ``--b
 * ``mgu``:       ``nlp_lib.cells.MinimalGatedCell`` (a cell nn.LSTM cannot express);
 * ``naive``:     the usual hand-written loop: ``nn.LSTMCell`` called on each step's raw input;
 * ``lstm_fused``: ``LSTMCell`` through ``SequenceRunner(fused=True)`` (dispatches to the fused kernel);
-* with ``--compile``: ``lstm_compiled``, the runner's step through ``torch.compile``.
+* with ``--compile``: ``lstm_compiled``, the runner's step through ``torch.compile``, measured after
+  the others (once torch.compile has run in a process, eager code there runs measurably slower).
 
 Methods are interleaved over ``--repeats`` repetitions (order rotated); medians are reported.
 Throughput is tokens/s (sequences x steps per second). ``--json`` prints one JSON object last.
@@ -83,8 +84,6 @@ def main() -> None:
         "naive": NaiveLoop(i, h).to(dev),
         "lstm_fused": runner(LSTMCell, fused=True),
     }
-    if args.compile:
-        models["lstm_compiled"] = runner(LSTMCell, compile=True)
     lengths = torch.full((b,), t, dtype=torch.long, device=dev)
 
     def step(name: str) -> None:
@@ -99,15 +98,22 @@ def main() -> None:
         m.zero_grad(set_to_none=True)
         out.pow(2).mean().backward()
 
-    for name in models:
-        for _ in range(args.warmup):
-            step(name)
+    def measure(names: list[str]) -> None:
+        for name in names:
+            for _ in range(args.warmup):
+                step(name)
+        for r in range(args.repeats):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                total = sum(timed(partial(step, name), dev)[0] for _ in range(args.steps))
+                times.setdefault(name, []).append(total / args.steps)
+
+    times: dict[str, list[float]] = {}
     names = list(models)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(args.repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            total = sum(timed(partial(step, name), dev)[0] for _ in range(args.steps))
-            times[name].append(total / args.steps)
+    measure(names)
+    if args.compile:  # after the eager methods: once torch.compile has run, eager code runs slower
+        models["lstm_compiled"] = runner(LSTMCell, compile=True)
+        measure(["lstm_compiled"])
+        names.append("lstm_compiled")
     rate = {n: b * t / median(v) for n, v in times.items()}
     res = {
         "nn_lstm_tokens_per_s": rate["nn_lstm"],

@@ -16,7 +16,9 @@ One training step is forward + backward + one plain SGD step for all three metho
                round(mean nodes per tree), classifier on the last hidden state.
 (d) compiled:  with ``--compile``, (a) with its cell run through ``torch.compile`` (dynamic sizes);
                its warm-up compiles the graphs, and ``recompiles`` counts graphs compiled while
-               measuring (new level sizes must not recompile: expected 0).
+               measuring (new level sizes must not recompile: expected 0). It is measured after
+               the eager methods, not interleaved: once torch.compile has run in a process,
+               eager code there runs measurably slower.
 
 The level model embeds and projects each distinct word of a batch once (``batch.unique_tokens``)
 when dropout is off, as here; the LSTM baseline's tokens are uniform over the vocabulary.
@@ -251,34 +253,39 @@ def main() -> None:
         "recursive": (recursive_step, args.recursive_trees),
         "lstm": (lstm_step, args.batch),
     }
+    sample = lambda size: rng.sample(range(len(trees)), size)  # noqa: E731
+
+    def measure(names: list[str], runs: dict[str, list[tuple[float, int, float]]]) -> None:
+        for r in range(args.repeats):
+            for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order across repetitions
+                step, size = methods[name]
+                total, nodes, sched = 0.0, 0, 0.0
+                for idx in [sample(size) for _ in range(args.steps)]:
+                    sec, (n, s) = timed(partial(step, idx), dev)
+                    total, nodes, sched = total + sec, nodes + n, sched + s
+                runs[name].append((total, nodes, sched))
+
+    # Eager methods first, interleaved. The compiled model runs after them: once torch.compile has
+    # run in a process, eager code in it is measurably slower, which would skew the eager ratios.
+    for step, size in methods.values():
+        for _ in range(args.warmup):
+            step(sample(size))
+    runs: dict[str, list[tuple[float, int, float]]] = {m: [] for m in methods}  # (seconds, nodes, sched s)
+    measure(list(methods), runs)
+    compile_s, graphs_before = 0.0, _compiled_graphs()
     if compiled is not None:
         methods["compiled"] = (partial(level_step, model=compiled), args.batch)
-    sample = lambda size: rng.sample(range(len(trees)), size)  # noqa: E731
-    compile_s = 0.0
-    for name, (step, size) in methods.items():
         t0 = time.perf_counter()
-        # the compiled model's warm-up also compiles its graphs (a few, whatever the level sizes)
-        for _ in range(args.warmup * (4 if name == "compiled" else 1)):
-            step(sample(size))
-        if name == "compiled":
-            compile_s = time.perf_counter() - t0
-    graphs_before = _compiled_graphs()
-
-    runs: dict[str, list[tuple[float, int, float]]] = {m: [] for m in methods}  # (seconds, nodes, sched s)
-    names = list(methods)
-    for r in range(args.repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order across repetitions
-            step, size = methods[name]
-            batches = [sample(size) for _ in range(args.steps)]
-            total, nodes, sched = 0.0, 0, 0.0
-            for idx in batches:
-                sec, (n, s) = timed(partial(step, idx), dev)
-                total, nodes, sched = total + sec, nodes + n, sched + s
-            runs[name].append((total, nodes, sched))
+        for _ in range(args.warmup * 4):  # also compiles its graphs (a few, whatever the level sizes)
+            methods["compiled"][0](sample(args.batch))
+        compile_s = time.perf_counter() - t0
+        graphs_before = _compiled_graphs()
+        runs["compiled"] = []
+        measure(["compiled"], runs)
 
     recompiles = _compiled_graphs() - graphs_before  # graphs compiled while measuring: new sizes that recompiled
-    rate = {m: median([n / t for t, n, _ in runs[m]]) for m in methods}
-    step_ms = {m: median([1e3 * t / args.steps for t, _, _ in runs[m]]) for m in methods}
+    rate = {m: median([n / t for t, n, _ in runs[m]]) for m in runs}
+    step_ms = {m: median([1e3 * t / args.steps for t, _, _ in runs[m]]) for m in runs}
     res = {
         "level_nodes_per_s": rate["level"],
         "recursive_nodes_per_s": rate["recursive"],
