@@ -165,9 +165,15 @@ def train(cfg: Any) -> dict[str, Any]:
 
         if not isinstance(getattr(model, "embedding", None), nn.Embedding):
             raise ConfigError("model.embeddings.path: this model has no word embedding (.embedding) to initialise")
+        words = getattr(getattr(data, "vocab", None), "words", None)
+        if words is None:
+            raise ConfigError(
+                "model.embeddings.path: this data has no word vocabulary to look vectors up for "
+                "(a sentencepiece vocabulary's pieces are not words)"
+            )
         load_pretrained(
             model.embedding,
-            data.vocab.words,
+            words,
             str(vectors.path),
             freeze=bool(vectors.get("freeze", False)),
             key="model.embeddings.path",

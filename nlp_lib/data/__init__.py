@@ -21,6 +21,9 @@ _EXPORTS = {
     "listops_data": "nlp_lib.data.sources",
     "TreeDataModule": "nlp_lib.data.tree_datamodule",
     "WordVocab": "nlp_lib.data.vocab",
+    "SentencePieceTokenizer": "nlp_lib.data.tokenizers",
+    "TextDataModule": "nlp_lib.data.text",
+    "read_labelled_text": "nlp_lib.data.text",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,60 @@
+"""Tokenizers a trained model keeps with it (no Lightning needed to use one)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["SentencePieceTokenizer"]
+
+
+class SentencePieceTokenizer:
+    """A sentencepiece model: id 0 pads, 1 is unknown.
+
+    Args:
+        model: The serialised model (``tokenizer.model``'s bytes).
+    """
+
+    def __init__(self, model: bytes) -> None:
+        import sentencepiece as spm
+
+        self.model = model
+        self.sp = spm.SentencePieceProcessor(model_proto=model)
+
+    @classmethod
+    def train(
+        cls, texts: Sequence[str], *, vocab_size: int = 8000, model_type: str = "unigram"
+    ) -> SentencePieceTokenizer:
+        """Train on ``texts`` (``vocab_size`` is an upper bound on small corpora)."""
+        import sentencepiece as spm
+
+        buf = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts),
+            model_writer=buf,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            hard_vocab_limit=False,
+            pad_id=0,
+            unk_id=1,
+            bos_id=-1,
+            eos_id=-1,
+            minloglevel=2,
+        )
+        return cls(buf.getvalue())
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.sp.get_piece_size())
+
+    def encode(self, text: str) -> list[int]:
+        ids = self.sp.encode(text)
+        return ids or [1]  # an all-whitespace text still gets one (unknown) token
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_bytes(self.model)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SentencePieceTokenizer:
+        return cls(Path(path).read_bytes())

@@ -1,0 +1,69 @@
+import json
+
+import pytest
+from conftest import run_cli
+
+from nlp_lib.cli import compose, train
+from nlp_lib.data.text import read_labelled_text
+from nlp_lib.data.tokenizers import SentencePieceTokenizer
+from nlp_lib.errors import DataError
+
+GOOD = ["a truly great film", "wonderful acting and story", "I loved it", "great fun"]
+BAD = ["a dull mess", "boring and far too long", "I hated it", "awful script"]
+
+
+def _write_jsonl(path, n=40):
+    rows = [{"text": t, "label": "pos"} for t in GOOD] + [{"text": t, "label": "neg"} for t in BAD]
+    path.write_text("\n".join(json.dumps(rows[i % len(rows)]) for i in range(n)) + "\n")
+    return path
+
+
+def test_reads_jsonl_and_csv(tmp_path):
+    texts, labels = read_labelled_text(_write_jsonl(tmp_path / "a.jsonl", 8))
+    assert texts[:2] == GOOD[:2] and labels[0] == "pos"
+    csv = tmp_path / "a.csv"
+    csv.write_text('review,stars\n"good, very good",5\nbad,1\n')
+    texts, labels = read_labelled_text(csv, text_column="review", label_column="stars")
+    assert texts == ["good, very good", "bad"] and labels == [5, 1]
+
+
+def test_bad_files_name_file_column_and_line(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        read_labelled_text(tmp_path / "missing.jsonl")
+    f = _write_jsonl(tmp_path / "a.jsonl", 4)
+    with pytest.raises(DataError, match="no column 'review'"):
+        read_labelled_text(f, text_column="review")
+    csv = tmp_path / "b.csv"
+    csv.write_text("text,label\nfine,1\n,0\n")
+    with pytest.raises(DataError, match="empty") as info:
+        read_labelled_text(csv)
+    assert f"{csv}:3" in str(info.value)
+    with pytest.raises(DataError, match="unknown file kind"):
+        read_labelled_text(tmp_path / "x.txt") if (tmp_path / "x.txt").write_text("x") else None
+
+
+def test_sentencepiece_round_trip(tmp_path):
+    tok = SentencePieceTokenizer.train(GOOD + BAD, vocab_size=60)
+    ids = tok.encode("a great film")
+    assert ids and all(0 < i < tok.vocab_size for i in ids)
+    tok.save(tmp_path / "t.model")
+    assert SentencePieceTokenizer.load(tmp_path / "t.model").encode("a great film") == ids
+
+
+def test_text_classifier_recipe_trains_and_saves_its_tokenizer(tmp_path):
+    data = _write_jsonl(tmp_path / "train.jsonl", 80)
+    run_dir = tmp_path / "run"
+    overrides = [f"data.train_path={data}", f"run_dir={run_dir}", "data.vocab_size=60", "trainer.max_epochs=2"]
+    metrics = train(compose("text_classifier", [*overrides, "trainer.enable_progress_bar=false"]))
+    assert 0 <= metrics["val"]["accuracy"] <= 1 and metrics["train"]["tokens_per_s"] > 0
+    assert (run_dir / "tokenizer.model").is_file()
+    assert json.loads((run_dir / "labels.json").read_text()) == ["neg", "pos"]
+
+
+def test_text_classifier_missing_column_is_a_clean_error(tmp_path):
+    data = _write_jsonl(tmp_path / "train.jsonl", 10)
+    res = run_cli(
+        "train", "recipe=text_classifier", f"data.train_path={data}", "data.label_column=stars", f"run_dir={tmp_path}/r"
+    )
+    assert res.returncode == 2 and "no column 'stars'" in res.stderr and str(data) in res.stderr
+    assert "Traceback" not in res.stderr
