@@ -223,8 +223,24 @@ def train(cfg: Any) -> dict[str, Any]:
     metrics["best_checkpoint"] = os.path.relpath(best, run_dir) if best else None
     metrics["run_dir"] = str(run_dir)
     if trainer.is_global_zero:
+        # The model now holds the best checkpoint's weights (validate/test loaded them).
+        metrics["bundle"] = str(_write_bundle(run_dir / "bundle", model, model_cfg, data, cfg, metrics))
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def _write_bundle(path: Path, model: Any, model_cfg: Any, data: Any, cfg: Any, metrics: dict[str, Any]) -> Path:
+    """The importable model: constructor config, safetensors weights, tokenizer, labels (nlp_lib.bundle)."""
+    from omegaconf import OmegaConf
+
+    from nlp_lib import bundle
+
+    config = OmegaConf.to_container(model_cfg, resolve=True)
+    config.update(vocab_size=data.vocab_size, num_classes=data.num_classes)
+    tokenizer = getattr(data, "tokenizer", None) or data.vocab
+    labels = list(getattr(data, "label_names", None) or [str(i) for i in range(data.num_classes)])
+    meta = {"recipe": str(cfg.get("recipe", "")), "metrics": {k: metrics.get(k) for k in ("train", "val", "test")}}
+    return bundle.save(model, path, config=config, tokenizer=tokenizer, labels=labels, meta=meta)
 
 
 def _print_summary(metrics: dict[str, Any]) -> None:

@@ -1,0 +1,211 @@
+"""Model bundles: a trained model as a folder any project can load, with no Lightning and no Hydra.
+
+A bundle holds::
+
+    config.yaml         the model's class and constructor arguments (``_target_`` nodes)
+    model.safetensors   the weights (no pickle anywhere)
+    vocab.json | tokenizer.model   the word vocabulary or the sentencepiece model
+    labels.json         the label names, in class-id order
+    meta.json           bundle format version, library version, recipe, metrics
+
+Every training run writes one to ``<run dir>/bundle/`` (the best checkpoint's weights).
+:func:`load` rebuilds the model from its config, loads the weights and attaches the tokenizer and
+labels, so ``model.predict([...])`` works on raw inputs.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from nlp_lib.errors import BundleError, NlpLibError
+
+__all__ = ["FORMAT_VERSION", "load", "save", "Predictor"]
+
+FORMAT_VERSION = 1
+
+
+def save(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    config: dict[str, Any],
+    tokenizer: Any,
+    labels: Sequence[str],
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` as a bundle in ``path`` (created if needed).
+
+    Args:
+        model: The model (its ``state_dict`` is saved as safetensors).
+        config: The model's ``_target_`` config with every constructor argument resolved
+            (``vocab_size`` and ``num_classes`` included).
+        tokenizer: A :class:`~nlp_lib.data.vocab.WordVocab` or
+            :class:`~nlp_lib.data.tokenizers.SentencePieceTokenizer` (anything with ``save``).
+        labels: Label names in class-id order.
+        meta: Extra metadata (recipe, metrics...).
+    """
+    from safetensors.torch import save_file
+
+    from nlp_lib import __version__
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "model.safetensors"))
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    kind = type(tokenizer).__name__
+    if kind == "WordVocab":
+        tokenizer.save(out / "vocab.json")
+    elif kind == "SentencePieceTokenizer":
+        tokenizer.save(out / "tokenizer.model")
+    else:
+        raise BundleError(f"cannot save a tokenizer of type {kind}")
+    (out / "labels.json").write_text(json.dumps(list(labels), ensure_ascii=False))
+    info = {"format_version": FORMAT_VERSION, "nlp_lib_version": __version__, "tokenizer": kind, **(meta or {})}
+    (out / "meta.json").write_text(json.dumps(info, indent=2, default=str))
+    return out
+
+
+def load(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
+    """Load a bundle: the model in eval mode, with ``.tokenizer``, ``.labels`` and ``.predict``.
+
+    Raises:
+        BundleError: the folder or a file is missing or corrupt, or the bundle was written by a
+            newer, incompatible format.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    d = Path(path)
+    if not d.is_dir():
+        raise BundleError(f"{d}: no such bundle directory")
+    meta = _read_json(d / "meta.json")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise BundleError(
+            f"{d}: bundle format {version!r} is newer than this nlp_lib understands ({FORMAT_VERSION}); "
+            f"it was written by nlp_lib {meta.get('nlp_lib_version', '?')}: upgrade nlp_lib"
+        )
+    try:
+        config = yaml.safe_load((d / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise BundleError(f"{d / 'config.yaml'}: cannot read it ({e})") from None
+    model = build(config, where=str(d / "config.yaml"))
+    try:
+        state = load_file(str(d / "model.safetensors"))
+    except (OSError, SafetensorError) as e:
+        raise BundleError(f"{d / 'model.safetensors'}: not a readable safetensors file ({e})") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise BundleError(f"{d / 'model.safetensors'}: weights do not fit the model in config.yaml: {e}") from None
+    model.to(device).eval()
+    if meta.get("tokenizer") == "SentencePieceTokenizer":
+        from nlp_lib.data.tokenizers import SentencePieceTokenizer
+
+        tokenizer: Any = SentencePieceTokenizer.load(d / "tokenizer.model")
+    else:
+        from nlp_lib.data.vocab import WordVocab
+
+        tokenizer = WordVocab.load(d / "vocab.json")
+    model.tokenizer = tokenizer
+    model.labels = _read_json(d / "labels.json")
+    model.bundle_meta = meta
+    model.predict = Predictor(model)  # instance attribute: the model class stays the plain one
+    return model
+
+
+def build(node: Any, where: str = "config") -> Any:
+    """Build objects from ``_target_`` nodes (the subset of Hydra's ``instantiate`` bundles need)."""
+    if isinstance(node, list):
+        return [build(v, where) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if "_target_" not in node:
+        return {k: build(v, where) for k, v in node.items()}
+    target = _import(node["_target_"], where)
+    kwargs = {k: build(v, where) for k, v in node.items() if not k.startswith("_")}
+    if node.get("_partial_"):
+        return functools.partial(target, **kwargs)
+    try:
+        return target(**kwargs)
+    except TypeError as e:
+        raise BundleError(f"{where}: cannot build {node['_target_']}: {e}") from None
+
+
+def _import(path: str, where: str) -> Any:
+    module, _, name = str(path).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise BundleError(f"{where}: cannot import {path!r} (is the package that defines it installed?)") from None
+
+
+def _read_json(p: Path) -> Any:
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{p}: missing (not a complete bundle)") from None
+    except (OSError, ValueError) as e:
+        raise BundleError(f"{p}: cannot read it ({e})") from None
+
+
+class Predictor:
+    """``model.predict(inputs)``: labels and probabilities for raw inputs.
+
+    Tree classifiers take PTB-style bracketed strings (or :class:`~nlp_lib.structure.Tree` s);
+    sequence classifiers take texts (split on whitespace for a word vocabulary, or sentencepiece).
+    Returns one ``{"label": name, "probs": {name: p, ...}}`` per input.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    @torch.no_grad()
+    def __call__(self, inputs: Sequence[Any], batch_size: int = 64) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(inputs), batch_size):
+            probs = torch.softmax(self.logits(inputs[i : i + batch_size]), dim=-1).cpu()
+            for row in probs:
+                k = int(row.argmax())
+                out.append(
+                    {"label": self.model.labels[k], "probs": dict(zip(self.model.labels, row.tolist(), strict=True))}
+                )
+        return out
+
+    def logits(self, inputs: Sequence[Any]) -> torch.Tensor:
+        """``[len(inputs), num_classes]`` logits."""
+        from nlp_lib.models.tree_classifier import TreeClassifier
+
+        model, tok = self.model, self.model.tokenizer
+        device = next(model.parameters()).device
+        if isinstance(model, TreeClassifier):
+            from nlp_lib.structure import TreeBatch
+            from nlp_lib.structure.brackets import parse_ptb, parse_unlabelled
+
+            trees = []
+            for x in inputs:
+                if isinstance(x, str):
+                    try:
+                        x = parse_ptb(x)
+                    except NlpLibError:  # unlabelled brackets (ListOps style)
+                        x = parse_unlabelled(x)
+                trees.append(x)
+            batch = TreeBatch.from_arrays([t.parent for t in trees], [tok.encode(t.words) for t in trees])
+            return model(batch.to(device)).logits
+        from nlp_lib.structure.sequence import SequenceBatch
+
+        if type(tok).__name__ == "WordVocab":
+            ids = [[tok.id(w) for w in str(x).split()] or [0] for x in inputs]
+        else:
+            ids = [tok.encode(str(x)) for x in inputs]
+        return model(SequenceBatch.from_lists(ids).to(device)).logits
