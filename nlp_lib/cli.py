@@ -34,6 +34,7 @@ usage: nlp-lib <command> [arguments]
 commands:
   train [recipe=NAME] [KEY=VALUE ...]   train a recipe (default: {default}); any Hydra override,
                                         --multirun / -m for sweeps (each job gets its own run dir)
+  train resume=RUN_DIR                  continue a killed run from its checkpoints/last.ckpt
   recipes                               list the recipes with a one-line description
   --help                                this message
 
@@ -126,12 +127,15 @@ def _resolve_run_dir(cfg: Any) -> Path:
     return Path(str(cfg.run_dir))
 
 
-def train(cfg: Any) -> dict[str, Any]:
+def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
     """Train the model a composed config describes, in its run directory.
 
     Wiring, in order: seed, data (its vocabulary and label count), model, task, trainer; then fit,
     evaluate the best checkpoint on ``val`` (and ``test`` if the data has it) and write
     ``config.yaml`` and ``metrics.json`` into the run directory.
+
+    With ``resume=True`` it continues the run in ``cfg.run_dir`` from ``checkpoints/last.ckpt``
+    (weights, optimiser, scheduler, epoch and position in it, random state).
 
     Returns:
         The metrics written to ``metrics.json``.
@@ -140,6 +144,8 @@ def train(cfg: Any) -> dict[str, Any]:
     from omegaconf import OmegaConf
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
     from pytorch_lightning.loggers import TensorBoardLogger
+
+    from nlp_lib.tasks.checkpoint_io import AtomicCheckpointIO
 
     start = time.perf_counter()
     run_dir = _resolve_run_dir(cfg)
@@ -193,15 +199,29 @@ def train(cfg: Any) -> dict[str, Any]:
         save_top_k=1,
         auto_insert_metric_name=False,
     )
+    callbacks = [checkpoint, LearningRateMonitor(logging_interval="epoch")]
+    every = int(cfg.get("checkpoint_every_n_steps", 0) or 0)
+    if every > 0:  # mid-epoch last.ckpt: a killed run loses at most `every` steps
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                filename="last",
+                every_n_train_steps=every,
+                save_top_k=1,
+                enable_version_counter=False,
+            )
+        )
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
     trainer = _instantiate(
         cfg.trainer,
         "trainer",
         default_root_dir=str(run_dir),
         logger=logger,
-        callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch")],
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
     )
-    trainer.fit(task, datamodule=data)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume else None)
     fit_seconds = time.perf_counter() - start
     train_metrics = {
         k.split("/", 1)[1].removesuffix("_epoch"): float(v)
@@ -275,14 +295,40 @@ def _fail(e: BaseException) -> int:
     return 2
 
 
+def _resume_command(run_dir: str, rest: list[str]) -> int:
+    """``nlp-lib train resume=<run dir>``: continue that run from ``checkpoints/last.ckpt``."""
+    from omegaconf import OmegaConf
+
+    d = Path(run_dir)
+    try:
+        if rest:
+            raise ConfigError(f"resume= continues a run with its own config.yaml; drop the other arguments: {rest}")
+        if not (d / "config.yaml").is_file():
+            raise ConfigError(f"resume={run_dir}: no config.yaml there (not a run directory)")
+        if not (d / "checkpoints" / "last.ckpt").is_file():
+            raise ConfigError(f"resume={run_dir}: no checkpoints/last.ckpt to continue from")
+        cfg = OmegaConf.create(yaml.safe_load((d / "config.yaml").read_text()))
+        cfg.run_dir = str(d)
+        metrics = train(cfg, resume=True)
+    except NlpLibError as e:
+        return _fail(e)
+    _print_summary(metrics)
+    return 0
+
+
 def _train_command(args: list[str]) -> int:
     recipe = DEFAULT_RECIPE
     rest: list[str] = []
+    resume = None
     for a in args:
         if a.startswith("recipe="):
             recipe = a.split("=", 1)[1]
+        elif a.startswith("resume="):
+            resume = a.split("=", 1)[1]
         else:
             rest.append(a)
+    if resume is not None:
+        return _resume_command(resume, rest)
     try:
         path = _find_recipe(recipe)
     except NlpLibError as e:

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from torch.utils.data import DataLoader
 
 from nlp_lib.data.collate import EncodedTree, collate_trees, encode_tree
+from nlp_lib.data.resumable import ResumableLoader
 from nlp_lib.data.vocab import WordVocab
 from nlp_lib.errors import DataError
 from nlp_lib.structure.sequence import SequenceBatch
@@ -145,15 +145,24 @@ class TreeDataModule(pl.LightningDataModule):
                 data = self.splits[split]
                 self._eval_batches[split] = [self.collate(data[i : i + b]) for i in range(0, len(data), b)]
             return DataLoader(self._eval_batches[split], batch_size=None, shuffle=False)
-        return DataLoader(
+        return ResumableLoader(  # its position goes into checkpoints: a killed run resumes mid-epoch
             self.splits[split],
             batch_size=self.batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(self.seed),
+            seed=self.seed,
             collate_fn=self.collate,  # the schedule is built in the workers
+            progress=self._progress,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
         )
+
+    def _progress(self) -> tuple[int, int]:
+        """The trainer's epoch and the batches it has processed in it (for the loader's state)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 0
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if done >= trainer.num_training_batches:  # saved at the end of the epoch: resume with the next
+            return trainer.current_epoch + 1, 0
+        return trainer.current_epoch, done
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

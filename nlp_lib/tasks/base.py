@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -95,6 +96,16 @@ class ClassificationTask(pl.LightningModule):
         seconds = max(self._last_batch_end - self._epoch_start, 1e-9)
         self.log(f"train/{self.example_name}_per_s", self._epoch_examples / seconds, sync_dist=True, reduce_fx="sum")
         self.log(f"train/{self.unit_name}_per_s", self._epoch_units / seconds, sync_dist=True, reduce_fx="sum")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The random state (dropout masks), so a resumed run continues exactly where it stopped.
+        checkpoint["nlp_lib_rng"] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("nlp_lib_rng")
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            random.setstate(rng["python"])
 
     def configure_optimizers(self):  # noqa: ANN201
         opt = self.optimizer_factory(self.model.parameters())

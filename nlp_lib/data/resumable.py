@@ -1,0 +1,89 @@
+"""A training DataLoader that resumes mid-epoch: a killed run continues with the very next batch.
+
+The order of an epoch's examples depends only on ``(seed, epoch)``. The loader's state (the epoch
+and how many of its batches the training loop has processed) is saved in every checkpoint
+(Lightning stores the ``state_dict`` of loaders that have one), and restoring it makes the next
+iteration skip exactly the batches already trained on. With the task's random-number state saved
+too (:class:`~nlp_lib.tasks.base.ClassificationTask`), a resumed run ends with the same weights as
+an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sized
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+__all__ = ["EpochSampler", "ResumableLoader"]
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffles ``range(n)`` with a generator seeded by ``seed + epoch``; can skip a prefix once."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.seed = seed
+        self.epoch = 0
+        self.skip = 0  # indices to skip at the start of the next iteration (a resumed epoch)
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls it before every epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
+        skip, self.skip = self.skip, 0
+        return iter(order[skip:])
+
+
+class ResumableLoader(DataLoader):
+    """A shuffled training ``DataLoader`` whose position survives a checkpoint (see the module docstring).
+
+    Args:
+        dataset: The examples.
+        batch_size: Examples per batch.
+        seed: Seed of the epoch orders.
+        collate_fn: Builds a batch (runs in the workers).
+        progress: Returns ``(epoch, batches processed in it)`` when a checkpoint is written (the
+            trainer's own counters).
+        num_workers: DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        dataset: Sized,
+        *,
+        batch_size: int,
+        seed: int,
+        collate_fn: Callable,
+        progress: Callable[[], tuple[int, int]],
+        num_workers: int = 0,
+    ) -> None:
+        self.epoch_sampler = EpochSampler(len(dataset), seed)
+        super().__init__(
+            dataset,
+            batch_size=batch_size,
+            sampler=self.epoch_sampler,
+            collate_fn=collate_fn,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+        )
+        self._progress = progress
+
+    def state_dict(self) -> dict[str, Any]:
+        epoch, batches = self._progress()
+        return {"epoch": int(epoch), "batches": int(batches), "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("batch_size") != self.batch_size:
+            raise ValueError(
+                f"the checkpoint was written with data.batch_size={state.get('batch_size')}, "
+                f"this run has {self.batch_size}: resume with the same batch size"
+            )
+        self.epoch_sampler.set_epoch(int(state["epoch"]))
+        self.epoch_sampler.skip = int(state["batches"]) * self.batch_size

@@ -1,0 +1,95 @@
+"""A run killed with SIGKILL mid-epoch resumes from its last checkpoint and ends as if never stopped."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import torch
+from conftest import REPO, TINY_LISTOPS
+
+# Train in a child process that SIGKILLs itself in the middle of an epoch (at a given global step).
+KILLER = """
+import os, signal, sys
+from nlp_lib.cli import compose, train
+from nlp_lib.tasks.tree_classification import TreeClassificationTask
+kill_at = int(sys.argv[1])
+step = TreeClassificationTask.training_step
+def dying_step(self, batch, batch_idx):
+    if self.global_step == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step(self, batch, batch_idx)
+TreeClassificationTask.training_step = dying_step
+train(compose("listops_tree_lstm", sys.argv[2:]))
+"""
+
+OVERRIDES = [*TINY_LISTOPS, "trainer.max_epochs=3", "checkpoint_every_n_steps=3"]  # 7 batches an epoch
+
+
+def _python(*args, **kw):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300, env=env, **kw)
+
+
+def _final_weights(run_dir):
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    return ckpt["state_dict"], ckpt["global_step"]
+
+
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    res = _python("-m", "nlp_lib", "train", *OVERRIDES, f"run_dir={whole}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    # global step 10 is batch 4 of epoch 2; the last checkpoint before it is step 9 (mid-epoch)
+    res = _python("-c", KILLER, "10", *OVERRIDES, f"run_dir={cut}")
+    assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
+    assert not (cut / "metrics.json").exists()
+    _, step = _final_weights(cut)
+    assert step == 9
+    res = _python("-m", "nlp_lib", "train", f"resume={cut}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    a, b = json.loads((whole / "metrics.json").read_text()), json.loads((cut / "metrics.json").read_text())
+    for split in ("val", "test"):
+        assert a[split] == b[split], split
+    wa, sa = _final_weights(whole)
+    wb, sb = _final_weights(cut)
+    assert sa == sb == 21
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=0, rtol=0, msg=k)
+
+
+def test_resume_errors_are_clear(tmp_path):
+    res = _python("-m", "nlp_lib", "train", f"resume={tmp_path}/nowhere")
+    assert res.returncode == 2 and "not a run directory" in res.stderr and "Traceback" not in res.stderr
+
+
+# The third checkpoint save dies half-way through writing its file.
+DIES_IN_SAVE = """
+import os, signal, sys
+import lightning_fabric.plugins.io.torch_io as tio
+from nlp_lib.cli import compose, train
+saves = []
+def dying_save(checkpoint, path):
+    saves.append(path)
+    if len(saves) == 3:
+        with open(path, "wb") as f:
+            f.write(b"half a checkpoint")
+            f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(checkpoint, path)
+real = tio._atomic_save
+tio._atomic_save = dying_save
+train(compose("listops_tree_lstm", sys.argv[1:]))
+"""
+
+
+def test_kill_during_a_checkpoint_save_keeps_the_previous_one(tmp_path):
+    run = tmp_path / "run"
+    res = _python("-c", DIES_IN_SAVE, *OVERRIDES, f"run_dir={run}")
+    assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
+    _, step = _final_weights(run)  # loads: the half-written file was the temporary one
+    assert step == 6  # the third save (end of epoch 1, step 7) died half-way; last.ckpt is the step-6 one
+    res = _python("-m", "nlp_lib", "train", f"resume={run}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
