@@ -19,6 +19,7 @@ import functools
 import importlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from torch import nn
 
 from nlp_lib.errors import BundleError, NlpLibError
 
-__all__ = ["FORMAT_VERSION", "load", "save", "Predictor"]
+__all__ = ["FORMAT_VERSION", "BundleContents", "Predictor", "load", "read", "save", "transfer"]
 
 FORMAT_VERSION = 1
 
@@ -75,8 +76,20 @@ def save(
     return out
 
 
-def load(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
-    """Load a bundle: the model in eval mode, with ``.tokenizer``, ``.labels`` and ``.predict``.
+@dataclass
+class BundleContents:
+    """What a bundle holds, read and checked but not yet built into a model."""
+
+    path: Path
+    config: dict[str, Any]
+    state: dict[str, torch.Tensor]
+    tokenizer: Any
+    labels: list[str]
+    meta: dict[str, Any]
+
+
+def read(path: str | Path) -> BundleContents:
+    """Read a bundle's files (see :func:`load`, which also builds the model).
 
     Raises:
         BundleError: the folder or a file is missing or corrupt, or the bundle was written by a
@@ -99,16 +112,10 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
         config = yaml.safe_load((d / "config.yaml").read_text())
     except (OSError, yaml.YAMLError) as e:
         raise BundleError(f"{d / 'config.yaml'}: cannot read it ({e})") from None
-    model = build(config, where=str(d / "config.yaml"))
     try:
         state = load_file(str(d / "model.safetensors"))
     except (OSError, SafetensorError) as e:
         raise BundleError(f"{d / 'model.safetensors'}: not a readable safetensors file ({e})") from None
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise BundleError(f"{d / 'model.safetensors'}: weights do not fit the model in config.yaml: {e}") from None
-    model.to(device).eval()
     if meta.get("tokenizer") == "SentencePieceTokenizer":
         from nlp_lib.data.tokenizers import SentencePieceTokenizer
 
@@ -117,11 +124,71 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
         from nlp_lib.data.vocab import WordVocab
 
         tokenizer = WordVocab.load(d / "vocab.json")
-    model.tokenizer = tokenizer
-    model.labels = _read_json(d / "labels.json")
-    model.bundle_meta = meta
+    return BundleContents(d, config, state, tokenizer, _read_json(d / "labels.json"), meta)
+
+
+def load(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
+    """Load a bundle: the model in eval mode, with ``.tokenizer``, ``.labels`` and ``.predict``.
+
+    Raises:
+        BundleError: the folder or a file is missing or corrupt, or the bundle was written by a
+            newer, incompatible format.
+    """
+    b = read(path)
+    model = build(b.config, where=str(b.path / "config.yaml"))
+    try:
+        model.load_state_dict(b.state)
+    except RuntimeError as e:
+        raise BundleError(f"{b.path / 'model.safetensors'}: weights do not fit the model in config.yaml: {e}") from None
+    model.to(device).eval()
+    model.tokenizer = b.tokenizer
+    model.labels = b.labels
+    model.bundle_meta = b.meta
     model.predict = Predictor(model)  # instance attribute: the model class stays the plain one
     return model
+
+
+def transfer(model: nn.Module, source: BundleContents, new_labels: Sequence[str], new_vocab_size: int) -> list[str]:
+    """Copy a bundle's weights into ``model`` built from its config for new data (fine-tuning).
+
+    Embedding rows: the first ``len(old vocabulary)`` ids keep their vectors (a fine-tuning
+    vocabulary extends the old one, so old ids are unchanged); new words keep their fresh rows.
+    The output layer is kept when the label names are the same, and left freshly initialised
+    otherwise.
+
+    Returns:
+        One line per decision, for the log.
+    """
+    notes = []
+    own = model.state_dict()
+    keep_head = list(new_labels) == list(source.labels)
+    head = {n for n, p in own.items() if n.startswith("classifier.")}
+    loaded = {}
+    for name, value in source.state.items():
+        if name in head and not keep_head:
+            continue
+        target = own.get(name)
+        if target is None:
+            raise BundleError(f"{source.path}: weight {name} has no place in the fine-tuned model")
+        if name == "embedding.weight" and value.shape != target.shape:
+            merged = target.clone()
+            merged[: value.shape[0]] = value
+            loaded[name] = merged
+            notes.append(
+                f"embedding: {value.shape[0]} known tokens keep their vectors, {target.shape[0] - value.shape[0]} new"
+            )
+            continue
+        if value.shape != target.shape:
+            raise BundleError(
+                f"{source.path}: weight {name} is {tuple(value.shape)}, the model needs {tuple(target.shape)}"
+            )
+        loaded[name] = value
+    model.load_state_dict(loaded, strict=False)
+    if keep_head:
+        notes.append(f"output layer kept (same labels: {list(new_labels)[:10]})")
+    else:
+        notes.append(f"output layer replaced: labels {source.labels[:10]} -> {list(new_labels)[:10]}")
+    return notes
 
 
 def build(node: Any, where: str = "config") -> Any:

@@ -160,11 +160,33 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     data = _instantiate(cfg.data, "data", seed=int(cfg.seed))
+    source = None
+    if cfg.get("init_from"):  # fine-tuning: the bundle's architecture, tokenizer and weights
+        from nlp_lib import bundle
+
+        source = bundle.read(str(cfg.init_from))
+        if not hasattr(data, "adopt_tokenizer"):
+            raise ConfigError("init_from: this data module cannot reuse a trained model's tokenizer")
+        data.adopt_tokenizer(source.tokenizer)
     data.prepare()
-    model_cfg = OmegaConf.masked_copy(cfg.model, [k for k in cfg.model if k != "embeddings"])
+    if source is not None:
+        model_cfg = OmegaConf.create({k: v for k, v in source.config.items() if k not in ("vocab_size", "num_classes")})
+        log.info(
+            "init_from %s: the model is the bundle's (%s); the recipe's model group is not used",
+            source.path,
+            model_cfg.get("_target_"),
+        )
+    else:
+        model_cfg = OmegaConf.masked_copy(cfg.model, [k for k in cfg.model if k != "embeddings"])
     model = _instantiate(model_cfg, "model", vocab_size=data.vocab_size, num_classes=data.num_classes)
+    if source is not None:
+        labels = list(getattr(data, "label_names", None) or [str(i) for i in range(data.num_classes)])
+        for note in bundle.transfer(model, source, labels, data.vocab_size):
+            log.info("init_from: %s", note)
     vectors = cfg.model.get("embeddings") or {}
-    if vectors.get("path"):  # pretrained word vectors initialise the embedding (model.embeddings.path=)
+    if (
+        vectors.get("path") and source is None
+    ):  # pretrained word vectors initialise the embedding (model.embeddings.path=)
         from torch import nn
 
         from nlp_lib.modules.embeddings import load_pretrained

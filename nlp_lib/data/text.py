@@ -134,7 +134,8 @@ class TextDataModule(pl.LightningDataModule):
             raw["train"] = ([texts[i] for i in order[k:]], [labels[i] for i in order[k:]])
         self.label_names = sorted({str(y) for y in raw["train"][1]}, key=_label_key)
         index = {name: i for i, name in enumerate(self.label_names)}
-        self.tokenizer = SentencePieceTokenizer.train(raw["train"][0], vocab_size=self._vocab_size)
+        if self.tokenizer is None:  # fine-tuning keeps the trained model's pieces (adopt_tokenizer)
+            self.tokenizer = SentencePieceTokenizer.train(raw["train"][0], vocab_size=self._vocab_size)
         for split, (texts, labels) in raw.items():
             unseen = sorted({str(y) for y in labels} - set(index))
             if unseen:
@@ -152,6 +153,15 @@ class TextDataModule(pl.LightningDataModule):
             self.tokenizer.vocab_size,
             len(self.label_names),
         )
+
+    def adopt_tokenizer(self, tokenizer: Any) -> None:
+        """Fine-tuning: tokenise with a trained model's sentencepiece model instead of training one."""
+        if not isinstance(tokenizer, SentencePieceTokenizer):
+            raise DataError(
+                f"init_from: the model was trained with a {type(tokenizer).__name__}; this data uses "
+                "sentencepiece (fine-tune with data of the same kind)"
+            )
+        self.tokenizer = tokenizer
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()

@@ -71,6 +71,7 @@ class TreeDataModule(pl.LightningDataModule):
         self.seed = seed
         self.vocab = vocab
         self.vocab_splits = tuple(vocab_splits)
+        self._base_vocab: WordVocab | None = None
         self.splits: dict[str, list[EncodedTree]] = {}
         self._eval_batches: dict[str, list[Any]] = {}
 
@@ -93,6 +94,10 @@ class TreeDataModule(pl.LightningDataModule):
                 min_freq=self.min_freq,
                 lowercase=self.lowercase,
             )
+            if self._base_vocab is not None:  # fine-tuning: old ids unchanged, new words appended
+                known = set(self._base_vocab.words)
+                extra = [w for w in self.vocab.words[1:] if w not in known]
+                self.vocab = WordVocab(self._base_vocab.words + extra, lowercase=self._base_vocab.lowercase)
         if self._num_classes is None:
             self._num_classes = 1 + max(max(t.labels) for t in raw["train"] if t.labels is not None)
         for name, trees in raw.items():
@@ -111,6 +116,17 @@ class TreeDataModule(pl.LightningDataModule):
             self.vocab.vocab_size,
             self._num_classes,
         )
+
+    def adopt_tokenizer(self, tokenizer: Any) -> None:
+        """Fine-tuning: extend a trained model's vocabulary (its ids stay; new words are appended)."""
+        if not isinstance(tokenizer, WordVocab):
+            raise DataError(
+                f"init_from: the model was trained with a {type(tokenizer).__name__}; this data uses a word "
+                "vocabulary (fine-tune with data of the same kind)"
+            )
+        if self.splits:
+            raise RuntimeError("adopt_tokenizer must come before prepare()")
+        self._base_vocab = tokenizer
 
     def encode(self, tree: Tree) -> Any:
         """One example as the collate function takes it (here: the tree with its token ids)."""
@@ -186,6 +202,17 @@ class SentenceDataModule(TreeDataModule):
     files, vocabulary and splits; batches are :class:`~nlp_lib.structure.sequence.SequenceBatch`
     (padded with id 0).
     """
+
+    def adopt_tokenizer(self, tokenizer: Any) -> None:
+        """Fine-tuning: extend a trained model's vocabulary (its ids stay; new words are appended)."""
+        if not isinstance(tokenizer, WordVocab):
+            raise DataError(
+                f"init_from: the model was trained with a {type(tokenizer).__name__}; this data uses a word "
+                "vocabulary (fine-tune with data of the same kind)"
+            )
+        if self.splits:
+            raise RuntimeError("adopt_tokenizer must come before prepare()")
+        self._base_vocab = tokenizer
 
     def encode(self, tree: Tree) -> Any:
         ids = [self.vocab.id(tree.words[i]) for i in tree.leaves]
