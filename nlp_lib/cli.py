@@ -35,6 +35,8 @@ commands:
   train [recipe=NAME] [KEY=VALUE ...]   train a recipe (default: {default}); any Hydra override,
                                         --multirun / -m for sweeps (each job gets its own run dir)
   train resume=RUN_DIR                  continue a killed run from its checkpoints/last.ckpt
+  predict bundle=DIR input=FILE         a label and probabilities per input line (text or tree)
+  eval run=RUN_DIR [split=val|test]     metrics of a run's model on a split (data.* overrides allowed)
   recipes                               list the recipes with a one-line description
   --help                                this message
 
@@ -396,7 +398,134 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, desc in recipes.items():
             print(f"{name:<{width}}  {desc}")
         return 0
+    if cmd == "predict":
+        return _predict_command(rest)
+    if cmd == "eval":
+        return _eval_command(rest)
     return _fail(ConfigError(f"unknown command {cmd!r}; see 'nlp-lib --help'"))
+
+
+def _key_values(args: list[str], allowed: set[str], command: str) -> tuple[dict[str, str], list[str]]:
+    """``key=value`` arguments of a command: ``allowed`` keys, and the rest (config overrides)."""
+    known, rest = {}, []
+    for a in args:
+        key, sep, value = a.partition("=")
+        if not sep:
+            raise ConfigError(f"{command}: expected KEY=VALUE, got {a!r}")
+        if key in allowed:
+            known[key] = value
+        else:
+            rest.append(a)
+    return known, rest
+
+
+def _predict_command(args: list[str]) -> int:
+    """``nlp-lib predict bundle=DIR input=FILE [output=FILE]``: a label and probabilities per input."""
+    try:
+        opts, rest = _key_values(args, {"bundle", "input", "output", "batch_size"}, "predict")
+        if rest or "bundle" not in opts or "input" not in opts:
+            raise ConfigError(
+                "usage: nlp-lib predict bundle=<run dir>/bundle input=<file> [output=<file>] [batch_size=64]"
+            )
+        import nlp_lib
+
+        model = nlp_lib.load(opts["bundle"])
+        inputs = _read_inputs(Path(opts["input"]))
+        preds = model.predict(inputs, batch_size=int(opts.get("batch_size", 64)))
+    except NlpLibError as e:
+        return _fail(e)
+    lines = [
+        json.dumps({"input": x if isinstance(x, str) else str(x), **p}, ensure_ascii=False)
+        for x, p in zip(inputs, preds, strict=True)
+    ]
+    if "output" in opts:
+        Path(opts["output"]).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print(f"{len(lines)} predictions written to {opts['output']}")
+    else:
+        print("\n".join(lines))
+    return 0
+
+
+def _read_inputs(path: Path) -> list[str]:
+    """One input per line (a text or a bracketed tree), or JSONL records with a ``text`` field."""
+    from nlp_lib.errors import DataError
+
+    if not path.is_file():
+        raise DataError("file does not exist" if not path.exists() else "not a file", path=str(path))
+    out = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                record = json.loads(line)
+                out.append(str(record["text"]))
+            except (ValueError, KeyError, TypeError):
+                raise DataError("expected a JSON object with a 'text' field", path=str(path), line=lineno) from None
+        else:
+            out.append(line.strip())
+    if not out:
+        raise DataError("no inputs in the file", path=str(path))
+    return out
+
+
+def _eval_command(args: list[str]) -> int:
+    """``nlp-lib eval run=DIR [split=val|test] [data overrides]``: metrics of the run's model on a split."""
+    from omegaconf import OmegaConf
+
+    try:
+        opts, overrides = _key_values(args, {"run", "split"}, "eval")
+        if "run" not in opts:
+            raise ConfigError("usage: nlp-lib eval run=<run dir> [split=val|test] [data.KEY=VALUE ...]")
+        run = Path(opts["run"])
+        if not (run / "config.yaml").is_file() or not (run / "bundle").is_dir():
+            raise ConfigError(f"run={run}: not a finished run directory (needs config.yaml and bundle/)")
+        cfg = OmegaConf.create(yaml.safe_load((run / "config.yaml").read_text()))
+        bad = [o for o in overrides if not o.startswith("data.")]
+        if bad:
+            raise ConfigError(f"eval: only data.* overrides are allowed (the model is the run's): {bad}")
+        for o in overrides:
+            key, _, value = o.partition("=")
+            if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+                raise ConfigError(f"eval: {key} is not a key of the run's config")
+            OmegaConf.update(cfg, key, yaml.safe_load(value))
+        metrics = evaluate(cfg, run, opts.get("split", "val"))
+    except NlpLibError as e:
+        return _fail(e)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def evaluate(cfg: Any, run: Path, split: str) -> dict[str, Any]:
+    """Accuracy and loss of a run's bundled model on a split of the (possibly overridden) data."""
+    import torch
+    import torch.nn.functional as F
+
+    from nlp_lib import bundle
+
+    source = bundle.read(run / "bundle")
+    model = bundle.load(run / "bundle")
+    data = _instantiate(cfg.data, "data", seed=int(cfg.seed))
+    if type(source.tokenizer).__name__ == "WordVocab":
+        data.vocab = source.tokenizer  # the model's vocabulary as it is: unseen words are <unk>
+    else:
+        data.adopt_tokenizer(source.tokenizer)
+    data.prepare()
+    loader = {"val": data.val_dataloader, "test": data.test_dataloader}.get(split)
+    if loader is None:
+        raise ConfigError(f"eval: split must be val or test, got {split!r}")
+    correct = total = 0
+    loss = 0.0
+    with torch.no_grad():
+        for batch in loader():
+            logits = model(batch).logits
+            target = batch.labels[batch.roots] if hasattr(batch, "roots") else batch.labels
+            loss += float(F.cross_entropy(logits, target, reduction="sum"))
+            correct += int((logits.argmax(-1) == target).sum())
+            total += int(target.numel())
+    metrics = {"split": split, "accuracy": correct / max(total, 1), "loss": loss / max(total, 1), "examples": total}
+    (run / f"eval_{split}.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,33 @@
+"""nlp-lib eval and predict on a finished run."""
+
+import json
+
+from conftest import TINY_LISTOPS, run_cli
+
+from nlp_lib.cli import compose, train
+from nlp_lib.data.listops import generate_listops
+
+
+def test_eval_reproduces_the_runs_test_metrics_and_predict_labels_inputs(tmp_path):
+    run = tmp_path / "run"
+    metrics = train(compose("listops_tree_lstm", [*TINY_LISTOPS, f"run_dir={run}"]))
+    res = run_cli("eval", f"run={run}", "split=test")
+    assert res.returncode == 0, res.stderr[-2000:]
+    ev = json.loads((run / "eval_test.json").read_text())
+    assert abs(ev["accuracy"] - metrics["test"]["accuracy"]) < 1e-6 and ev["examples"] == 50
+
+    inputs = tmp_path / "exprs.txt"
+    inputs.write_text("\n".join(e.expression for e in generate_listops(5, seed=9, max_depth=3)) + "\n")
+    out = tmp_path / "preds.jsonl"
+    res = run_cli("predict", f"bundle={run / 'bundle'}", f"input={inputs}", f"output={out}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    preds = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(preds) == 5 and all(p["label"] in [str(i) for i in range(10)] for p in preds)
+    assert all(abs(sum(p["probs"].values()) - 1) < 1e-5 for p in preds)
+
+
+def test_eval_and_predict_errors(tmp_path):
+    res = run_cli("eval", f"run={tmp_path}")
+    assert res.returncode == 2 and "not a finished run directory" in res.stderr
+    res = run_cli("predict", f"bundle={tmp_path}", f"input={tmp_path}/x.txt")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
