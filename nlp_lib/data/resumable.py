@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from nlp_lib.data.sampling import BalancedBatchSampler
+
 __all__ = ["EpochSampler", "ResumableLoader"]
 
 
@@ -58,32 +60,42 @@ class ResumableLoader(DataLoader):
         self,
         dataset: Sized,
         *,
-        batch_size: int,
+        batch_size: int | None,
         seed: int,
         collate_fn: Callable,
         progress: Callable[[], tuple[int, int]],
         num_workers: int = 0,
+        batch_sampler: BalancedBatchSampler | None = None,
     ) -> None:
-        self.epoch_sampler = EpochSampler(len(dataset), seed)
+        self.epoch_sampler = None
+        self.budget_sampler = batch_sampler
+        if batch_sampler is None:
+            self.epoch_sampler = EpochSampler(len(dataset), seed)
+            kwargs: dict[str, Any] = {"batch_size": batch_size, "sampler": self.epoch_sampler}
+        else:  # batches by a node budget, balanced across ranks
+            kwargs = {"batch_sampler": batch_sampler}
         super().__init__(
-            dataset,
-            batch_size=batch_size,
-            sampler=self.epoch_sampler,
-            collate_fn=collate_fn,
-            num_workers=num_workers,
-            persistent_workers=num_workers > 0,
+            dataset, collate_fn=collate_fn, num_workers=num_workers, persistent_workers=num_workers > 0, **kwargs
         )
         self._progress = progress
 
+    def _plan_key(self) -> Any:
+        b = self.budget_sampler
+        return self.batch_size if b is None else {"budget": b.budget, "replicas": b.num_replicas}
+
     def state_dict(self) -> dict[str, Any]:
         epoch, batches = self._progress()
-        return {"epoch": int(epoch), "batches": int(batches), "batch_size": self.batch_size}
+        return {"epoch": int(epoch), "batches": int(batches), "batch_size": self._plan_key()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("batch_size") != self.batch_size:
+        if state.get("batch_size") != self._plan_key():
             raise ValueError(
-                f"the checkpoint was written with data.batch_size={state.get('batch_size')}, "
-                f"this run has {self.batch_size}: resume with the same batch size"
+                f"the checkpoint was written with batches of {state.get('batch_size')}, this run makes "
+                f"{self._plan_key()}: resume with the same data.batch_size / data.node_budget"
             )
-        self.epoch_sampler.set_epoch(int(state["epoch"]))
-        self.epoch_sampler.skip = int(state["batches"]) * self.batch_size
+        sampler = self.epoch_sampler if self.epoch_sampler is not None else self.budget_sampler
+        sampler.set_epoch(int(state["epoch"]))
+        if self.epoch_sampler is not None:
+            sampler.skip = int(state["batches"]) * self.batch_size  # examples
+        else:
+            sampler.skip = int(state["batches"])  # batches

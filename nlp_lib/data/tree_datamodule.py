@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from nlp_lib.data.collate import EncodedTree, collate_trees, encode_tree
 from nlp_lib.data.resumable import ResumableLoader
+from nlp_lib.data.sampling import BalancedBatchSampler
 from nlp_lib.data.vocab import WordVocab
 from nlp_lib.errors import DataError
 from nlp_lib.structure.sequence import SequenceBatch
@@ -42,6 +43,9 @@ class TreeDataModule(pl.LightningDataModule):
             ``("train",)`` by default; with pretrained vectors, adding ``"val"``/``"test"`` lets
             their words keep their pretrained vectors instead of becoming ``<unk>`` (as in Tai et
             al.'s code, whose vocabulary spans every split).
+        node_budget: Batch training trees by total nodes (at most this many a batch, ``batch_size``
+            ignored) instead of by count; the batches are balanced across distributed ranks
+            (:class:`~nlp_lib.data.sampling.BalancedBatchSampler`).
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class TreeDataModule(pl.LightningDataModule):
         seed: int = 0,
         vocab: WordVocab | None = None,
         vocab_splits: Sequence[str] = ("train",),
+        node_budget: int | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -71,6 +76,9 @@ class TreeDataModule(pl.LightningDataModule):
         self.seed = seed
         self.vocab = vocab
         self.vocab_splits = tuple(vocab_splits)
+        if node_budget is not None and node_budget < 1:
+            raise DataError(f"data.node_budget must be at least 1 (or null), got {node_budget}")
+        self.node_budget = node_budget
         self._base_vocab: WordVocab | None = None
         self.splits: dict[str, list[EncodedTree]] = {}
         self._eval_batches: dict[str, list[Any]] = {}
@@ -117,6 +125,10 @@ class TreeDataModule(pl.LightningDataModule):
             self._num_classes,
         )
 
+    def size(self, example: Any) -> int:
+        """The work of one encoded example (its nodes), for ``node_budget`` batching."""
+        return len(example.parent)
+
     def adopt_tokenizer(self, tokenizer: Any) -> None:
         """Fine-tuning: extend a trained model's vocabulary (its ids stay; new words are appended)."""
         if not isinstance(tokenizer, WordVocab):
@@ -161,9 +173,20 @@ class TreeDataModule(pl.LightningDataModule):
                 data = self.splits[split]
                 self._eval_batches[split] = [self.collate(data[i : i + b]) for i in range(0, len(data), b)]
             return DataLoader(self._eval_batches[split], batch_size=None, shuffle=False)
+        budget = None
+        if self.node_budget is not None:  # batches of at most node_budget nodes, balanced across ranks
+            trainer = self.trainer
+            budget = BalancedBatchSampler(
+                [self.size(e) for e in self.splits[split]],
+                self.node_budget,
+                num_replicas=trainer.world_size if trainer is not None else 1,
+                rank=trainer.global_rank if trainer is not None else 0,
+                seed=self.seed,
+            )
         return ResumableLoader(  # its position goes into checkpoints: a killed run resumes mid-epoch
             self.splits[split],
-            batch_size=self.batch_size,
+            batch_size=None if budget is not None else self.batch_size,
+            batch_sampler=budget,
             seed=self.seed,
             collate_fn=self.collate,  # the schedule is built in the workers
             progress=self._progress,
@@ -213,6 +236,9 @@ class SentenceDataModule(TreeDataModule):
         if self.splits:
             raise RuntimeError("adopt_tokenizer must come before prepare()")
         self._base_vocab = tokenizer
+
+    def size(self, example: Any) -> int:
+        return len(example[0])
 
     def encode(self, tree: Tree) -> Any:
         ids = [self.vocab.id(tree.words[i]) for i in tree.leaves]

@@ -93,3 +93,18 @@ def test_kill_during_a_checkpoint_save_keeps_the_previous_one(tmp_path):
     res = _python("-m", "nlp_lib", "train", f"resume={run}")
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
+
+
+def test_node_budget_batches_resume_mid_epoch_too(tmp_path):
+    budget = [*OVERRIDES, "data.node_budget=250"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert _python("-m", "nlp_lib", "train", *budget, f"run_dir={whole}").returncode == 0
+    res = _python("-c", KILLER, "8", *budget, f"run_dir={cut}")
+    assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
+    res = _python("-m", "nlp_lib", "train", f"resume={cut}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    wa, sa = _final_weights(whole)
+    wb, sb = _final_weights(cut)
+    assert sa == sb
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=0, rtol=0, msg=k)

@@ -1,0 +1,74 @@
+import random
+from collections import Counter
+
+import pytest
+
+from nlp_lib.data.sampling import BalancedBatchSampler, budget_batches, step_balance
+
+
+def _sizes(n=3000, seed=0):
+    rng = random.Random(seed)
+    return [max(3, min(120, round(rng.gammavariate(4.2, 37 / 4.2)))) for _ in range(n)]  # SST-like node counts
+
+
+@pytest.mark.parametrize("replicas", [1, 3, 8])
+def test_every_example_once_every_rank_the_same_number_of_batches(replicas):
+    sizes = _sizes()
+    samplers = [BalancedBatchSampler(sizes, 2000, num_replicas=replicas, rank=r, seed=5) for r in range(replicas)]
+    for epoch in (0, 1):
+        per_rank = []
+        for s in samplers:
+            s.set_epoch(epoch)
+            per_rank.append(list(s))
+        assert len({len(b) for b in per_rank}) == 1  # no rank waits at the end of the epoch
+        seen = Counter(i for batches in per_rank for b in batches for i in b)
+        assert set(seen) == set(range(len(sizes))) and set(seen.values()) == {1}
+        assert all(sum(sizes[i] for i in b) <= 2000 for batches in per_rank for b in batches)
+
+
+def test_plan_depends_on_seed_and_epoch_only():
+    sizes = _sizes(500)
+    a = BalancedBatchSampler(sizes, 700, num_replicas=2, rank=0, seed=1)
+    b = BalancedBatchSampler(sizes, 700, num_replicas=2, rank=0, seed=1)
+    assert list(a) == list(b)
+    b.set_epoch(1)
+    assert list(a) != list(b)
+
+
+def test_ranks_carry_nearly_equal_work_each_step():
+    sizes = _sizes()
+    plan = BalancedBatchSampler(sizes, 2000, num_replicas=8, seed=0).plan()
+    mean, worst = step_balance([[sum(sizes[i] for i in b) for b in step] for step in plan])
+    assert mean < 1.05, (mean, worst)
+
+
+def test_budget_batches_never_exceed_the_budget_unless_one_example_does():
+    assert budget_batches([5, 5, 5, 12, 1], [0, 1, 2, 3, 4], 10) == [[0, 1], [2], [3], [4]]
+
+
+def test_skip_resumes_inside_an_epoch():
+    sizes = _sizes(400)
+    s = BalancedBatchSampler(sizes, 500, num_replicas=2, rank=1, seed=3)
+    full = list(s)
+    s.skip = 4
+    assert list(s) == full[4:]
+    assert list(s) == full  # the skip applies once
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="budget"):
+        BalancedBatchSampler([1, 2], 0)
+    with pytest.raises(ValueError, match="rank"):
+        BalancedBatchSampler([1, 2], 5, num_replicas=2, rank=2)
+
+
+def test_sst_over_8_ranks_within_5_percent(sst_trees):
+    from nlp_lib.data.ptb import read_ptb_trees
+
+    sizes = [len(t) for t in read_ptb_trees(sst_trees / "train.txt").trees]
+    samplers = [BalancedBatchSampler(sizes, 2000, num_replicas=8, rank=r, seed=0) for r in range(8)]
+    per_rank = [list(s) for s in samplers]
+    assert len({len(b) for b in per_rank}) == 1
+    steps = [[sum(sizes[i] for i in b) for b in step] for step in zip(*per_rank, strict=True)]
+    mean, worst = step_balance(steps)
+    assert mean <= 1.05 and worst <= 1.05, (mean, worst)
