@@ -37,6 +37,7 @@ commands:
   train resume=RUN_DIR                  continue a killed run from its checkpoints/last.ckpt
   predict bundle=DIR input=FILE         a label and probabilities per input line (text or tree)
   eval run=RUN_DIR [split=val|test]     metrics of a run's model on a split (data.* overrides allowed)
+  export bundle=DIR [max_length=N]      ONNX for sequence classifiers, checked in onnxruntime
   recipes                               list the recipes with a one-line description
   --help                                this message
 
@@ -402,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _predict_command(rest)
     if cmd == "eval":
         return _eval_command(rest)
+    if cmd == "export":
+        return _export_command(rest)
     return _fail(ConfigError(f"unknown command {cmd!r}; see 'nlp-lib --help'"))
 
 
@@ -467,6 +470,31 @@ def _read_inputs(path: Path) -> list[str]:
     if not out:
         raise DataError("no inputs in the file", path=str(path))
     return out
+
+
+def _export_command(args: list[str]) -> int:
+    """``nlp-lib export bundle=DIR [format=onnx] [max_length=128] [output=FILE]``."""
+    try:
+        opts, rest = _key_values(args, {"bundle", "format", "max_length", "output"}, "export")
+        if rest or "bundle" not in opts:
+            raise ConfigError(
+                "usage: nlp-lib export bundle=<run dir>/bundle [format=onnx] [max_length=128] [output=<file>]"
+            )
+        if opts.get("format", "onnx") != "onnx":
+            raise ConfigError(f"export: format must be onnx, got {opts['format']!r}")
+        import nlp_lib
+        from nlp_lib.export import export_onnx
+
+        model = nlp_lib.load(opts["bundle"])
+        output = Path(opts.get("output") or Path(opts["bundle"]) / "model.onnx")
+        check = export_onnx(model, output, max_length=int(opts.get("max_length", 128)))
+    except NlpLibError as e:
+        return _fail(e)
+    print(
+        f"wrote {output} (inputs: tokens [batch, {opts.get('max_length', 128)}], lengths [batch]); "
+        f"onnxruntime vs PyTorch max |difference| {check['max_abs_diff']:.2e}"
+    )
+    return 0
 
 
 def _eval_command(args: list[str]) -> int:

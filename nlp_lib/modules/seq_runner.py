@@ -119,7 +119,8 @@ class SequenceRunner(nn.Module):
         steps = torch.arange(t, device=x.device)
         valid = steps.unsqueeze(0) < lengths.unsqueeze(1)  # [B, T]
         rev = torch.where(valid, lengths.unsqueeze(1) - 1 - steps, steps)  # reverse within each length
-        needs_mask = bool((lengths < t).any())  # one check per batch; no masking when nothing is padded
+        # One check per batch: no masking when nothing is padded. A traced export always masks.
+        needs_mask = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or bool((lengths < t).any())
         states: list[tuple[Tensor, ...]] = []
         lasts: list[Tensor] = []
         layer_in = x
