@@ -1,0 +1,33 @@
+"""The README's Python examples run as written (the bundle one against a bundle a tiny run writes)."""
+
+import re
+
+from conftest import REPO, TINY_LISTOPS
+
+
+def _blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), flags=re.S)
+
+
+def test_model_in_your_own_project_example_runs():
+    (block,) = [b for b in _blocks() if "TreeClassifier(" in b]
+    ns: dict = {}
+    exec(compile(block, "README.md", "exec"), ns)  # noqa: S102 - our own documentation
+    assert ns["logits"].shape == (2, 5)
+
+
+def test_bundle_example_runs_on_a_real_bundle(tmp_path):
+    from nlp_lib.cli import compose, train
+
+    run = tmp_path / "run"
+    train(compose("listops_tree_lstm", [*TINY_LISTOPS, f"run_dir={run}"]))
+    (block,) = [b for b in _blocks() if "nlp_lib.load(" in b]
+    block = block.replace("runs/sst_tree_lstm/<time>/bundle", str(run / "bundle"))
+    from nlp_lib.data.listops import generate_listops
+
+    expr = generate_listops(1, seed=1, max_depth=2)[0].expression
+    block = re.sub(r"model\.predict\.logits\(\[\.\.\.\]\).*", f"model.predict.logits([{expr!r}])", block)
+    ns: dict = {}
+    exec(compile(block, "README.md", "exec"), ns)  # noqa: S102
+    pred = ns["model"].predict(["(3 (2 A) (4 (4 fine) (2 film)))"])
+    assert pred[0]["label"] in ns["model"].labels and abs(sum(pred[0]["probs"].values()) - 1) < 1e-5
