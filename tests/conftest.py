@@ -42,3 +42,21 @@ TINY_LISTOPS = [
     "trainer.max_epochs=2",
     "trainer.enable_progress_bar=false",
 ]
+
+
+def doc_blocks(name: str) -> list[str]:
+    """The ```python blocks of a documentation file (README.md or docs/NAME), in order."""
+    import re
+
+    path = REPO / name
+    return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.S)
+
+
+def exec_doc(name: str) -> dict:
+    """Run every ```python block of a documentation file in one namespace, as a reader would."""
+    blocks = doc_blocks(name)
+    assert len(blocks) >= 2, f"the worked example's code blocks are missing from {name}"
+    ns: dict = {"__name__": name.replace("/", "_").removesuffix(".md")}
+    for block in blocks:
+        exec(compile(block, name, "exec"), ns)  # noqa: S102 - our own documentation
+    return ns

@@ -226,17 +226,6 @@ class SentenceDataModule(TreeDataModule):
     (padded with id 0).
     """
 
-    def adopt_tokenizer(self, tokenizer: Any) -> None:
-        """Fine-tuning: extend a trained model's vocabulary (its ids stay; new words are appended)."""
-        if not isinstance(tokenizer, WordVocab):
-            raise DataError(
-                f"init_from: the model was trained with a {type(tokenizer).__name__}; this data uses a word "
-                "vocabulary (fine-tune with data of the same kind)"
-            )
-        if self.splits:
-            raise RuntimeError("adopt_tokenizer must come before prepare()")
-        self._base_vocab = tokenizer
-
     def size(self, example: Any) -> int:
         return len(example[0])
 

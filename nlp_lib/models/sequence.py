@@ -8,7 +8,7 @@ direction.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +26,19 @@ class SequenceClassifierOutput(NamedTuple):
 
     logits: Tensor
     pooled: Tensor
+
+
+def _recurrent_body(
+    module: nn.Module, vocab_size: int, num_classes: int, cell: CellFactory, embedding_size: int, **runner: Any
+) -> None:
+    """The embedding, runner, dropout and output layer every sequence model here shares."""
+    module.vocab_size = vocab_size
+    module.num_classes = num_classes
+    module.embedding = nn.Embedding(vocab_size, embedding_size)
+    dropout = runner.pop("dropout")
+    module.runner = SequenceRunner(cell=cell, input_size=embedding_size, dropout=dropout, **runner)
+    module.dropout = nn.Dropout(dropout)
+    module.classifier = nn.Linear(module.runner.output_size, num_classes)
 
 
 class SequenceClassifier(nn.Module):
@@ -66,13 +79,13 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         if pooling not in ("last", "mean", "max"):
             raise ValueError(f"pooling must be 'last', 'mean' or 'max', got {pooling!r}")
-        self.vocab_size = vocab_size
-        self.num_classes = num_classes
         self.pooling = pooling
-        self.embedding = nn.Embedding(vocab_size, embedding_size)
-        self.runner = SequenceRunner(
-            cell=cell,
-            input_size=embedding_size,
+        _recurrent_body(
+            self,
+            vocab_size,
+            num_classes,
+            cell,
+            embedding_size,
             hidden_size=hidden_size,
             num_layers=num_layers,
             bidirectional=bidirectional,
@@ -81,8 +94,6 @@ class SequenceClassifier(nn.Module):
             fused=fused,
             compile=compile,
         )
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(self.runner.output_size, num_classes)
 
     def forward(self, batch: SequenceBatch) -> SequenceClassifierOutput:
         x = self.dropout(self.embedding(batch.tokens))  # [B, T, E]
@@ -122,12 +133,12 @@ class SequenceTagger(nn.Module):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        self.vocab_size = vocab_size
-        self.num_classes = num_classes
-        self.embedding = nn.Embedding(vocab_size, embedding_size)
-        self.runner = SequenceRunner(
-            cell=cell,
-            input_size=embedding_size,
+        _recurrent_body(
+            self,
+            vocab_size,
+            num_classes,
+            cell,
+            embedding_size,
             hidden_size=hidden_size,
             num_layers=num_layers,
             bidirectional=bidirectional,
@@ -136,8 +147,6 @@ class SequenceTagger(nn.Module):
             fused=fused,
             compile=compile,
         )
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(self.runner.output_size, num_classes)
 
     def forward(self, batch: SequenceBatch) -> Tensor:
         out = self.runner(self.dropout(self.embedding(batch.tokens)), batch.lengths)

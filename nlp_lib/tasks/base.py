@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -18,7 +19,7 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 
 
-class ClassificationTask(pl.LightningModule):
+class ClassificationTask(pl.LightningModule, abc.ABC):
     """Loss and accuracy per split, examples/s and units/s in training, optimiser and scheduler.
 
     A subclass says what an example and a unit are (``example_name = "trees"``, ``unit_name =
@@ -49,13 +50,13 @@ class ClassificationTask(pl.LightningModule):
         self._epoch_examples = self._epoch_units = 0
         self._epoch_start = self._last_batch_end = 0.0
 
+    @abc.abstractmethod
     def count(self, batch: Any) -> tuple[int, int]:
         """``(examples, units)`` in a batch."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def loss_and_targets(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(loss, logits [B, C], targets [B])`` of a batch."""
-        raise NotImplementedError
 
     def forward(self, batch: Any):  # noqa: ANN201
         return self.model(batch)

@@ -1,22 +1,14 @@
 """docs/custom_cells.md's worked example runs as written, and its cell passes the equivalence check."""
 
-import re
-
 import torch
-from conftest import REPO
+from conftest import exec_doc
 
 from nlp_lib.modules import check_cell
 from nlp_lib.structure.random_trees import random_binary_tree
 
 
 def _doc_namespace() -> dict:
-    text = (REPO / "docs" / "custom_cells.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) >= 2, "the worked example's code blocks are missing from docs/custom_cells.md"
-    ns: dict = {"__name__": "custom_cells_doc"}
-    for block in blocks:
-        exec(compile(block, "docs/custom_cells.md", "exec"), ns)  # noqa: S102 - our own documentation
-    return ns
+    return exec_doc("docs/custom_cells.md")
 
 
 def test_worked_example_runs_and_agrees_with_one_at_a_time():

@@ -2,11 +2,11 @@
 
 import re
 
-from conftest import REPO, TINY_LISTOPS
+from conftest import TINY_LISTOPS, doc_blocks
 
 
 def _blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), flags=re.S)
+    return doc_blocks("README.md")
 
 
 def test_model_in_your_own_project_example_runs():

@@ -1,19 +1,11 @@
 """docs/recurrent_cells.md's worked example runs as written; masking equals one sequence alone; it trains."""
 
-import re
-
 import torch
-from conftest import REPO
+from conftest import exec_doc
 
 
 def _doc_namespace() -> dict:
-    text = (REPO / "docs" / "recurrent_cells.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) >= 2, "the worked example's code blocks are missing from docs/recurrent_cells.md"
-    ns: dict = {"__name__": "recurrent_cells_doc"}
-    for block in blocks:
-        exec(compile(block, "docs/recurrent_cells.md", "exec"), ns)  # noqa: S102 - our own documentation
-    return ns
+    return exec_doc("docs/recurrent_cells.md")
 
 
 def test_worked_example_runs_and_masks_like_one_sequence_alone():
