@@ -1,0 +1,12 @@
+"""docs/using_models.md runs as written: train, load and predict, fine-tune on new labels."""
+
+from conftest import exec_doc
+
+
+def test_using_and_fine_tuning_models_doc_runs():
+    ns = exec_doc("docs/using_models.md")
+    preds = ns["model"].predict(["a great film", "dull and long"])
+    assert [p["label"] for p in preds] == ["pos", "neg"]
+    assert ns["logits"].shape == (1, 2)
+    assert ns["tuned"].labels == ["politics", "sport"]
+    assert ns["metrics"]["val"]["accuracy"] >= 0.75
