@@ -159,7 +159,10 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
         raise ConfigError(f"cannot resolve the config: {e}") from None
     resolved.pop("hydra", None)
     resolved["run_dir"] = str(run_dir)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    from pytorch_lightning.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # DDP: only rank 0 writes files
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     data = _instantiate(cfg.data, "data", seed=int(cfg.seed))
@@ -212,7 +215,8 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
     optimizer = _instantiate(cfg.optim.optimizer, "optim.optimizer")
     scheduler = _instantiate(cfg.optim.scheduler, "optim.scheduler") if cfg.optim.get("scheduler") else None
     task = _instantiate(cfg.task, "task", model=model, optimizer=optimizer, scheduler=scheduler)
-    data.save(run_dir)
+    if rank_zero_only.rank == 0:
+        data.save(run_dir)
 
     monitor = str(cfg.get("monitor", "val/accuracy"))
     checkpoint = ModelCheckpoint(
@@ -363,15 +367,21 @@ def _train_command(args: list[str]) -> int:
 
     @hydra.main(version_base="1.3", config_path=str(path.parent), config_name=recipe)
     def _hydra_train(cfg: Any) -> None:
+        from pytorch_lightning.utilities import rank_zero_only
+
         try:
             metrics = train(cfg)
         except NlpLibError as e:
             raise SystemExit(_fail(e)) from None
-        _print_summary(metrics)
+        if rank_zero_only.rank == 0:
+            _print_summary(metrics)
 
     old_argv = sys.argv
-    # Hydra flags (-m, --cfg job) must come before the overrides, so ours goes last.
-    sys.argv = ["nlp-lib train", *rest, f"hydra.searchpath=[{CONF_SEARCHPATH}]"]
+    # Hydra flags (-m, --cfg job) must come before the overrides, so ours goes last. argv[0] stays
+    # the real program: Lightning's DDP launcher re-runs it with argv[1:] for ranks > 0, and the
+    # recipe travels to them in the environment (see main()).
+    os.environ[_RECIPE_ENV] = recipe
+    sys.argv = [old_argv[0], *rest, f"hydra.searchpath=[{CONF_SEARCHPATH}]"]
     try:
         _hydra_train()
     except SystemExit as e:
@@ -381,9 +391,20 @@ def _train_command(args: list[str]) -> int:
     return 0
 
 
+_RECIPE_ENV = "NLP_LIB_RECIPE"
+
+
+def _is_ddp_child(args: list[str]) -> bool:
+    """A rank > 0 that Lightning's launcher started by re-running us with only the Hydra overrides."""
+    return bool(args) and "=" in args[0] and "LOCAL_RANK" in os.environ and _RECIPE_ENV in os.environ
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``nlp-lib`` and ``python -m nlp_lib``."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if _is_ddp_child(args):
+        overrides = [a for a in args if not a.startswith("hydra.searchpath=")]
+        return _train_command([f"recipe={os.environ[_RECIPE_ENV]}", *overrides])
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE.format(default=DEFAULT_RECIPE))
         return 0

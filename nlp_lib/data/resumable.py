@@ -22,11 +22,17 @@ __all__ = ["EpochSampler", "ResumableLoader"]
 
 
 class EpochSampler(Sampler[int]):
-    """Shuffles ``range(n)`` with a generator seeded by ``seed + epoch``; can skip a prefix once."""
+    """Shuffles ``range(n)`` with a generator seeded by ``seed + epoch``; can skip a prefix once.
 
-    def __init__(self, n: int, seed: int) -> None:
+    With ``num_replicas > 1`` each rank takes every ``num_replicas``-th example of the (padded)
+    shuffle, as ``DistributedSampler`` does: equal shares, the same plan on every rank.
+    """
+
+    def __init__(self, n: int, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
         self.n = n
         self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
         self.epoch = 0
         self.skip = 0  # indices to skip at the start of the next iteration (a resumed epoch)
 
@@ -34,11 +40,14 @@ class EpochSampler(Sampler[int]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n
+        return -(-self.n // self.num_replicas)
 
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.n, generator=g).tolist()
+        if self.num_replicas > 1:
+            order += order[: len(self) * self.num_replicas - self.n]  # pad to equal shares
+            order = order[self.rank :: self.num_replicas]
         skip, self.skip = self.skip, 0
         return iter(order[skip:])
 
@@ -54,6 +63,9 @@ class ResumableLoader(DataLoader):
         progress: Returns ``(epoch, batches processed in it)`` when a checkpoint is written (the
             trainer's own counters).
         num_workers: DataLoader workers.
+        batch_sampler: Batches by a node budget instead of ``batch_size`` (it shards by rank itself).
+        num_replicas: Data-parallel ranks sharing the epoch (``batch_size`` batching).
+        rank: This rank.
     """
 
     def __init__(
@@ -66,11 +78,13 @@ class ResumableLoader(DataLoader):
         progress: Callable[[], tuple[int, int]],
         num_workers: int = 0,
         batch_sampler: BalancedBatchSampler | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
         self.epoch_sampler = None
         self.budget_sampler = batch_sampler
         if batch_sampler is None:
-            self.epoch_sampler = EpochSampler(len(dataset), seed)
+            self.epoch_sampler = EpochSampler(len(dataset), seed, num_replicas, rank)
             kwargs: dict[str, Any] = {"batch_size": batch_size, "sampler": self.epoch_sampler}
         else:  # batches by a node budget, balanced across ranks
             kwargs = {"batch_sampler": batch_sampler}

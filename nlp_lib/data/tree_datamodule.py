@@ -174,13 +174,14 @@ class TreeDataModule(pl.LightningDataModule):
                 self._eval_batches[split] = [self.collate(data[i : i + b]) for i in range(0, len(data), b)]
             return DataLoader(self._eval_batches[split], batch_size=None, shuffle=False)
         budget = None
+        trainer = self.trainer
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         if self.node_budget is not None:  # batches of at most node_budget nodes, balanced across ranks
-            trainer = self.trainer
             budget = BalancedBatchSampler(
                 [self.size(e) for e in self.splits[split]],
                 self.node_budget,
-                num_replicas=trainer.world_size if trainer is not None else 1,
-                rank=trainer.global_rank if trainer is not None else 0,
+                num_replicas=replicas,
+                rank=rank,
                 seed=self.seed,
             )
         return ResumableLoader(  # its position goes into checkpoints: a killed run resumes mid-epoch
@@ -191,6 +192,8 @@ class TreeDataModule(pl.LightningDataModule):
             collate_fn=self.collate,  # the schedule is built in the workers
             progress=self._progress,
             num_workers=self.num_workers,
+            num_replicas=replicas,
+            rank=rank,
         )
 
     def _progress(self) -> tuple[int, int]:

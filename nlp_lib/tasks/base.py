@@ -67,9 +67,7 @@ class ClassificationTask(pl.LightningModule, abc.ABC):
         acc(logits.detach(), targets)
         bs = int(targets.shape[0])
         on_step = split == "train"
-        self.log(
-            f"{split}/loss", loss, batch_size=bs, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step
-        )
+        self.log(f"{split}/loss", loss, batch_size=bs, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log(f"{split}/accuracy", acc, batch_size=bs, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
