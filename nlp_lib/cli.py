@@ -224,11 +224,15 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
         filename="best",
         monitor=monitor,
         mode=str(cfg.get("monitor_mode", "max")),
-        save_last=True,
         save_top_k=1,
         auto_insert_metric_name=False,
     )
-    callbacks = [checkpoint, LearningRateMonitor(logging_interval="epoch")]
+    # last.ckpt at every epoch end, whatever the monitored metric did (Lightning's save_last only
+    # follows the best checkpoint's saves), and every `checkpoint_every_n_steps` steps below
+    last_per_epoch = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="last", every_n_epochs=1, save_top_k=1, enable_version_counter=False
+    )
+    callbacks = [checkpoint, last_per_epoch, LearningRateMonitor(logging_interval="epoch")]
     every = int(cfg.get("checkpoint_every_n_steps", 0) or 0)
     if every > 0:  # mid-epoch last.ckpt: a killed run loses at most `every` steps
         callbacks.append(

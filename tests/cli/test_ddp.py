@@ -24,3 +24,5 @@ def test_ddp_cpu_two_ranks_train_and_rank_zero_writes(tmp_path):
     for k, v in held.items():
         torch.testing.assert_close(v, best["model." + k], atol=0, rtol=0)
     assert metrics["epochs"] == 2 and metrics["train"]["trees_per_s"] > 0
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 8  # 200 trees over 2 ranks: 100 each, batches of 32: 4 steps an epoch

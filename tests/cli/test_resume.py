@@ -108,3 +108,17 @@ def test_node_budget_batches_resume_mid_epoch_too(tmp_path):
     assert sa == sb
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], atol=0, rtol=0, msg=k)
+
+
+def test_last_checkpoint_follows_every_epoch_even_without_a_new_best(tmp_path):
+    from nlp_lib.cli import compose, train
+
+    run = tmp_path / "run"
+    # lr 0: the model never improves, so no new best after epoch 1; last.ckpt must still move on
+    train(
+        compose(
+            "listops_tree_lstm", [*OVERRIDES, "checkpoint_every_n_steps=0", "optim.optimizer.lr=0", f"run_dir={run}"]
+        )
+    )
+    _, step = _final_weights(run)
+    assert step == 21
