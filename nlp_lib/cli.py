@@ -39,6 +39,8 @@ commands:
   eval run=RUN_DIR [split=val|test]     metrics of a run's model on a split (data.* overrides allowed)
   export bundle=DIR [max_length=N]      ONNX for sequence classifiers, checked in onnxruntime
   recipes                               list the recipes with a one-line description
+  recipes show NAME [KEY=VALUE ...]     print a recipe's composed config
+  recipes cp NAME DEST                  copy a recipe to edit; run it with --recipe-dir DEST or recipe=FILE
   --help                                this message
 
 examples:
@@ -53,9 +55,12 @@ examples:
 # ----------------------------------------------------------------------------- recipes
 
 
+_EXTRA_RECIPE_DIRS: list[Path] = []  # --recipe-dir DIR (searched first)
+
+
 def recipe_dirs() -> list[Path]:
-    """Directories searched for recipes: the installed package's ``recipes/``."""
-    return [Path(str(resources.files("nlp_lib.recipes")))]
+    """Directories searched for recipes: ``--recipe-dir`` ones first, then the package's ``recipes/``."""
+    return [*_EXTRA_RECIPE_DIRS, Path(str(resources.files("nlp_lib.recipes")))]
 
 
 def list_recipes() -> dict[str, str]:
@@ -72,6 +77,11 @@ def list_recipes() -> dict[str, str]:
 
 
 def _find_recipe(name: str) -> Path:
+    if name.endswith((".yaml", ".yml")):  # a recipe file given by path
+        f = Path(name)
+        if not f.is_file():
+            raise ConfigError(f"recipe={name}: no such file")
+        return f.resolve()
     for d in recipe_dirs():
         f = d / f"{name}.yaml"
         if f.is_file():
@@ -94,7 +104,7 @@ def compose(recipe: str = DEFAULT_RECIPE, overrides: Sequence[str] = ()):  # noq
     path = _find_recipe(recipe)
     try:
         with initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
-            return hydra_compose(config_name=recipe, overrides=[f"hydra.searchpath=[{CONF_SEARCHPATH}]", *overrides])
+            return hydra_compose(config_name=path.stem, overrides=[f"hydra.searchpath=[{CONF_SEARCHPATH}]", *overrides])
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(f"recipe={recipe}: {e}") from None
 
@@ -244,7 +254,15 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
                 enable_version_counter=False,
             )
         )
-    logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
+    kind = str(cfg.get("logger", "tensorboard"))
+    if kind == "tensorboard":
+        logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
+    elif kind == "csv":
+        from pytorch_lightning.loggers import CSVLogger
+
+        logger = CSVLogger(save_dir=str(run_dir), name="csv", version="")
+    else:
+        raise ConfigError(f"logger: must be tensorboard or csv, got {kind!r}")
     trainer = _instantiate(
         cfg.trainer,
         "trainer",
@@ -349,10 +367,28 @@ def _resume_command(run_dir: str, rest: list[str]) -> int:
     return 0
 
 
+def _take_recipe_dirs(args: list[str]) -> list[str]:
+    """Remove ``--recipe-dir DIR`` (or ``--recipe-dir=DIR``) from ``args`` and search those dirs first."""
+    rest, it = [], iter(args)
+    for a in it:
+        if a == "--recipe-dir" or a.startswith("--recipe-dir="):
+            d = a.split("=", 1)[1] if "=" in a else next(it, None)
+            if d is None or not Path(d).is_dir():
+                raise ConfigError(f"--recipe-dir: {d!r} is not a directory")
+            _EXTRA_RECIPE_DIRS.insert(0, Path(d).resolve())
+        else:
+            rest.append(a)
+    return rest
+
+
 def _train_command(args: list[str]) -> int:
     recipe = DEFAULT_RECIPE
     rest: list[str] = []
     resume = None
+    try:
+        args = _take_recipe_dirs(args)
+    except NlpLibError as e:
+        return _fail(e)
     for a in args:
         if a.startswith("recipe="):
             recipe = a.split("=", 1)[1]
@@ -369,7 +405,7 @@ def _train_command(args: list[str]) -> int:
 
     import hydra
 
-    @hydra.main(version_base="1.3", config_path=str(path.parent), config_name=recipe)
+    @hydra.main(version_base="1.3", config_path=str(path.parent), config_name=path.stem)
     def _hydra_train(cfg: Any) -> None:
         from pytorch_lightning.utilities import rank_zero_only
 
@@ -384,7 +420,7 @@ def _train_command(args: list[str]) -> int:
     # Hydra flags (-m, --cfg job) must come before the overrides, so ours goes last. argv[0] stays
     # the real program: Lightning's DDP launcher re-runs it with argv[1:] for ranks > 0, and the
     # recipe travels to them in the environment (see main()).
-    os.environ[_RECIPE_ENV] = recipe
+    os.environ[_RECIPE_ENV] = str(path)
     sys.argv = [old_argv[0], *rest, f"hydra.searchpath=[{CONF_SEARCHPATH}]"]
     try:
         _hydra_train()
@@ -408,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if _is_ddp_child(args):
         overrides = [a for a in args if not a.startswith("hydra.searchpath=")]
-        return _train_command([f"recipe={os.environ[_RECIPE_ENV]}", *overrides])
+        return _train_command([f"recipe={os.environ[_RECIPE_ENV]}", *overrides])  # the recipe's file path
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE.format(default=DEFAULT_RECIPE))
         return 0
@@ -416,14 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cmd == "train":
         return _train_command(rest)
     if cmd == "recipes":
-        try:
-            recipes = list_recipes()
-        except NlpLibError as e:
-            return _fail(e)
-        width = max(map(len, recipes), default=0)
-        for name, desc in recipes.items():
-            print(f"{name:<{width}}  {desc}")
-        return 0
+        return _recipes_command(rest)
     if cmd == "predict":
         return _predict_command(rest)
     if cmd == "eval":
@@ -431,6 +460,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cmd == "export":
         return _export_command(rest)
     return _fail(ConfigError(f"unknown command {cmd!r}; see 'nlp-lib --help'"))
+
+
+def _recipes_command(args: list[str]) -> int:
+    """``recipes`` (list), ``recipes show NAME [overrides]``, ``recipes cp NAME DEST``."""
+    try:
+        args = _take_recipe_dirs(args)
+        if not args:
+            recipes = list_recipes()
+            width = max(map(len, recipes), default=0)
+            for name, desc in recipes.items():
+                print(f"{name:<{width}}  {desc}")
+            return 0
+        sub, rest = args[0], args[1:]
+        if sub == "show" and rest:
+            from omegaconf import OmegaConf
+
+            cfg = compose(rest[0], rest[1:])
+            print(OmegaConf.to_yaml(cfg), end="")
+            return 0
+        if sub == "cp" and len(rest) == 2:
+            import shutil
+
+            src, dest = _find_recipe(rest[0]), Path(rest[1])
+            target = dest if dest.suffix in (".yaml", ".yml") else dest / src.name
+            if target.exists():
+                raise ConfigError(f"recipes cp: {target} exists; not overwriting it")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, target)
+            print(
+                f"copied {src.name} to {target}; edit it, then: nlp-lib train --recipe-dir {target.parent} "
+                f"recipe={target.stem}   (or recipe={target})"
+            )
+            return 0
+        raise ConfigError("usage: nlp-lib recipes [show NAME [KEY=VALUE ...] | cp NAME DEST]")
+    except NlpLibError as e:
+        return _fail(e)
 
 
 def _key_values(args: list[str], allowed: set[str], command: str) -> tuple[dict[str, str], list[str]]:

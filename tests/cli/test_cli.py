@@ -172,3 +172,30 @@ def test_any_cell_class_from_config(tmp_path, sst_trees):
         ],
     )
     assert train(cfg)["val"]["loss"] > 0
+
+
+def test_recipes_show_and_cp_then_train_the_copy(tmp_path):
+    shown = run_cli("recipes", "show", "listops_tree_lstm", "model.cell.hidden_size=7")
+    assert shown.returncode == 0 and "hidden_size: 7" in shown.stdout
+    mine = tmp_path / "mine"
+    res = run_cli("recipes", "cp", "listops_tree_lstm", str(mine))
+    assert res.returncode == 0 and (mine / "listops_tree_lstm.yaml").is_file()
+    again = run_cli("recipes", "cp", "listops_tree_lstm", str(mine))
+    assert again.returncode == 2 and "not overwriting" in again.stderr
+    copy = mine / "listops_tree_lstm.yaml"
+    copy.write_text(copy.read_text().replace("recipe: listops_tree_lstm", "recipe: my_listops"))
+    (mine / "my_listops.yaml").write_text(copy.read_text())
+    res = run_cli("train", "--recipe-dir", str(mine), "recipe=my_listops", *TINY_LISTOPS, f"run_dir={tmp_path}/a")
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = run_cli("train", f"recipe={mine / 'my_listops.yaml'}", *TINY_LISTOPS, f"run_dir={tmp_path}/b")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())["recipe"] == "my_listops"
+
+
+def test_csv_logger_writes_the_curves(tmp_path):
+    run = tmp_path / "run"
+    train(compose("listops_tree_lstm", [*TINY_LISTOPS, "logger=csv", f"run_dir={run}"]))
+    text = (run / "csv" / "metrics.csv").read_text()
+    assert "val/accuracy" in text and "train/trees_per_s" in text
+    with pytest.raises(ConfigError, match="logger"):
+        train(compose("listops_tree_lstm", [*TINY_LISTOPS, "logger=wandb", f"run_dir={tmp_path}/x"]))

