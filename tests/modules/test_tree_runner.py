@@ -238,3 +238,39 @@ def test_distinct_words_projected_once_equal_every_occurrence():
     torch.testing.assert_close(a_out, b_out, atol=1e-12, rtol=0)
     for k in a_grads:
         torch.testing.assert_close(a_grads[k], b_grads[k], atol=1e-12, rtol=1e-10)
+
+
+@pytest.mark.parametrize("structure", ["binary_leaf_inputs", "ternary_all_inputs", "dag", "down", "partial_inputs"])
+def test_fused_nary_sweep_equals_generic_sweep(structure):
+    """The hand-written N-ary sweep gives the generic runner's outputs and gradients."""
+    rng = random.Random(11)
+    torch.manual_seed(0)
+    arity, direction = 2, "up"
+    if structure == "binary_leaf_inputs":
+        trees = [random_binary_tree(rng.randint(1, 90), rng, VOCAB) for _ in range(9)]
+    elif structure == "ternary_all_inputs":  # missing slots, and inner nodes with inputs of their own
+        trees, arity = [random_tree(rng.randint(1, 60), rng, max_children=3, vocab_size=VOCAB) for _ in range(9)], 3
+    elif structure == "dag":
+        trees, arity = [random_dag(rng.randint(2, 40), rng, vocab_size=VOCAB) for _ in range(6)], 4
+    else:
+        trees = [random_binary_tree(rng.randint(1, 90), rng, VOCAB) for _ in range(9)]
+        direction = "down" if structure == "down" else "up"
+    batch = _batch(trees)
+    if structure == "dag":
+        arity = max(arity, batch.max_children, batch.reversed()[0].max_children)
+    cell = NaryTreeLSTMCell(8, 6, arity=arity).double()
+    x = torch.randn(batch.num_nodes, 8, dtype=torch.float64, requires_grad=True)
+    has_input = batch.input_positions if structure == "binary_leaf_inputs" else None
+    if structure == "partial_inputs":  # inputs for positions 0..K-1 only: some leaves read x_empty
+        has_input = torch.arange(batch.level_offsets[1] - 3)
+    xs = x[: len(has_input)] if has_input is not None else x
+    results = []
+    for fused in (True, False):
+        runner = TreeRunner(cell, direction=direction, fused=fused)
+        cell.zero_grad()
+        x.grad = None
+        h, c = runner(batch, xs, has_input)
+        (h.pow(2).sum() + (c * 0.5).sin().sum()).backward()
+        results.append([h.detach(), c.detach(), x.grad.clone()] + [p.grad.clone() for p in cell.parameters()])
+    for a, b in zip(*results, strict=True):
+        assert torch.allclose(a, b, atol=1e-10, rtol=0)
