@@ -5,6 +5,7 @@ A bundle holds::
     config.yaml         the model's class and constructor arguments (``_target_`` nodes)
     model.safetensors   the weights (no pickle anywhere)
     vocab.json | tokenizer.model   the word vocabulary or the sentencepiece model
+                        (seq2seq: source.* and target.*, one per side)
     labels.json         the label names, in class-id order
     meta.json           bundle format version, library version, recipe, metrics
 
@@ -29,7 +30,46 @@ from torch import nn
 
 from nlp_lib.errors import BundleError, NlpLibError
 
-__all__ = ["FORMAT_VERSION", "BundleContents", "Predictor", "load", "read", "save", "transfer"]
+__all__ = [
+    "FORMAT_VERSION",
+    "BundleContents",
+    "Predictor",
+    "load",
+    "read",
+    "save",
+    "save_tokenizers",
+    "transfer",
+    "Translator",
+]
+
+_TOKENIZER_FILES = {"WordVocab": "vocab.json", "Seq2SeqVocab": "vocab.json", "SentencePieceTokenizer": "model"}
+
+
+def save_tokenizers(tokenizers: dict[str, Any], directory: Path) -> dict[str, str]:
+    """A seq2seq model's tokenizers as ``<side>.vocab.json`` or ``<side>.model``; returns their kinds."""
+    kinds = {}
+    for side, tok in tokenizers.items():
+        kind = type(tok).__name__
+        if kind not in _TOKENIZER_FILES:
+            raise BundleError(f"cannot save a tokenizer of type {kind}")
+        tok.save(directory / f"{side}.{_TOKENIZER_FILES[kind]}")
+        kinds[side] = kind
+    return kinds
+
+
+def _load_tokenizer(kind: str, path: Path) -> Any:
+    if kind == "SentencePieceTokenizer":
+        from nlp_lib.data.tokenizers import SentencePieceTokenizer
+
+        return SentencePieceTokenizer.load(path)
+    if kind == "Seq2SeqVocab":
+        from nlp_lib.data.seq2seq import Seq2SeqVocab
+
+        return Seq2SeqVocab.load(path)
+    from nlp_lib.data.vocab import WordVocab
+
+    return WordVocab.load(path)
+
 
 FORMAT_VERSION = 1
 
@@ -63,8 +103,10 @@ def save(
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(out / "model.safetensors"))
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    kind = type(tokenizer).__name__
-    if kind == "WordVocab":
+    kind: Any = type(tokenizer).__name__
+    if isinstance(tokenizer, dict):  # seq2seq: one per side
+        kind = save_tokenizers(tokenizer, out)
+    elif kind == "WordVocab":
         tokenizer.save(out / "vocab.json")
     elif kind == "SentencePieceTokenizer":
         tokenizer.save(out / "tokenizer.model")
@@ -116,14 +158,16 @@ def read(path: str | Path) -> BundleContents:
         state = load_file(str(d / "model.safetensors"))
     except (OSError, SafetensorError) as e:
         raise BundleError(f"{d / 'model.safetensors'}: not a readable safetensors file ({e})") from None
-    if meta.get("tokenizer") == "SentencePieceTokenizer":
-        from nlp_lib.data.tokenizers import SentencePieceTokenizer
-
-        tokenizer: Any = SentencePieceTokenizer.load(d / "tokenizer.model")
+    kind = meta.get("tokenizer")
+    tokenizer: Any
+    if isinstance(kind, dict):  # seq2seq
+        tokenizer = {
+            side: _load_tokenizer(k, d / f"{side}.{_TOKENIZER_FILES.get(k, 'model')}") for side, k in kind.items()
+        }
+    elif kind == "SentencePieceTokenizer":
+        tokenizer = _load_tokenizer(kind, d / "tokenizer.model")
     else:
-        from nlp_lib.data.vocab import WordVocab
-
-        tokenizer = WordVocab.load(d / "vocab.json")
+        tokenizer = _load_tokenizer("WordVocab", d / "vocab.json")
     return BundleContents(d, config, state, tokenizer, _read_json(d / "labels.json"), meta)
 
 
@@ -144,7 +188,13 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
     model.tokenizer = b.tokenizer
     model.labels = b.labels
     model.bundle_meta = b.meta
-    model.predict = Predictor(model)  # instance attribute: the model class stays the plain one
+    from nlp_lib.models.seq2seq import Seq2Seq
+
+    if isinstance(model, Seq2Seq):
+        model.translate = Translator(model)
+        model.predict = model.translate
+    else:
+        model.predict = Predictor(model)  # instance attribute: the model class stays the plain one
     return model
 
 
@@ -276,3 +326,47 @@ class Predictor:
         else:
             ids = [tok.encode(str(x)) for x in inputs]
         return model(SequenceBatch.from_lists(ids).to(device)).logits
+
+
+class Translator:
+    """``model.translate(texts)`` (also ``model.predict``) for a loaded seq2seq bundle.
+
+    Tokenizes with the bundle's source tokenizer, decodes with batched beam search (or greedy with
+    ``beam_size=1``) and detokenizes with the target tokenizer. Returns, per input, the ``n_best``
+    outputs as ``{"output": text, "score": normalised log-probability}``, best first.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        inputs: Sequence[str],
+        batch_size: int = 64,
+        *,
+        beam_size: int = 5,
+        n_best: int = 1,
+        max_length: int = 200,
+        length_penalty: float = 1.0,
+    ) -> list[list[dict[str, Any]]]:
+        from nlp_lib.data.seq2seq import Seq2SeqBatch
+        from nlp_lib.models.decoding import beam_search
+
+        model, toks = self.model, self.model.tokenizer
+        device = next(model.parameters()).device
+        out: list[list[dict[str, Any]]] = []
+        for i in range(0, len(inputs), batch_size):
+            chunk = [str(x) for x in inputs[i : i + batch_size]]
+            batch = Seq2SeqBatch.from_ids([toks["source"].encode(x) for x in chunk], [[] for _ in chunk], chunk)
+            hyps = beam_search(
+                model,
+                batch.src.to(device),
+                batch.src_lengths.to(device),
+                beam_size=beam_size,
+                n_best=n_best,
+                max_length=max_length,
+                length_penalty=length_penalty,
+            )
+            out.extend([{"output": toks["target"].decode(h.tokens), "score": h.score} for h in hs] for hs in hyps)
+        return out

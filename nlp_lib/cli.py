@@ -35,7 +35,9 @@ commands:
   train [recipe=NAME] [KEY=VALUE ...]   train a recipe (default: {default}); any Hydra override,
                                         --multirun / -m for sweeps (each job gets its own run dir)
   train resume=RUN_DIR                  continue a killed run from its checkpoints/last.ckpt
-  predict bundle=DIR input=FILE         a label and probabilities per input line (text or tree)
+  predict bundle=DIR input=FILE         a label and probabilities per input line (text or tree);
+                                        seq2seq: one output per line from FILE or stdin (input=-),
+                                        [beam_size=5] [n_best=N: "i ||| output ||| score"] [output=FILE]
   eval run=RUN_DIR [split=val|test]     metrics of a run's model on a split (data.* overrides allowed)
   export bundle=DIR [max_length=N]      ONNX for sequence classifiers, checked in onnxruntime
   recipes                               list the recipes with a one-line description
@@ -48,6 +50,8 @@ examples:
   nlp-lib train recipe=sst_tree_lstm data.path=path/to/sst/trees
   nlp-lib train trainer.max_epochs=3 model.cell.hidden_size=64 run_dir=runs/mine
   nlp-lib train -m optim.optimizer.lr=1e-3,3e-3   # a sweep
+  nlp-lib train recipe=scan_seq2seq data.split=length
+  echo "jump twice after walk" | nlp-lib predict bundle=runs/scan_seq2seq/<run>/bundle
   nlp-lib train --cfg job                         # print the composed config and exit
 """
 
@@ -185,8 +189,13 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
             raise ConfigError("init_from: this data module cannot reuse a trained model's tokenizer")
         data.adopt_tokenizer(source.tokenizer)
     data.prepare()
+    # what the data decides about the model: vocabulary and label counts (seq2seq: both vocabularies)
+    if hasattr(data, "model_sizes"):
+        sizes = data.model_sizes()
+    else:
+        sizes = {"vocab_size": data.vocab_size, "num_classes": data.num_classes}
     if source is not None:
-        model_cfg = OmegaConf.create({k: v for k, v in source.config.items() if k not in ("vocab_size", "num_classes")})
+        model_cfg = OmegaConf.create({k: v for k, v in source.config.items() if k not in sizes})
         log.info(
             "init_from %s: the model is the bundle's (%s); the recipe's model group is not used",
             source.path,
@@ -194,8 +203,13 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
         )
     else:
         model_cfg = OmegaConf.masked_copy(cfg.model, [k for k in cfg.model if k != "embeddings"])
-    model = _instantiate(model_cfg, "model", vocab_size=data.vocab_size, num_classes=data.num_classes)
-    if source is not None:
+    model = _instantiate(model_cfg, "model", **sizes)
+    if source is not None and hasattr(data, "model_sizes"):  # seq2seq: same tokenizers, so every weight fits
+        try:
+            model.load_state_dict(source.state)
+        except RuntimeError as e:
+            raise ConfigError(f"init_from: the bundle's weights do not fit its own model config: {e}") from None
+    elif source is not None:
         labels = list(getattr(data, "label_names", None) or [str(i) for i in range(data.num_classes)])
         for note in bundle.transfer(model, source, labels, data.vocab_size):
             log.info("init_from: %s", note)
@@ -295,21 +309,26 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
     metrics["run_dir"] = str(run_dir)
     if trainer.is_global_zero:
         # The model now holds the best checkpoint's weights (validate/test loaded them).
-        metrics["bundle"] = str(_write_bundle(run_dir / "bundle", model, model_cfg, data, cfg, metrics))
+        metrics["bundle"] = str(_write_bundle(run_dir / "bundle", model, model_cfg, data, cfg, metrics, sizes))
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
 
-def _write_bundle(path: Path, model: Any, model_cfg: Any, data: Any, cfg: Any, metrics: dict[str, Any]) -> Path:
-    """The importable model: constructor config, safetensors weights, tokenizer, labels (nlp_lib.bundle)."""
+def _write_bundle(
+    path: Path, model: Any, model_cfg: Any, data: Any, cfg: Any, metrics: dict[str, Any], sizes: dict[str, int]
+) -> Path:
+    """The importable model: constructor config, safetensors weights, tokenizer(s), labels (nlp_lib.bundle)."""
     from omegaconf import OmegaConf
 
     from nlp_lib import bundle
 
     config = OmegaConf.to_container(model_cfg, resolve=True)
-    config.update(vocab_size=data.vocab_size, num_classes=data.num_classes)
-    tokenizer = getattr(data, "tokenizer", None) or data.vocab
-    labels = list(getattr(data, "label_names", None) or [str(i) for i in range(data.num_classes)])
+    config.update(sizes)
+    if hasattr(data, "tokenizers"):  # seq2seq: source and target tokenizers, no labels
+        tokenizer, labels = data.tokenizers, []
+    else:
+        tokenizer = getattr(data, "tokenizer", None) or data.vocab
+        labels = list(getattr(data, "label_names", None) or [str(i) for i in range(data.num_classes)])
     meta = {"recipe": str(cfg.get("recipe", "")), "metrics": {k: metrics.get(k) for k in ("train", "val", "test")}}
     return bundle.save(model, path, config=config, tokenizer=tokenizer, labels=labels, meta=meta)
 
@@ -320,13 +339,15 @@ def _print_summary(metrics: dict[str, Any]) -> None:
 
     table = Table(title=f"nlp-lib: {metrics.get('recipe', '')} finished", show_header=True)
     table.add_column("split")
-    table.add_column("accuracy", justify="right")
-    table.add_column("loss", justify="right")
+    shown = ["accuracy", "loss"] + [
+        k for k in ("exact_match", "bleu", "chrf") if any(k in (metrics.get(s) or {}) for s in ("val", "test"))
+    ]
+    for k in shown:
+        table.add_column(k, justify="right")
     for split in ("train", "val", "test"):
         m = metrics.get(split)
         if m:
-            acc = m.get("accuracy")
-            table.add_row(split, f"{acc:.4f}" if acc is not None else "-", f"{m.get('loss', float('nan')):.4f}")
+            table.add_row(split, *(f"{m[k]:.4f}" if k in m else "-" for k in shown))
     console = Console(stderr=False)
     console.print(table)
     rates = [(k.removesuffix("_per_s"), v) for k, v in metrics.get("train", {}).items() if k.endswith("_per_s")]
@@ -513,16 +534,26 @@ def _key_values(args: list[str], allowed: set[str], command: str) -> tuple[dict[
 
 
 def _predict_command(args: list[str]) -> int:
-    """``nlp-lib predict bundle=DIR input=FILE [output=FILE]``: a label and probabilities per input."""
+    """``nlp-lib predict bundle=DIR [input=FILE|-] [output=FILE] ...``: labels, or translations for seq2seq."""
     try:
-        opts, rest = _key_values(args, {"bundle", "input", "output", "batch_size"}, "predict")
-        if rest or "bundle" not in opts or "input" not in opts:
+        opts, rest = _key_values(
+            args,
+            {"bundle", "input", "output", "batch_size", "beam_size", "n_best", "max_length", "length_penalty"},
+            "predict",
+        )
+        if rest or "bundle" not in opts:
             raise ConfigError(
-                "usage: nlp-lib predict bundle=<run dir>/bundle input=<file> [output=<file>] [batch_size=64]"
+                "usage: nlp-lib predict bundle=<run dir>/bundle input=<file> [output=<file>] [batch_size=64]\n"
+                "       seq2seq: input=<file> or - (stdin, the default) [beam_size=5] [n_best=1] [max_length=200]"
             )
         import nlp_lib
+        from nlp_lib.models.seq2seq import Seq2Seq
 
         model = nlp_lib.load(opts["bundle"])
+        if isinstance(model, Seq2Seq):
+            return _translate(model, opts)
+        if "input" not in opts:
+            raise ConfigError("predict: input=<file> is required for a classifier")
         inputs = _read_inputs(Path(opts["input"]))
         preds = model.predict(inputs, batch_size=int(opts.get("batch_size", 64)))
     except NlpLibError as e:
@@ -531,11 +562,50 @@ def _predict_command(args: list[str]) -> int:
         json.dumps({"input": x if isinstance(x, str) else str(x), **p}, ensure_ascii=False)
         for x, p in zip(inputs, preds, strict=True)
     ]
-    if "output" in opts:
-        Path(opts["output"]).write_text("\n".join(lines) + "\n", encoding="utf-8")
-        print(f"{len(lines)} predictions written to {opts['output']}")
+    _write_lines(lines, opts.get("output"), "predictions")
+    return 0
+
+
+def _write_lines(lines: list[str], output: str | None, what: str) -> None:
+    if output:
+        Path(output).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print(f"{len(lines)} {what} written to {output}", file=sys.stderr)
     else:
         print("\n".join(lines))
+
+
+def _translate(model: Any, opts: dict[str, str]) -> int:
+    """Seq2seq prediction: one input a line (file or stdin), one output a line; n-best as ``i ||| text ||| score``."""
+    from nlp_lib.errors import DataError
+
+    def number(key: str, default: str, kind: type = int) -> Any:
+        try:
+            return kind(opts.get(key, default))
+        except ValueError:
+            raise ConfigError(f"predict: {key} must be a number, got {opts[key]!r}") from None
+
+    source = opts.get("input", "-")
+    if source == "-":
+        inputs = [line.strip() for line in sys.stdin.read().splitlines()]
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise DataError("file does not exist" if not path.exists() else "not a file", path=str(path))
+        inputs = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    n_best = number("n_best", "1")
+    outs = model.translate(
+        inputs,
+        batch_size=number("batch_size", "64"),
+        beam_size=number("beam_size", "5"),
+        n_best=n_best,
+        max_length=number("max_length", "200"),
+        length_penalty=number("length_penalty", "1.0", float),
+    )
+    if n_best == 1:
+        lines = [o[0]["output"] for o in outs]
+    else:
+        lines = [f"{i} ||| {h['output']} ||| {h['score']:.4f}" for i, o in enumerate(outs) for h in o]
+    _write_lines(lines, opts.get("output"), "outputs")
     return 0
 
 
@@ -632,6 +702,10 @@ def evaluate(cfg: Any, run: Path, split: str) -> dict[str, Any]:
     loader = {"val": data.val_dataloader, "test": data.test_dataloader}.get(split)
     if loader is None:
         raise ConfigError(f"eval: split must be val or test, got {split!r}")
+    if isinstance(source.tokenizer, dict):  # seq2seq: decode as the run's test did
+        metrics = _evaluate_seq2seq(model, loader(), source.tokenizer["target"], cfg.get("task") or {}, split)
+        (run / f"eval_{split}.json").write_text(json.dumps(metrics, indent=2))
+        return metrics
     correct = total = 0
     loss = 0.0
     with torch.no_grad():
@@ -644,6 +718,30 @@ def evaluate(cfg: Any, run: Path, split: str) -> dict[str, Any]:
     metrics = {"split": split, "accuracy": correct / max(total, 1), "loss": loss / max(total, 1), "examples": total}
     (run / f"eval_{split}.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def _evaluate_seq2seq(model: Any, batches: Any, tokenizer: Any, task_cfg: Any, split: str) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+
+    from nlp_lib.models.seq2seq import PAD
+    from nlp_lib.tasks.seq2seq import decode_batch, score_outputs
+
+    beam = int(task_cfg.get("test_beam_size", 5))
+    max_length = int(task_cfg.get("max_length", 100))
+    hyps, refs, loss, tokens = [], [], 0.0, 0
+    with torch.no_grad():
+        for batch in batches:
+            logits = model(batch.src, batch.src_lengths, batch.tgt_in).logits
+            loss += float(
+                F.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD, reduction="sum")
+            )
+            tokens += batch.num_target_tokens
+            ids = decode_batch(model, batch, beam, max_length, float(task_cfg.get("length_penalty", 1.0)))
+            hyps += [tokenizer.decode(i) for i in ids]
+            refs += batch.references
+    scores = score_outputs(hyps, refs, str(task_cfg.get("bleu_tokenize", "13a")))
+    return {"split": split, **scores, "loss": loss / max(tokens, 1), "examples": len(hyps), "beam_size": beam}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,6 +24,13 @@ _EXPORTS = {
     "SentencePieceTokenizer": "nlp_lib.data.tokenizers",
     "TextDataModule": "nlp_lib.data.text",
     "read_labelled_text": "nlp_lib.data.text",
+    "Seq2SeqDataModule": "nlp_lib.data.seq2seq",
+    "Seq2SeqVocab": "nlp_lib.data.seq2seq",
+    "scan_data": "nlp_lib.data.seq2seq",
+    "parallel_data": "nlp_lib.data.seq2seq",
+    "read_parallel": "nlp_lib.data.seq2seq",
+    "generate_scan": "nlp_lib.data.scan",
+    "read_scan": "nlp_lib.data.scan",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -10,7 +10,8 @@ __all__ = ["SentencePieceTokenizer"]
 
 
 class SentencePieceTokenizer:
-    """A sentencepiece model: id 0 pads, 1 is unknown.
+    """A sentencepiece model: id 0 pads, 1 is unknown (and, trained with ``specials=True`` for
+    seq2seq, 2 begins and 3 ends a sentence).
 
     Args:
         model: The serialised model (``tokenizer.model``'s bytes).
@@ -24,9 +25,13 @@ class SentencePieceTokenizer:
 
     @classmethod
     def train(
-        cls, texts: Sequence[str], *, vocab_size: int = 8000, model_type: str = "unigram"
+        cls, texts: Sequence[str], *, vocab_size: int = 8000, model_type: str = "unigram", specials: bool = False
     ) -> SentencePieceTokenizer:
-        """Train on ``texts`` (``vocab_size`` is an upper bound on small corpora)."""
+        """Train on ``texts`` (``vocab_size`` is an upper bound on small corpora).
+
+        ``specials=True`` reserves ids 2 and 3 for begin and end of sentence (what
+        :class:`~nlp_lib.models.Seq2Seq` expects).
+        """
         import sentencepiece as spm
 
         buf = io.BytesIO()
@@ -38,8 +43,8 @@ class SentencePieceTokenizer:
             hard_vocab_limit=False,
             pad_id=0,
             unk_id=1,
-            bos_id=-1,
-            eos_id=-1,
+            bos_id=2 if specials else -1,
+            eos_id=3 if specials else -1,
             minloglevel=2,
         )
         return cls(buf.getvalue())
@@ -51,6 +56,11 @@ class SentencePieceTokenizer:
     def encode(self, text: str) -> list[int]:
         ids = self.sp.encode(text)
         return ids or [1]  # an all-whitespace text still gets one (unknown) token
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The text of ``ids`` (special ids dropped)."""
+        drop = {0, self.sp.bos_id(), self.sp.eos_id()}
+        return self.sp.decode([int(i) for i in ids if int(i) not in drop])
 
     def save(self, path: str | Path) -> None:
         Path(path).write_bytes(self.model)

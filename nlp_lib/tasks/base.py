@@ -1,4 +1,4 @@
-"""The Lightning machinery every classification task shares: metrics, throughput, optimisers."""
+"""The Lightning machinery every task shares (throughput, random state, optimisers) and classification's metrics."""
 
 from __future__ import annotations
 
@@ -13,21 +13,19 @@ import torch
 import torchmetrics
 from torch import nn
 
-__all__ = ["ClassificationTask", "OptimizerFactory", "SchedulerFactory"]
+__all__ = ["ClassificationTask", "OptimizerFactory", "SchedulerFactory", "TaskBase"]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 
 
-class ClassificationTask(pl.LightningModule, abc.ABC):
-    """Loss and accuracy per split, examples/s and units/s in training, optimiser and scheduler.
+class TaskBase(pl.LightningModule):
+    """Examples/s and units/s in training, the random state in checkpoints, optimiser and scheduler.
 
-    A subclass says what an example and a unit are (``example_name = "trees"``, ``unit_name =
-    "nodes"``), how to count them in a batch (``count``) and how to compute the loss and the
-    logits/targets accuracy is measured on (``loss_and_targets``).
+    A subclass counts examples and units in each training batch with :meth:`add_throughput`.
 
     Args:
-        model: The model (a plain ``nn.Module`` with a ``num_classes`` attribute).
+        model: The model (a plain ``nn.Module``).
         optimizer: Builds the optimiser from the parameters (a ``functools.partial``; Hydra's
             ``_partial_: true``).
         scheduler: Builds a learning-rate scheduler from the optimiser, stepped every epoch.
@@ -41,47 +39,12 @@ class ClassificationTask(pl.LightningModule, abc.ABC):
         self.model = model
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.metrics = nn.ModuleDict(
-            {
-                split: torchmetrics.classification.MulticlassAccuracy(model.num_classes, average="micro")
-                for split in ("train_acc", "val_acc", "test_acc")
-            }
-        )
         self._epoch_examples = self._epoch_units = 0
         self._epoch_start = self._last_batch_end = 0.0
 
-    @abc.abstractmethod
-    def count(self, batch: Any) -> tuple[int, int]:
-        """``(examples, units)`` in a batch."""
-
-    @abc.abstractmethod
-    def loss_and_targets(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(loss, logits [B, C], targets [B])`` of a batch."""
-
-    def forward(self, batch: Any):  # noqa: ANN201
-        return self.model(batch)
-
-    def _step(self, batch: Any, split: str) -> torch.Tensor:
-        loss, logits, targets = self.loss_and_targets(batch)
-        acc = self.metrics[f"{split}_acc"]
-        acc(logits.detach(), targets)
-        bs = int(targets.shape[0])
-        on_step = split == "train"
-        self.log(f"{split}/loss", loss, batch_size=bs, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=True)
-        self.log(f"{split}/accuracy", acc, batch_size=bs, on_step=False, on_epoch=True, prog_bar=True)
-        return loss
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        examples, units = self.count(batch)
+    def add_throughput(self, examples: int, units: int) -> None:
         self._epoch_examples += examples
         self._epoch_units += units
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, "test")
 
     def on_train_epoch_start(self) -> None:
         self._epoch_examples = self._epoch_units = 0
@@ -111,3 +74,54 @@ class ClassificationTask(pl.LightningModule, abc.ABC):
         if self.scheduler_factory is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "epoch"}}
+
+
+class ClassificationTask(TaskBase, abc.ABC):
+    """Loss and accuracy per split, on top of :class:`TaskBase`.
+
+    A subclass says what an example and a unit are (``example_name = "trees"``, ``unit_name =
+    "nodes"``), how to count them in a batch (``count``) and how to compute the loss and the
+    logits/targets accuracy is measured on (``loss_and_targets``).
+
+    Args: see :class:`TaskBase`; the model has a ``num_classes`` attribute.
+    """
+
+    def __init__(self, *, model: nn.Module, optimizer: OptimizerFactory, scheduler: SchedulerFactory | None = None):
+        super().__init__(model=model, optimizer=optimizer, scheduler=scheduler)
+        self.metrics = nn.ModuleDict(
+            {
+                split: torchmetrics.classification.MulticlassAccuracy(model.num_classes, average="micro")
+                for split in ("train_acc", "val_acc", "test_acc")
+            }
+        )
+
+    @abc.abstractmethod
+    def count(self, batch: Any) -> tuple[int, int]:
+        """``(examples, units)`` in a batch."""
+
+    @abc.abstractmethod
+    def loss_and_targets(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(loss, logits [B, C], targets [B])`` of a batch."""
+
+    def forward(self, batch: Any):  # noqa: ANN201
+        return self.model(batch)
+
+    def _step(self, batch: Any, split: str) -> torch.Tensor:
+        loss, logits, targets = self.loss_and_targets(batch)
+        acc = self.metrics[f"{split}_acc"]
+        acc(logits.detach(), targets)
+        bs = int(targets.shape[0])
+        on_step = split == "train"
+        self.log(f"{split}/loss", loss, batch_size=bs, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log(f"{split}/accuracy", acc, batch_size=bs, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        self.add_throughput(*self.count(batch))
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import SST_TREES, TINY_LISTOPS
+from conftest import SHARED_DATA, SST_TREES, TINY_LISTOPS
 
 from nlp_lib.cli import compose, list_recipes, train
 
@@ -11,6 +11,7 @@ ONE_STEP = [
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=1",
     "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
     "trainer.enable_progress_bar=false",
 ]
 
@@ -29,6 +30,18 @@ def _overrides(recipe, tmp_path):
             "\n".join(json.dumps({"text": t, "label": y}) for t, y in [("good one", "p"), ("bad one", "n")] * 10)
         )
         return [f"data.train_path={f}", "data.vocab_size=30"]
+    if recipe == "scan_seq2seq":  # generated data
+        return ["data.eval_batch_size=32", "model.hidden_size=32", "model.embedding_size=16"]
+    if recipe == "multi30k_seq2seq":
+        if not (SHARED_DATA / "multi30k" / "raw" / "train.en.gz").is_file():
+            pytest.skip("Multi30K not found (the shared data folder is absent)")
+        return [
+            f"data.path={SHARED_DATA / 'multi30k' / 'raw'}",
+            "data.vocab_size=300",
+            "data.eval_batch_size=32",
+            "model.hidden_size=32",
+            "model.embedding_size=16",
+        ]
     raise AssertionError(f"recipes/{recipe}.yaml is new: give it test-sized overrides here")
 
 

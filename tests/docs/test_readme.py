@@ -31,3 +31,11 @@ def test_bundle_example_runs_on_a_real_bundle(tmp_path):
     exec(compile(block, "README.md", "exec"), ns)  # noqa: S102
     pred = ns["model"].predict(["(3 (2 A) (4 (4 fine) (2 film)))"])
     assert pred[0]["label"] in ns["model"].labels and abs(sum(pred[0]["probs"].values()) - 1) < 1e-5
+
+
+def test_seq2seq_example_runs():
+    (block,) = [b for b in _blocks() if "Seq2Seq(" in b]
+    ns: dict = {}
+    exec(compile(block, "README.md", "exec"), ns)  # noqa: S102 - our own documentation
+    assert len(ns["hyps"]) == 2 and all(len(h) == 2 for h in ns["hyps"])
+    assert all(isinstance(t, int) for t in ns["best"])

@@ -1,0 +1,153 @@
+"""Decoding for :class:`~nlp_lib.models.seq2seq.Seq2Seq`: greedy and batched beam search.
+
+Beam search runs **every sentence and every beam of a batch in one tensor program**: the decoder
+steps ``[A * k]`` rows at once (``A`` sentences still decoding, ``k`` beams each), one ``topk`` over
+each sentence's ``k * V`` continuations picks the next beams, and a sentence whose search is over is
+*retired*: its rows leave the tensors, so the rest of the batch goes on with less work instead of
+waiting for it.
+
+The search, per sentence (the same rules whether a sentence is decoded alone or in a batch, so both
+give the same hypotheses; a test checks it):
+
+* each step takes the ``2k`` best continuations of the ``k`` live beams; an end-of-sentence among
+  the first ``k`` of them finishes a hypothesis; the best ``k`` that do not end continue;
+* a finished hypothesis scores ``log p(y) / len(y) ** length_penalty`` (``len`` counts the end
+  token; ``length_penalty=0`` ranks by raw log-probability, 1 by the mean per token);
+* a sentence is done when it has ``n_best`` finished hypotheses and no live beam can beat the
+  ``n_best``-th of them any more (a live beam's log-probability only falls, and its length is at most
+  ``max_length``, which bounds its final score: the search is exact in that sense, not a heuristic), or
+  at ``max_length`` (its live beams are then finished as they are);
+* the result is its ``n_best`` finished hypotheses, best first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from nlp_lib.models.seq2seq import BOS, EOS, Encoded, Seq2Seq
+
+__all__ = ["Hypothesis", "beam_search", "beam_search_one_by_one", "greedy"]
+
+
+@dataclass
+class Hypothesis:
+    """A finished output: ``tokens`` (ids, without the end token), ``score`` (length-normalised) and ``log_prob``."""
+
+    tokens: list[int]
+    score: float
+    log_prob: float
+
+
+def _select_encoded(enc: Encoded, index: Tensor) -> Encoded:
+    return Encoded(*(t.index_select(0, index) for t in enc))
+
+
+@torch.no_grad()
+def greedy(model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_length: int = 100) -> list[list[int]]:
+    """The most likely next token at every step, for the whole batch at once; token ids without the end token."""
+    enc, state = model.encode(src, src_lengths)
+    b = src.shape[0]
+    y = torch.full((b,), BOS, dtype=torch.long, device=src.device)
+    done = torch.zeros(b, dtype=torch.bool, device=src.device)
+    out = []
+    for _ in range(max_length):
+        logits, state, _ = model.step(y, state, enc)
+        y = logits.argmax(-1)
+        out.append(y)
+        done |= y == EOS
+        if bool(done.all()):
+            break
+    steps = torch.stack(out, dim=1).tolist()
+    return [row[: row.index(EOS)] if EOS in row else row for row in steps]
+
+
+@torch.no_grad()
+def beam_search(
+    model: Seq2Seq,
+    src: Tensor,
+    src_lengths: Tensor,
+    *,
+    beam_size: int = 5,
+    max_length: int = 100,
+    length_penalty: float = 1.0,
+    n_best: int = 1,
+) -> list[list[Hypothesis]]:
+    """Batched beam search (see the module docstring): per sentence, its ``n_best`` hypotheses, best first."""
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be at least 1, got {beam_size}")
+    if not 1 <= n_best <= beam_size:
+        raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
+    k = beam_size
+    device = src.device
+    b = src.shape[0]
+    enc, state = model.encode(src, src_lengths)
+    rows = torch.arange(b, device=device).repeat_interleave(k)  # every sentence's encoding, k times
+    enc, state = _select_encoded(enc, rows), state.select(rows)
+    alive = list(range(b))  # original index of each sentence still decoding
+    dtype = torch.float32 if enc.memory.dtype in (torch.float16, torch.bfloat16) else enc.memory.dtype
+    scores = torch.full((b, k), float("-inf"), device=device, dtype=dtype)
+    scores[:, 0] = 0.0  # one live beam to start from: no duplicate hypotheses
+    hist = torch.empty((b * k, 0), dtype=torch.long, device=device)  # tokens so far, per row
+    y = torch.full((b * k,), BOS, dtype=torch.long, device=device)
+    finished: list[list[Hypothesis]] = [[] for _ in range(b)]
+    for t in range(max_length):
+        a = len(alive)
+        logits, state, _ = model.step(y, state, enc)
+        if logits.dtype in (torch.float16, torch.bfloat16):  # sums of log-probabilities in full precision
+            logits = logits.float()
+        logp = torch.log_softmax(logits, dim=-1).to(scores.dtype)  # [A*k, V]
+        v = logp.shape[-1]
+        cand = (scores.view(a * k, 1) + logp).view(a, k * v)
+        values, flat = cand.topk(min(2 * k, k * v), dim=1)  # [A, 2k]
+        beam, tok = flat // v, flat % v
+        length = t + 1
+        # end-of-sentence among each sentence's k best continuations: finished hypotheses
+        ends = (tok[:, :k] == EOS) & torch.isfinite(values[:, :k])
+        if bool(ends.any()):
+            for i, j in ends.nonzero().tolist():
+                lp = float(values[i, j])
+                src_row = i * k + int(beam[i, j])
+                finished[alive[i]].append(Hypothesis(hist[src_row].tolist(), lp / length**length_penalty, lp))
+        # the k best continuations that do not end carry on (at most k of the 2k end: one per beam)
+        go = tok != EOS
+        go &= torch.cumsum(go, dim=1) <= k
+        sel = go.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :k]  # [A, k], in rank order
+        scores = values.gather(1, sel)
+        origin = (torch.arange(a, device=device).unsqueeze(1) * k + beam.gather(1, sel)).view(-1)  # [A*k]
+        y = tok.gather(1, sel).view(-1)
+        hist = torch.cat([hist.index_select(0, origin), y.unsqueeze(1)], dim=1)
+        state = state.select(origin)
+        last = t == max_length - 1
+        # The best score any live beam could still reach: its log-probability only falls, and a
+        # length of at most max_length divides it by at most max_length ** length_penalty.
+        reach = (scores.max(dim=1).values / float(max_length) ** length_penalty).tolist()
+        keep = []
+        for i, s in enumerate(alive):
+            if last:  # out of steps: the live beams are finished as they are
+                for j in range(k):
+                    lp = float(scores[i, j])
+                    if lp > float("-inf"):
+                        finished[s].append(Hypothesis(hist[i * k + j].tolist(), lp / length**length_penalty, lp))
+            elif len(finished[s]) < n_best or reach[i] > sorted(h.score for h in finished[s])[-n_best]:
+                keep.append(i)
+        if len(keep) < a:  # retire the sentences that are done: their rows leave every tensor
+            if not keep:
+                break
+            kept = torch.tensor(keep, device=device)
+            row_idx = (kept.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
+            enc, state = _select_encoded(enc, row_idx), state.select(row_idx)
+            hist, y, scores = hist.index_select(0, row_idx), y.index_select(0, row_idx), scores.index_select(0, kept)
+            alive = [alive[i] for i in keep]
+    return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]
+
+
+def beam_search_one_by_one(model: Seq2Seq, src: Tensor, src_lengths: Tensor, **kwargs) -> list[list[Hypothesis]]:
+    """The same search, one sentence at a time (the reference the batched search is checked and timed against)."""
+    out = []
+    for i in range(src.shape[0]):
+        n = int(src_lengths[i])
+        out.extend(beam_search(model, src[i : i + 1, :n], src_lengths[i : i + 1], **kwargs))
+    return out
