@@ -14,6 +14,8 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 RUNTIME_KWARGS = {
     "vocab_size",
     "num_classes",
+    "src_vocab_size",
+    "tgt_vocab_size",
     "model",
     "optimizer",
     "scheduler",
@@ -67,7 +69,7 @@ def _check_binds(key, node):
 
 @pytest.mark.parametrize("recipe", sorted(list_recipes()))
 def test_recipe_composes_and_targets_bind(recipe, tmp_path):
-    cfg = compose(recipe, ["data.path=/tmp"] if recipe.startswith("sst") else [])
+    cfg = compose(recipe, ["data.path=/tmp"] if recipe.startswith(("sst", "multi30k")) else [])
     container = OmegaConf.to_container(cfg, resolve=False)
     container.pop("hydra", None)
     found = list(_targets(container))
