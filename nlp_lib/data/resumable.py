@@ -18,7 +18,20 @@ from torch.utils.data import DataLoader, Sampler
 
 from nlp_lib.data.sampling import BalancedBatchSampler
 
-__all__ = ["EpochSampler", "ResumableLoader"]
+__all__ = ["EpochSampler", "ResumableLoader", "trainer_progress"]
+
+
+def trainer_progress(trainer: Any) -> tuple[int, int]:
+    """A trainer's epoch and the batches it has processed in it (what a loader's state records).
+
+    Saved at the end of an epoch, it points at the start of the next one.
+    """
+    if trainer is None:
+        return 0, 0
+    done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    if done >= trainer.num_training_batches:
+        return trainer.current_epoch + 1, 0
+    return trainer.current_epoch, done
 
 
 class EpochSampler(Sampler[int]):

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from nlp_lib.data.resumable import ResumableLoader
+from nlp_lib.data.resumable import ResumableLoader, trainer_progress
 from nlp_lib.data.tokenizers import SentencePieceTokenizer
 from nlp_lib.errors import ConfigError, DataError
 from nlp_lib.models.seq2seq import BOS, EOS, PAD
@@ -339,13 +339,8 @@ class Seq2SeqDataModule(pl.LightningDataModule):
         )
 
     def _progress(self) -> tuple[int, int]:
-        trainer = self.trainer
-        if trainer is None:
-            return 0, 0
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        if done >= trainer.num_training_batches:
-            return trainer.current_epoch + 1, 0
-        return trainer.current_epoch, done
+        """The trainer's epoch and the batches it has processed in it (for the loader's state)."""
+        return trainer_progress(self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from nlp_lib.data.collate import EncodedTree, collate_trees, encode_tree
-from nlp_lib.data.resumable import ResumableLoader
+from nlp_lib.data.resumable import ResumableLoader, trainer_progress
 from nlp_lib.data.sampling import BalancedBatchSampler
 from nlp_lib.data.vocab import WordVocab
 from nlp_lib.errors import DataError
@@ -198,13 +198,7 @@ class TreeDataModule(pl.LightningDataModule):
 
     def _progress(self) -> tuple[int, int]:
         """The trainer's epoch and the batches it has processed in it (for the loader's state)."""
-        trainer = self.trainer
-        if trainer is None:
-            return 0, 0
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        if done >= trainer.num_training_batches:  # saved at the end of the epoch: resume with the next
-            return trainer.current_epoch + 1, 0
-        return trainer.current_epoch, done
+        return trainer_progress(self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

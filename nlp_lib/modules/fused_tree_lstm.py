@@ -26,7 +26,8 @@ from nlp_lib.structure.schedule import LevelView
 __all__ = ["nary_tree_lstm_sweep"]
 
 
-def _level_inputs(x_in: Tensor, x_empty: Tensor | None, start: int, end: int) -> Tensor:
+def level_inputs(x_in: Tensor, x_empty: Tensor | None, start: int, end: int) -> Tensor:
+    """Projections of the nodes at positions ``[start, end)``: ``x_in`` covers ``[0, K)``, ``x_empty`` the rest."""
     k = x_in.shape[0]
     if end <= k:
         return x_in[start:end]
@@ -59,7 +60,7 @@ class _NarySweep(torch.autograd.Function):
         hc_all = x_in.new_empty((num_nodes - first_inner, n * hs))
         saved = []
         for lv in levels:
-            xl = _level_inputs(x_in, x_empty, lv.start, lv.end)
+            xl = level_inputs(x_in, x_empty, lv.start, lv.end)
             m = lv.num_nodes
             if lv.num_edges == 0:  # leaves: gates from the input alone
                 if lv.start >= first_inner:

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from nlp_lib.cells.base import Children, TreeLSTMState
 from nlp_lib.cells.tree_lstm import NaryTreeLSTMCell
+from nlp_lib.modules.fused_tree_lstm import level_inputs as _level_inputs
 from nlp_lib.modules.fused_tree_lstm import nary_tree_lstm_sweep
 from nlp_lib.structure.schedule import LevelView, TreeBatch
 
@@ -40,16 +41,6 @@ def _children(lv: LevelView, fields: Sequence[Tensor] | None, state_type: type) 
 
 def _make_state(state_type: type, fields: Sequence[Tensor]) -> tuple[Tensor, ...]:
     return state_type(*fields) if state_type is not tuple else tuple(fields)
-
-
-def _level_inputs(x_in: Tensor, x_empty: Tensor | None, start: int, end: int) -> Tensor:
-    """Projections of the nodes at positions ``[start, end)``: inputs are positions ``[0, K)``."""
-    k = x_in.shape[0]
-    if end <= k:
-        return x_in[start:end]
-    if start >= k:
-        return x_empty.expand(end - start, -1)
-    return torch.cat([x_in[start:], x_empty.expand(end - k, -1)])
 
 
 class _LevelSweep(torch.autograd.Function):
