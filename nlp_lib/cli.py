@@ -722,20 +722,15 @@ def evaluate(cfg: Any, run: Path, split: str) -> dict[str, Any]:
 
 def _evaluate_seq2seq(model: Any, batches: Any, tokenizer: Any, task_cfg: Any, split: str) -> dict[str, Any]:
     import torch
-    import torch.nn.functional as F
 
-    from nlp_lib.models.seq2seq import PAD
-    from nlp_lib.tasks.seq2seq import decode_batch, score_outputs
+    from nlp_lib.tasks.seq2seq import decode_batch, score_outputs, token_loss
 
     beam = int(task_cfg.get("test_beam_size", 5))
     max_length = int(task_cfg.get("max_length", 100))
     hyps, refs, loss, tokens = [], [], 0.0, 0
     with torch.no_grad():
         for batch in batches:
-            logits = model(batch.src, batch.src_lengths, batch.tgt_in).logits
-            loss += float(
-                F.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD, reduction="sum")
-            )
+            loss += float(token_loss(model, batch, reduction="sum")[0])
             tokens += batch.num_target_tokens
             ids = decode_batch(model, batch, beam, max_length, float(task_cfg.get("length_penalty", 1.0)))
             hyps += [tokenizer.decode(i) for i in ids]

@@ -18,7 +18,17 @@ from torch.utils.data import DataLoader, Sampler
 
 from nlp_lib.data.sampling import BalancedBatchSampler
 
-__all__ = ["EpochSampler", "ResumableLoader", "trainer_progress"]
+__all__ = ["EpochSampler", "ResumableLoader", "eval_batches", "trainer_progress", "trainer_ranks"]
+
+
+def trainer_ranks(trainer: Any) -> tuple[int, int]:
+    """``(world size, this rank)`` of a trainer, ``(1, 0)`` without one."""
+    return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+
+def eval_batches(examples: list, batch_size: int, collate: Callable) -> list:
+    """Evaluation batches, built once (the same every epoch) and served by ``DataLoader(..., batch_size=None)``."""
+    return [collate(examples[i : i + batch_size]) for i in range(0, len(examples), batch_size)]
 
 
 def trainer_progress(trainer: Any) -> tuple[int, int]:
@@ -80,6 +90,32 @@ class ResumableLoader(DataLoader):
         num_replicas: Data-parallel ranks sharing the epoch (``batch_size`` batching).
         rank: This rank.
     """
+
+    @classmethod
+    def for_trainer(
+        cls,
+        dataset: Sized,
+        trainer: Any,
+        *,
+        batch_size: int | None,
+        seed: int,
+        collate_fn: Callable,
+        num_workers: int = 0,
+        batch_sampler: BalancedBatchSampler | None = None,
+    ) -> ResumableLoader:
+        """The training loader of a DataModule: ranks and progress read from its ``trainer``."""
+        replicas, rank = trainer_ranks(trainer)
+        return cls(
+            dataset,
+            batch_size=batch_size,
+            seed=seed,
+            collate_fn=collate_fn,
+            progress=lambda: trainer_progress(trainer),
+            num_workers=num_workers,
+            batch_sampler=batch_sampler,
+            num_replicas=replicas,
+            rank=rank,
+        )
 
     def __init__(
         self,

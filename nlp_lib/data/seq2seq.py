@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from nlp_lib.data.resumable import ResumableLoader, trainer_progress
+from nlp_lib.data.resumable import ResumableLoader, eval_batches
 from nlp_lib.data.tokenizers import SentencePieceTokenizer
 from nlp_lib.errors import ConfigError, DataError
 from nlp_lib.models.seq2seq import BOS, EOS, PAD
@@ -322,25 +322,16 @@ class Seq2SeqDataModule(pl.LightningDataModule):
         if not train:  # the same batches every epoch: built once, sorted by length (less padding)
             if split not in self._eval_batches:
                 data = sorted(self.splits[split], key=lambda e: len(e[0]))
-                b = self.eval_batch_size
-                self._eval_batches[split] = [self.collate(data[i : i + b]) for i in range(0, len(data), b)]
+                self._eval_batches[split] = eval_batches(data, self.eval_batch_size, self.collate)
             return DataLoader(self._eval_batches[split], batch_size=None, shuffle=False)
-        trainer = self.trainer
-        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        return ResumableLoader(  # its position goes into checkpoints: a killed run resumes mid-epoch
+        return ResumableLoader.for_trainer(  # its position goes into checkpoints: a killed run resumes mid-epoch
             self.splits[split],
+            self.trainer,
             batch_size=self.batch_size,
             seed=self.seed,
             collate_fn=self.collate,
-            progress=self._progress,
             num_workers=self.num_workers,
-            num_replicas=replicas,
-            rank=rank,
         )
-
-    def _progress(self) -> tuple[int, int]:
-        """The trainer's epoch and the batches it has processed in it (for the loader's state)."""
-        return trainer_progress(self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

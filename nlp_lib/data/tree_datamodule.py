@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from nlp_lib.data.collate import EncodedTree, collate_trees, encode_tree
-from nlp_lib.data.resumable import ResumableLoader, trainer_progress
+from nlp_lib.data.resumable import ResumableLoader, eval_batches, trainer_ranks
 from nlp_lib.data.sampling import BalancedBatchSampler
 from nlp_lib.data.vocab import WordVocab
 from nlp_lib.errors import DataError
@@ -169,14 +169,11 @@ class TreeDataModule(pl.LightningDataModule):
         if not train:
             # Evaluation batches are the same every epoch: build their schedules once and keep them.
             if split not in self._eval_batches:
-                b = self.eval_batch_size
-                data = self.splits[split]
-                self._eval_batches[split] = [self.collate(data[i : i + b]) for i in range(0, len(data), b)]
+                self._eval_batches[split] = eval_batches(self.splits[split], self.eval_batch_size, self.collate)
             return DataLoader(self._eval_batches[split], batch_size=None, shuffle=False)
         budget = None
-        trainer = self.trainer
-        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         if self.node_budget is not None:  # batches of at most node_budget nodes, balanced across ranks
+            replicas, rank = trainer_ranks(self.trainer)
             budget = BalancedBatchSampler(
                 [self.size(e) for e in self.splits[split]],
                 self.node_budget,
@@ -184,21 +181,15 @@ class TreeDataModule(pl.LightningDataModule):
                 rank=rank,
                 seed=self.seed,
             )
-        return ResumableLoader(  # its position goes into checkpoints: a killed run resumes mid-epoch
+        return ResumableLoader.for_trainer(  # its position goes into checkpoints: a killed run resumes mid-epoch
             self.splits[split],
+            self.trainer,
             batch_size=None if budget is not None else self.batch_size,
             batch_sampler=budget,
             seed=self.seed,
             collate_fn=self.collate,  # the schedule is built in the workers
-            progress=self._progress,
             num_workers=self.num_workers,
-            num_replicas=replicas,
-            rank=rank,
         )
-
-    def _progress(self) -> tuple[int, int]:
-        """The trainer's epoch and the batches it has processed in it (for the loader's state)."""
-        return trainer_progress(self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

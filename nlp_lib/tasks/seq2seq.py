@@ -12,7 +12,18 @@ from nlp_lib.models.decoding import beam_search, greedy
 from nlp_lib.models.seq2seq import PAD, Seq2Seq
 from nlp_lib.tasks.base import OptimizerFactory, SchedulerFactory, TaskBase
 
-__all__ = ["Seq2SeqTask", "score_outputs"]
+__all__ = ["Seq2SeqTask", "decode_batch", "score_outputs", "token_loss"]
+
+
+def token_loss(
+    model: Seq2Seq, batch: Seq2SeqBatch, label_smoothing: float = 0.0, reduction: str = "mean"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Teacher-forced cross-entropy over the real target tokens: ``(loss, predicted ids [N], gold ids [N])``."""
+    logits = model(batch.src, batch.src_lengths, batch.tgt_in).logits  # [B, T, V]
+    flat, gold = logits.reshape(-1, logits.shape[-1]), batch.tgt_out.reshape(-1)
+    loss = F.cross_entropy(flat, gold, ignore_index=PAD, label_smoothing=label_smoothing, reduction=reduction)
+    real = gold != PAD
+    return loss, flat.detach().argmax(-1)[real], gold[real]
 
 
 def score_outputs(hyps: list[str], refs: list[str], bleu_tokenize: str = "13a") -> dict[str, float]:
@@ -91,13 +102,9 @@ class Seq2SeqTask(TaskBase):
         return self.target_tokenizer
 
     def _loss(self, batch: Seq2SeqBatch, split: str) -> torch.Tensor:
-        logits = self.model(batch.src, batch.src_lengths, batch.tgt_in).logits  # [B, T, V]
-        flat, gold = logits.reshape(-1, logits.shape[-1]), batch.tgt_out.reshape(-1)
-        smoothing = self.label_smoothing if split == "train" else 0.0
-        loss = F.cross_entropy(flat, gold, ignore_index=PAD, label_smoothing=smoothing)
-        real = gold != PAD
-        n = int(real.sum())
-        acc = (flat.detach().argmax(-1)[real] == gold[real]).float().mean()
+        loss, pred, gold = token_loss(self.model, batch, self.label_smoothing if split == "train" else 0.0)
+        n = int(gold.numel())
+        acc = (pred == gold).float().mean()
         self.log(
             f"{split}/loss", loss, batch_size=n, on_step=split == "train", on_epoch=True, prog_bar=True, sync_dist=True
         )
@@ -108,15 +115,11 @@ class Seq2SeqTask(TaskBase):
         self.add_throughput(len(batch), batch.num_target_tokens)
         return self._loss(batch, "train")
 
-    def _decode(self, batch: Seq2SeqBatch) -> list[list[int]]:
-        return decode_batch(self.model, batch, self.beam_sizes[self._split], self.max_length, self.length_penalty)
-
     def _eval_step(self, batch: Seq2SeqBatch, split: str) -> None:
-        self._split = split
         self._loss(batch, split)
         tok = self._tokenizer()
-        for ids, ref in zip(self._decode(batch), batch.references, strict=True):
-            self._outputs[split].append((tok.decode(ids), ref))
+        ids = decode_batch(self.model, batch, self.beam_sizes[split], self.max_length, self.length_penalty)
+        self._outputs[split] += [(tok.decode(i), ref) for i, ref in zip(ids, batch.references, strict=True)]
 
     def validation_step(self, batch: Seq2SeqBatch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
