@@ -257,6 +257,13 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
         dirpath=run_dir / "checkpoints", filename="last", every_n_epochs=1, save_top_k=1, enable_version_counter=False
     )
     callbacks = [checkpoint, last_per_epoch, LearningRateMonitor(logging_interval="epoch")]
+    freeze = cfg.get("freeze_encoder_steps") or 0
+    if not isinstance(freeze, int) or isinstance(freeze, bool) or freeze < 0:
+        raise ConfigError(f"freeze_encoder_steps: must be a whole number of steps >= 0, got {freeze!r}")
+    if freeze:
+        from nlp_lib.tasks.freeze import FreezeEncoder
+
+        callbacks.append(FreezeEncoder(freeze))
     every = int(cfg.get("checkpoint_every_n_steps", 0) or 0)
     if every > 0:  # mid-epoch last.ckpt: a killed run loses at most `every` steps
         callbacks.append(

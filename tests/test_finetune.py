@@ -74,3 +74,55 @@ def test_tree_model_fine_tuned_keeps_known_words_and_head(tmp_path, caplog):
     # fine-tuning moved the weights, starting from the bundle's (not from scratch)
     w0, w1 = before.state["classifier.weight"], after.state["classifier.weight"]
     assert not torch.equal(w0, w1) and (w1 - w0).abs().mean() < w0.abs().mean()
+
+
+def test_finetune_recipe_freezes_the_encoder_for_its_first_steps(tmp_path, caplog):
+    from nlp_lib import bundle
+
+    first = _jsonl(tmp_path / "sentiment.jsonl", [("a great film", "pos"), ("an awful film", "neg")] * 30)
+    base = tmp_path / "base"
+    quiet = ["trainer.enable_progress_bar=false", "trainer.max_epochs=1"]
+    train(compose("text_classifier", [f"data.train_path={first}", f"run_dir={base}", "data.vocab_size=60", *quiet]))
+    source = bundle.read(base / "bundle")
+    new = _jsonl(tmp_path / "topics.jsonl", [(t, y) for y, ts in TOPICS.items() for t in ts] * 10)  # 2 steps/epoch
+
+    def finetune(name, steps):
+        run = tmp_path / name
+        train(
+            compose(
+                "finetune",
+                [
+                    f"data.train_path={new}",
+                    f"init_from={base / 'bundle'}",
+                    f"run_dir={run}",
+                    f"freeze_encoder_steps={steps}",
+                    "optim.optimizer.lr=0.01",
+                    *quiet,
+                ],
+            )
+        )
+        return bundle.read(run / "bundle").state
+
+    encoder = [n for n in source.state if not n.startswith("classifier.")]
+    assert len(encoder) > 3
+    with caplog.at_level(logging.INFO, logger="nlp_lib"):
+        frozen = finetune("frozen", 1000)  # longer than the run: only the new output layer moves
+    assert "freeze_encoder_steps=1000" in caplog.text
+    assert all(torch.equal(frozen[n], source.state[n]) for n in encoder)
+    released = finetune("released", 1)  # step 0 frozen, then everything trains
+    moved = [n for n in encoder if not torch.equal(released[n], source.state[n])]
+    assert "runner.cells.0.weight_hh" in moved and "embedding.weight" in moved
+    assert not torch.equal(released["classifier.weight"], frozen["classifier.weight"])
+
+
+def test_freeze_encoder_steps_must_be_a_step_count(tmp_path):
+    import pytest
+
+    from nlp_lib.errors import ConfigError
+
+    rows = _jsonl(tmp_path / "t.jsonl", [("a b", "x"), ("c d", "y")] * 5)
+    cfg = compose(
+        "text_classifier", [f"data.train_path={rows}", f"run_dir={tmp_path / 'r'}", "freeze_encoder_steps=-3"]
+    )
+    with pytest.raises(ConfigError, match="freeze_encoder_steps: must be a whole number of steps >= 0, got -3"):
+        train(cfg)

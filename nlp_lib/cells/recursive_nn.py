@@ -15,12 +15,13 @@ import torch
 from torch import Tensor, nn
 
 from nlp_lib.cells.base import Children, RecursiveState
+from nlp_lib.configurable import Configurable
 from nlp_lib.errors import StructureError
 
 __all__ = ["RecursiveNNCell"]
 
 
-class RecursiveNNCell(nn.Module):
+class RecursiveNNCell(Configurable, nn.Module):
     """``h = tanh(W [children side by side] + W_x x + b)`` for trees with at most ``arity`` children.
 
     Args:

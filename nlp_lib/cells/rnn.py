@@ -21,6 +21,8 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from nlp_lib.configurable import Configurable
+
 __all__ = [
     "RecurrentCell",
     "RecurrentCellBase",
@@ -60,7 +62,7 @@ class RecurrentCell(Protocol):
     def __call__(self, x_proj: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]: ...
 
 
-class RecurrentCellBase(nn.Module):
+class RecurrentCellBase(Configurable, nn.Module):
     """Convenience base: sizes, a zero initial state of ``state_type``, PyTorch's uniform init.
 
     Subclass it, set ``state_type``, and write ``project`` and ``forward``. Nothing else is

@@ -18,11 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from nlp_lib.cells.base import Children, TreeGRUState
+from nlp_lib.configurable import Configurable
 
 __all__ = ["ChildSumTreeGRUCell"]
 
 
-class ChildSumTreeGRUCell(nn.Module):
+class ChildSumTreeGRUCell(Configurable, nn.Module):
     """Child-sum Tree-GRU cell (see the module docstring for the equations).
 
     Args:

@@ -14,12 +14,13 @@ import torch
 from torch import Tensor, nn
 
 from nlp_lib.cells.base import Children, TreeLSTMState
+from nlp_lib.configurable import Configurable
 from nlp_lib.errors import StructureError
 
 __all__ = ["ChildSumTreeLSTMCell", "NaryTreeLSTMCell"]
 
 
-class ChildSumTreeLSTMCell(nn.Module):
+class ChildSumTreeLSTMCell(Configurable, nn.Module):
     """Child-sum Tree-LSTM (Tai et al. 2015, eqs. 2-8), for trees of any arity.
 
     ``h~_j = sum_k h_k``; ``i, o, u`` from ``W x_j + U h~_j + b``; one forget gate per child,
@@ -70,7 +71,7 @@ class ChildSumTreeLSTMCell(nn.Module):
         return TreeLSTMState(h, c)
 
 
-class NaryTreeLSTMCell(nn.Module):
+class NaryTreeLSTMCell(Configurable, nn.Module):
     """N-ary Tree-LSTM (Tai et al. 2015, eqs. 9-14), for trees with at most ``arity`` ordered children.
 
     Each child slot ``l`` has its own ``U_l``: the children's ``h`` are laid side by side

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from nlp_lib.cells.rnn import LSTMCell
+from nlp_lib.models.base import SavableModel
 from nlp_lib.modules.seq_runner import SequenceRunner
 
 __all__ = ["Attention", "DecoderState", "Encoded", "Seq2Seq", "Seq2SeqOutput", "PAD", "UNK", "BOS", "EOS"]
@@ -120,7 +121,7 @@ class Seq2SeqOutput(NamedTuple):
     attention: Tensor
 
 
-class Seq2Seq(nn.Module):
+class Seq2Seq(SavableModel):
     """Attention encoder-decoder over token ids (see the module docstring).
 
     Args:
@@ -201,6 +202,10 @@ class Seq2Seq(nn.Module):
         self.output = None if tie_embeddings else nn.Linear(hidden_size, tgt_vocab_size)
         self.output_bias = nn.Parameter(torch.zeros(tgt_vocab_size)) if tie_embeddings else None
         self.dropout = nn.Dropout(dropout)
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The source embedding and the encoder (what ``freeze_encoder_steps`` holds still)."""
+        return [*self.src_embedding.parameters(), *self.encoder.parameters()]
 
     # ------------------------------------------------------------------ building blocks
 

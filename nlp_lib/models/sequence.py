@@ -13,6 +13,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from nlp_lib.models.base import SavableModel
 from nlp_lib.modules.seq_runner import CellFactory, SequenceRunner
 from nlp_lib.structure.sequence import SequenceBatch
 
@@ -41,7 +42,7 @@ def _recurrent_body(
     module.classifier = nn.Linear(module.runner.output_size, num_classes)
 
 
-class SequenceClassifier(nn.Module):
+class SequenceClassifier(SavableModel):
     """Classify token sequences: embeddings -> recurrent layers -> pooling -> a linear layer.
 
     Args:
@@ -109,7 +110,7 @@ class SequenceClassifier(nn.Module):
         return SequenceClassifierOutput(self.classifier(self.dropout(pooled)), pooled)
 
 
-class SequenceTagger(nn.Module):
+class SequenceTagger(SavableModel):
     """A label per token: embeddings -> recurrent layers -> a linear layer per step.
 
     Args: as :class:`SequenceClassifier`, without ``pooling``; ``num_classes`` is the tag count.

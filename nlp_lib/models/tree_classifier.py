@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from nlp_lib.models.base import SavableModel
 from nlp_lib.modules.tree_runner import Mode, TreeRunner
 from nlp_lib.structure.schedule import TreeBatch
 
@@ -34,7 +35,7 @@ class TreeClassifierOutput(NamedTuple):
     root_hidden: Tensor
 
 
-class TreeClassifier(nn.Module):
+class TreeClassifier(SavableModel):
     """Classify trees (root label) and optionally every node (phrase labels).
 
     Args:

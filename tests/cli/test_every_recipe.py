@@ -30,6 +30,10 @@ def _overrides(recipe, tmp_path):
             "\n".join(json.dumps({"text": t, "label": y}) for t, y in [("good one", "p"), ("bad one", "n")] * 10)
         )
         return [f"data.train_path={f}", "data.vocab_size=30"]
+    if recipe == "finetune":  # from a one-step text classifier's bundle
+        base = _overrides("text_classifier", tmp_path)
+        train(compose("text_classifier", [*base, *ONE_STEP, f"run_dir={tmp_path / 'base'}"]))
+        return [*base, f"init_from={tmp_path / 'base' / 'bundle'}", "freeze_encoder_steps=1"]
     if recipe == "scan_seq2seq":  # generated data
         return ["data.eval_batch_size=32", "model.hidden_size=32", "model.embedding_size=16"]
     if recipe == "multi30k_seq2seq":

@@ -1,0 +1,164 @@
+"""``model.save(path)`` from Python: the bundle rebuilds the same model, in this process and a fresh one."""
+
+import functools
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+import nlp_lib
+from nlp_lib.cells import GRUCell, LayerNormLSTMCell, LSTMCell, NaryTreeLSTMCell, RecurrentCellBase
+from nlp_lib.cells.rnn import RNNState
+from nlp_lib.data.seq2seq import Seq2SeqVocab
+from nlp_lib.data.vocab import WordVocab
+from nlp_lib.errors import BundleError
+from nlp_lib.models import Seq2Seq, SequenceClassifier, TreeClassifier
+
+WORDS = WordVocab.build("a great film an awful dull long movie".split())
+
+
+class ScaledTanhCell(RecurrentCellBase):
+    """A user's cell with an extra constructor argument (recorded by RecurrentCellBase)."""
+
+    def __init__(self, input_size: int, hidden_size: int, scale: float = 1.0) -> None:
+        super().__init__(input_size, hidden_size)
+        self.lin = nn.Linear(input_size + hidden_size, hidden_size)
+        self.gain = scale  # not stored under its own name: only the recording knows it
+
+    def forward(self, x, state):
+        h = torch.tanh(self.gain * self.lin(torch.cat([x, state.h], -1)))
+        return h, RNNState(h)
+
+
+class PlainCell(nn.Module):
+    """A tree-free recurrent cell that does not derive from the library: described from attributes."""
+
+    state_type = RNNState
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.lin = nn.Linear(input_size + hidden_size, hidden_size)
+
+    def project(self, x):
+        return x
+
+    def initial_state(self, batch, *, device, dtype):
+        return RNNState(torch.zeros(batch, self.hidden_size, device=device, dtype=dtype))
+
+    def forward(self, x, state):
+        h = torch.tanh(self.lin(torch.cat([x, state.h], -1)))
+        return h, RNNState(h)
+
+
+class ForgetfulCell(PlainCell):
+    def __init__(self, input_size: int, hidden_size: int, scale: float = 2.0) -> None:
+        super().__init__(input_size, hidden_size)  # `scale` is neither recorded nor stored
+
+
+TEXTS = ["a great film", "an awful dull movie", "long"]
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [LSTMCell, functools.partial(GRUCell), functools.partial(ScaledTanhCell, scale=0.5), PlainCell],
+    ids=["class", "partial", "user-cell-extra-arg", "user-plain-module"],
+)
+def test_sequence_classifier_saved_from_python_loads_back_identical(tmp_path, cell):
+    torch.manual_seed(0)
+    model = SequenceClassifier(
+        vocab_size=WORDS.vocab_size, num_classes=2, cell=cell, embedding_size=6, hidden_size=5, bidirectional=True
+    ).eval()
+    path = model.save(tmp_path / "b", tokenizer=WORDS, labels=["neg", "pos"])
+    loaded = nlp_lib.load(path)
+    assert type(loaded.runner.cells[0]) is type(model.runner.cells[0])
+    if isinstance(cell, functools.partial) and cell.keywords:
+        assert loaded.runner.cells[0].gain == 0.5
+    assert torch.equal(loaded.predict.logits(TEXTS), Predictor_logits(model, TEXTS))
+    assert loaded.labels == ["neg", "pos"]
+
+
+def Predictor_logits(model, texts):
+    from nlp_lib.bundle import Predictor
+
+    model.tokenizer = WORDS
+    return Predictor(model).logits(texts)
+
+
+def test_a_loaded_model_saves_itself_and_a_fresh_process_reads_it(tmp_path):
+    torch.manual_seed(1)
+    model = TreeClassifier(
+        vocab_size=WORDS.vocab_size,
+        num_classes=3,
+        cell=NaryTreeLSTMCell(4, 6),
+        down_cell=NaryTreeLSTMCell(6, 3),
+        dropout=0.2,
+    )
+    first = model.save(tmp_path / "first", tokenizer=WORDS, labels=["x", "y", "z"], meta={"recipe": "mine"})
+    loaded = nlp_lib.load(first)
+    second = loaded.save(tmp_path / "second")  # tokenizer, labels and meta come from the bundle
+    assert json.loads((second / "meta.json").read_text())["recipe"] == "mine"
+    trees = ["(1 (2 a) (2 (3 great) (1 film)))", "(0 (0 dull) (1 movie))"]
+    code = (
+        "import json, sys, nlp_lib; m = nlp_lib.load(sys.argv[1]); "
+        "print(json.dumps(m.predict.logits(json.loads(sys.argv[2])).tolist()))"
+    )
+    res = subprocess.run([sys.executable, "-c", code, str(second), json.dumps(trees)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    fresh = torch.tensor(json.loads(res.stdout.strip().splitlines()[-1]))
+    assert torch.allclose(fresh, loaded.predict.logits(trees), atol=1e-6)
+    assert torch.equal(loaded.predict.logits(trees), Predictor_logits(model.eval(), trees))
+
+
+def test_seq2seq_saves_both_tokenizers(tmp_path):
+    torch.manual_seed(2)
+    src = Seq2SeqVocab.build(["jump twice", "walk left"])
+    tgt = Seq2SeqVocab.build(["JUMP JUMP", "LTURN WALK"])
+    model = Seq2Seq(
+        src_vocab_size=src.vocab_size,
+        tgt_vocab_size=tgt.vocab_size,
+        cell=GRUCell,
+        decoder_cell=LayerNormLSTMCell,
+        embedding_size=8,
+        hidden_size=8,
+        tie_embeddings=True,
+    ).eval()
+    path = model.save(tmp_path / "s2s", tokenizer={"source": src, "target": tgt})
+    loaded = nlp_lib.load(path)
+    ours = nlp_lib.bundle.Translator(_attach(model, src, tgt))(["jump twice", "walk left"], beam_size=3)
+    assert loaded.translate(["jump twice", "walk left"], beam_size=3) == ours
+
+
+def _attach(model, src, tgt):
+    model.tokenizer = {"source": src, "target": tgt}
+    return model
+
+
+def test_save_says_what_it_cannot_write(tmp_path):
+    plain = SequenceClassifier(vocab_size=WORDS.vocab_size, num_classes=2, cell=ForgetfulCell, hidden_size=4)
+    plain.save(tmp_path / "ok", tokenizer=WORDS, labels=["a", "b"])  # a class factory needs no arguments
+
+    tree = TreeClassifier(vocab_size=WORDS.vocab_size, num_classes=2, cell=ForgetfulTreeCell(4, 4))
+    with pytest.raises(BundleError, match=r"cell: cannot recover ForgetfulTreeCell's constructor argument 'scale'"):
+        tree.save(tmp_path / "x", tokenizer=WORDS, labels=["a", "b"])
+
+    lam = SequenceClassifier(vocab_size=WORDS.vocab_size, num_classes=2, cell=lambda i, h: LSTMCell(i, h))
+    with pytest.raises(BundleError, match=r"SequenceClassifier\.cell: .*lambda"):
+        lam.save(tmp_path / "y", tokenizer=WORDS, labels=["a", "b"])
+
+    model = SequenceClassifier(vocab_size=WORDS.vocab_size, num_classes=2, cell=LSTMCell, hidden_size=4)
+    with pytest.raises(BundleError, match="3 labels given, the output layer has 2 classes"):
+        model.save(tmp_path / "z", tokenizer=WORDS, labels=["a", "b", "c"])
+    with pytest.raises(BundleError, match="pass tokenizer="):
+        model.save(tmp_path / "z")
+    with pytest.raises(BundleError, match=r"pass labels= \(2 names\)"):
+        model.save(tmp_path / "z", tokenizer=WORDS)
+
+
+class ForgetfulTreeCell(nn.Module):  # does not derive from the library: nothing recorded
+    def __init__(self, input_size: int, hidden_size: int, scale: float = 2.0) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
