@@ -39,7 +39,7 @@ commands:
                                         seq2seq: one output per line from FILE or stdin (input=-),
                                         [beam_size=5] [n_best=N: "i ||| output ||| score"] [output=FILE]
   eval run=RUN_DIR [split=val|test]     metrics of a run's model on a split (data.* overrides allowed)
-  export bundle=DIR [max_length=N]      ONNX for sequence classifiers, checked in onnxruntime
+  export bundle=DIR [output=DIR]        ONNX (sequence, seq2seq and tree models), checked in onnxruntime
   recipes                               list the recipes with a one-line description
   recipes show NAME [KEY=VALUE ...]     print a recipe's composed config
   recipes cp NAME DEST                  copy a recipe to edit; run it with --recipe-dir DEST or recipe=FILE
@@ -144,6 +144,39 @@ def _resolve_run_dir(cfg: Any) -> Path:
     return Path(str(cfg.run_dir))
 
 
+def _check_trainer(trainer: Any) -> None:
+    """Precision, clipping and accumulation values Lightning would reject, named by their config key.
+
+    Raises:
+        ConfigError: ``trainer.precision``, ``trainer.gradient_clip_val``,
+            ``trainer.gradient_clip_algorithm`` or ``trainer.accumulate_grad_batches`` is not valid.
+    """
+    precision = trainer.get("precision")
+    if precision is not None:
+        try:
+            from lightning_fabric.connector import _convert_precision_to_unified_args
+        except ImportError:  # pragma: no cover - another Lightning: it checks the value itself
+            pass
+        else:
+            try:
+                _convert_precision_to_unified_args(precision)
+            except ValueError:
+                raise ConfigError(
+                    f"trainer.precision: {precision!r} is not a precision; choose one with "
+                    "precision=32-true | bf16-mixed | 16-mixed (conf/precision/), or set trainer.precision= to "
+                    "another of Lightning's values (bf16-true, 16-true, 64-true)"
+                ) from None
+    clip = trainer.get("gradient_clip_val")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, int | float) or clip < 0):
+        raise ConfigError(f"trainer.gradient_clip_val: must be a number >= 0 or null (no clipping), got {clip!r}")
+    algorithm = trainer.get("gradient_clip_algorithm")
+    if algorithm is not None and algorithm not in ("norm", "value"):
+        raise ConfigError(f"trainer.gradient_clip_algorithm: must be norm or value, got {algorithm!r}")
+    accumulate = trainer.get("accumulate_grad_batches", 1)
+    if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
+        raise ConfigError(f"trainer.accumulate_grad_batches: must be an integer >= 1, got {accumulate!r}")
+
+
 def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
     """Train the model a composed config describes, in its run directory.
 
@@ -165,6 +198,7 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
     from nlp_lib.tasks.checkpoint_io import AtomicCheckpointIO
 
     start = time.perf_counter()
+    _check_trainer(cfg.trainer)  # before anything is read or written
     run_dir = _resolve_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -640,26 +674,34 @@ def _read_inputs(path: Path) -> list[str]:
 
 
 def _export_command(args: list[str]) -> int:
-    """``nlp-lib export bundle=DIR [format=onnx] [max_length=128] [output=FILE]``."""
+    """``nlp-lib export bundle=DIR [format=onnx] [max_length=128] [max_depth=64] [output=DIR]``."""
     try:
-        opts, rest = _key_values(args, {"bundle", "format", "max_length", "output"}, "export")
+        opts, rest = _key_values(args, {"bundle", "format", "max_length", "max_depth", "output"}, "export")
         if rest or "bundle" not in opts:
             raise ConfigError(
-                "usage: nlp-lib export bundle=<run dir>/bundle [format=onnx] [max_length=128] [output=<file>]"
+                "usage: nlp-lib export bundle=<run dir>/bundle [format=onnx] [max_length=128] [max_depth=64] "
+                "[output=<dir>]"
             )
         if opts.get("format", "onnx") != "onnx":
             raise ConfigError(f"export: format must be onnx, got {opts['format']!r}")
+        sizes = {}
+        for key, default in (("max_length", 128), ("max_depth", 64)):
+            try:
+                sizes[key] = int(opts.get(key, default))
+            except ValueError:
+                raise ConfigError(f"export: {key} must be a whole number, got {opts[key]!r}") from None
         import nlp_lib
         from nlp_lib.export import export_onnx
 
         model = nlp_lib.load(opts["bundle"])
-        output = Path(opts.get("output") or Path(opts["bundle"]) / "model.onnx")
-        check = export_onnx(model, output, max_length=int(opts.get("max_length", 128)))
+        output = Path(opts.get("output") or Path(opts["bundle"]) / "onnx")
+        manifest = export_onnx(model, output, **sizes)
     except NlpLibError as e:
         return _fail(e)
+    files = ", ".join(str(output / f) for f in manifest["files"])
     print(
-        f"wrote {output} (inputs: tokens [batch, {opts.get('max_length', 128)}], lengths [batch]); "
-        f"onnxruntime vs PyTorch max |difference| {check['max_abs_diff']:.2e}"
+        f"wrote {files} and {output / 'onnx.json'} ({manifest['kind']}); "
+        f"onnxruntime vs PyTorch max |difference| {manifest['max_abs_diff']:.2e}"
     )
     return 0
 

@@ -174,5 +174,22 @@ def nary_tree_lstm_sweep(
             (``[i, o, u]``) when exactly the leaves have inputs.
         x_empty: ``[1, 4H]`` projection of every later position (a zero input's), or None.
         weight: ``U_iouf``'s weight, ``[(3 + N) H, N H]``.
+
+    Under autocast (mixed precision: ``precision=bf16-mixed`` or ``16-mixed``) the sweep runs in the
+    autocast dtype, as autocast would run the generic path's multiplies, with autocast off inside:
+    the hand-written backward then sees one dtype, and the casts' own backward returns the
+    gradients of ``x_in``, ``x_empty`` and ``weight`` in their own dtypes.
     """
+    device = x_in.device.type
+    if torch.is_autocast_enabled(device):
+        dtype = torch.get_autocast_dtype(device)
+        with torch.autocast(device, enabled=False):
+            return _NarySweep.apply(
+                list(levels),
+                arity,
+                num_nodes,
+                x_in.to(dtype),
+                x_empty.to(dtype) if x_empty is not None else None,
+                weight.to(dtype),
+            )
     return _NarySweep.apply(list(levels), arity, num_nodes, x_in, x_empty, weight)

@@ -274,3 +274,27 @@ def test_fused_nary_sweep_equals_generic_sweep(structure):
         results.append([h.detach(), c.detach(), x.grad.clone()] + [p.grad.clone() for p in cell.parameters()])
     for a, b in zip(*results, strict=True):
         assert torch.allclose(a, b, atol=1e-10, rtol=0)
+
+
+def test_fused_nary_sweep_under_bf16_autocast():
+    """Mixed precision (precision=bf16-mixed): the fused sweep runs in bf16 and returns float32 gradients."""
+    rng = random.Random(5)
+    torch.manual_seed(0)
+    batch = _batch([random_binary_tree(rng.randint(1, 60), rng, VOCAB) for _ in range(8)])
+    cell = NaryTreeLSTMCell(8, 16, arity=2)
+    x = torch.randn(batch.num_nodes, 8, requires_grad=True)
+    results = []
+    for fused, autocast in ((True, False), (True, True), (False, True)):
+        runner = TreeRunner(cell, fused=fused)
+        cell.zero_grad()
+        x.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            h, c = runner(batch, x, None)
+            loss = h.float().pow(2).sum() + c.float().sum()
+        loss.backward()
+        assert x.grad.dtype == torch.float32 and all(p.grad.dtype == torch.float32 for p in cell.parameters())
+        results.append([h.detach().float(), x.grad.clone()] + [p.grad.clone() for p in cell.parameters()])
+    exact = results[0]
+    for mixed in results[1:]:  # bf16 keeps ~3 significant digits
+        for a, b in zip(exact, mixed, strict=True):
+            assert (a - b).abs().max() <= 0.05 * a.abs().max() + 1e-3
