@@ -299,8 +299,9 @@ class Predictor:
                 )
         return out
 
+    @torch.no_grad()
     def logits(self, inputs: Sequence[Any]) -> torch.Tensor:
-        """``[len(inputs), num_classes]`` logits."""
+        """``[len(inputs), num_classes]`` logits (inference: no autograd graph; call the model for one)."""
         from nlp_lib.models.tree_classifier import TreeClassifier
 
         model, tok = self.model, self.model.tokenizer

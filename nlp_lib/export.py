@@ -1,28 +1,153 @@
 """Export trained models to ONNX, with a parity check against PyTorch in onnxruntime.
 
-Sequence classifiers export as a graph ``(tokens [B, max_length], lengths [B]) -> logits [B, C]``
-with a dynamic batch size: inputs are padded (id 0) to ``max_length`` and the time loop is unrolled
-to it, masked by ``lengths``, so one file serves every length up to ``max_length``, with any
-recurrent cell (a user's own included). Tree models are not exported yet: the number of level
-steps depends on each batch's trees, which a static ONNX graph cannot express without a loop
-construct the exporters do not produce from this code.
+:func:`export_onnx` writes a folder: the ONNX graph(s) and ``onnx.json`` (what each input and
+output is, the sizes the graphs were unrolled to, the special token ids and the labels), so a
+runtime in any language can drive them. Every kind is checked against PyTorch in onnxruntime on
+random inputs of many shapes before the call returns.
+
+* **Sequence classifiers** (``model.onnx``): ``(tokens [B, max_length], lengths [B]) -> logits
+  [B, C]``. Inputs are padded (id 0) to ``max_length``; the time loop is unrolled to it and masked
+  by ``lengths``, so one file serves every length up to ``max_length``, with any recurrent cell (a
+  user's own included).
+* **Seq2seq** (``encoder.onnx`` + ``decoder_step.onnx``): the encoder maps ``(src [B, max_length],
+  src_lengths [B])`` to the attention memory and the decoder's initial state; one decoder step maps
+  ``(y_prev [B], memory, keys, mask, state...)`` to ``log_probs [B, V]``, the next state and the
+  attention weights. Greedy or beam search is a loop around the step graph in the runtime (beam
+  search reorders the state rows); :class:`OnnxSeq2Seq` is such a loop in Python (greedy).
+* **Tree classifiers** (``model.onnx``): the tree structure is an *input*, so one graph serves every
+  tree shape: ``tokens [N]`` (-1: no input), ``edge_parent [E]``, ``edge_child [E]``, ``edge_slot
+  [E]`` (a child's rank among its siblings; only cells that order their children read it, so only
+  their graphs have it: ``onnx.json`` lists each graph's inputs), ``height [N]`` (0 for leaves) and
+  ``roots [B]`` for the ``N`` nodes of a batch of trees (:func:`tree_inputs` builds them). The level sweep is unrolled to
+  ``max_depth`` steps: step ``d`` runs the cell for every node and keeps the result for the nodes of
+  height ``d``, whose children are final by then; trees up to height ``max_depth - 1`` are exact.
+  This costs ``max_depth`` times the work of the batched sweep (every node every step), the price
+  of a static graph; the bottom-up cell may be any cell of the library or a user's own. Models with
+  a top-down pass (``down_cell``) are not exported yet (:class:`ExportError` says so).
 """
 
 from __future__ import annotations
 
+import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from nlp_lib.errors import NlpLibError
 
-__all__ = ["ExportError", "export_onnx"]
+__all__ = ["ExportError", "OnnxSeq2Seq", "export_onnx", "tree_inputs"]
 
 
 class ExportError(NlpLibError):
     """A model that cannot be exported, or an export whose outputs differ from PyTorch's."""
+
+
+def export_onnx(
+    model: nn.Module,
+    directory: str | Path,
+    *,
+    max_length: int = 128,
+    max_depth: int = 64,
+    opset: int = 17,
+    check: bool = True,
+    atol: float = 1e-4,
+) -> dict[str, Any]:
+    """Write ``model`` as ONNX into ``directory`` (see the module docstring) and check it.
+
+    Args:
+        model: A :class:`~nlp_lib.models.SequenceClassifier`, :class:`~nlp_lib.models.Seq2Seq` or
+            :class:`~nlp_lib.models.TreeClassifier`.
+        directory: Folder for the ``.onnx`` file(s) and ``onnx.json`` (created if needed).
+        max_length: The longest input sequence the graph takes (shorter ones are padded).
+        max_depth: Tree models: the number of level steps unrolled (trees up to that many levels).
+        opset: ONNX opset.
+        check: Run random inputs through onnxruntime and PyTorch and compare.
+        atol: Largest difference the check allows.
+
+    Returns:
+        The manifest written to ``onnx.json``: file names, inputs, outputs, sizes and, with the
+        check, ``max_abs_diff``.
+
+    Raises:
+        ExportError: an unsupported model, a missing ``onnx``/``onnxruntime`` (``pip install
+            'nlp-lib[export]'``), or outputs that differ by more than ``atol``.
+    """
+    from nlp_lib.models.seq2seq import Seq2Seq
+    from nlp_lib.models.sequence import SequenceClassifier
+    from nlp_lib.models.tree_classifier import TreeClassifier
+
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise ExportError("ONNX export needs onnx and onnxruntime: pip install 'nlp-lib[export]'") from None
+    out = Path(directory)
+    if out.suffix == ".onnx":
+        raise ExportError(f"{out}: export writes a folder (model.onnx or encoder.onnx + decoder_step.onnx, onnx.json)")
+    out.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    model.eval()
+    try:
+        if isinstance(model, SequenceClassifier):
+            manifest = _export_sequence(model, out, max_length, opset, check)
+        elif isinstance(model, Seq2Seq):
+            manifest = _export_seq2seq(model, out, max_length, opset, check)
+        elif isinstance(model, TreeClassifier):
+            manifest = _export_tree(model, out, max_depth, opset, check)
+        else:
+            raise ExportError(
+                f"ONNX export supports SequenceClassifier, Seq2Seq and TreeClassifier models, not {type(model).__name__}"
+            )
+    finally:
+        model.train(was_training)
+    manifest.update(opset=opset, format_version=1)
+    labels = getattr(model, "labels", None)
+    if labels:
+        manifest["labels"] = list(labels)
+    worst = manifest.get("max_abs_diff")
+    (out / "onnx.json").write_text(json.dumps(manifest, indent=2))
+    if worst is not None and worst > atol:
+        raise ExportError(f"{out}: onnxruntime and PyTorch differ by {worst:.3g} (> {atol:g})")
+    return manifest
+
+
+def _to_onnx(graph: nn.Module, args: tuple[Tensor, ...], path: Path, inputs, outputs, dynamic, opset) -> None:  # noqa: ANN001
+    graph.eval()  # the exporter restores the wrapper's mode afterwards, and with it the model's
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notices
+            torch.onnx.export(
+                graph,
+                args,
+                str(path),
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_axes=dynamic,
+                opset_version=opset,
+                dynamo=False,
+            )
+    except Exception as e:  # an operation (often in a user's cell) that torch.onnx cannot express
+        raise ExportError(f"{path}: torch.onnx cannot export this model: {type(e).__name__}: {e}") from e
+
+
+def _session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _diff(a: Any, b: Tensor) -> float:
+    a = torch.as_tensor(np.asarray(a))
+    if a.dtype == torch.bool:
+        return float((a != b).any())
+    return float((a.float() - b.float()).abs().max()) if a.numel() else 0.0
+
+
+# ---------------------------------------------------------------------------------------- sequences
 
 
 class _SequenceGraph(nn.Module):
@@ -30,84 +155,423 @@ class _SequenceGraph(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         from nlp_lib.structure.sequence import SequenceBatch
 
         return self.model(SequenceBatch(tokens, lengths)).logits
 
 
-def export_onnx(
-    model: nn.Module,
-    path: str | Path,
-    *,
-    max_length: int = 128,
-    opset: int = 17,
-    check: bool = True,
-    atol: float = 1e-4,
-) -> dict[str, float]:
-    """Write ``model`` as ONNX to ``path`` and check it against PyTorch.
+def _random_tokens(g: torch.Generator, vocab: int, batch: int, max_length: int) -> tuple[Tensor, Tensor]:
+    lens = torch.randint(1, max_length + 1, (batch,), generator=g)
+    lens[0] = max_length
+    toks = torch.randint(1, max(vocab, 2), (batch, max_length), generator=g)
+    toks[torch.arange(max_length) >= lens.unsqueeze(1)] = 0
+    return toks, lens
 
-    Args:
-        model: A :class:`~nlp_lib.models.SequenceClassifier`.
-        path: The ``.onnx`` file to write.
-        max_length: The longest input the graph takes (shorter ones are padded).
-        opset: ONNX opset.
-        check: Run random inputs of many lengths through onnxruntime and PyTorch and compare.
-        atol: Largest difference the check allows.
 
-    Returns:
-        ``{"max_abs_diff": ...}`` from the check (empty without it).
-
-    Raises:
-        ExportError: an unsupported model, a missing ``onnx``/``onnxruntime`` (``pip install
-            'nlp-lib[export]'``), or outputs that differ by more than ``atol``.
-    """
-    from nlp_lib.models.sequence import SequenceClassifier
-    from nlp_lib.models.tree_classifier import TreeClassifier
-
-    if isinstance(model, TreeClassifier):
-        raise ExportError(
-            "tree models cannot be exported to ONNX yet: their number of level steps depends on each "
-            "batch's trees (see nlp_lib.export's docstring); use the bundle with nlp_lib.load instead"
-        )
-    if not isinstance(model, SequenceClassifier):
-        raise ExportError(f"ONNX export supports SequenceClassifier models, not {type(model).__name__}")
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ExportError("ONNX export needs onnx and onnxruntime: pip install 'nlp-lib[export]'") from None
-    graph = _SequenceGraph(model).eval()
+def _export_sequence(model: nn.Module, out: Path, max_length: int, opset: int, check: bool) -> dict[str, Any]:
+    graph = _SequenceGraph(model)
     g = torch.Generator().manual_seed(0)
     vocab = model.embedding.num_embeddings
-    tokens = torch.randint(1, max(vocab, 2), (2, max_length), generator=g)
-    lengths = torch.tensor([max_length, max(1, max_length // 2)])
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notices
-        torch.onnx.export(
-            graph,
-            (tokens, lengths),
-            str(out),
-            input_names=["tokens", "lengths"],
-            output_names=["logits"],
-            dynamic_axes={"tokens": {0: "batch"}, "lengths": {0: "batch"}, "logits": {0: "batch"}},
-            opset_version=opset,
-            dynamo=False,
+    _to_onnx(
+        graph,
+        _random_tokens(g, vocab, 2, max_length),
+        out / "model.onnx",
+        ["tokens", "lengths"],
+        ["logits"],
+        {"tokens": {0: "batch"}, "lengths": {0: "batch"}, "logits": {0: "batch"}},
+        opset,
+    )
+    manifest: dict[str, Any] = {
+        "kind": "sequence_classifier",
+        "files": ["model.onnx"],
+        "max_length": max_length,
+        "inputs": {"tokens": "int64 [batch, max_length], padded with 0", "lengths": "int64 [batch]"},
+        "outputs": {"logits": "float32 [batch, num_classes]"},
+    }
+    if check:
+        session, worst = _session(out / "model.onnx"), 0.0
+        for batch in (1, 3, 8):
+            toks, lens = _random_tokens(g, vocab, batch, max_length)
+            with torch.no_grad():
+                expected = graph(toks, lens)
+            got = session.run(None, {"tokens": toks.numpy(), "lengths": lens.numpy()})[0]
+            worst = max(worst, _diff(got, expected))
+        manifest["max_abs_diff"] = worst
+    return manifest
+
+
+# ---------------------------------------------------------------------------------------- seq2seq
+
+
+def _state_names(model: nn.Module) -> list[str]:
+    """Flat names of the decoder state: ``layer<i>.<field>`` for each layer's cell state, then ``feed``."""
+    names = []
+    for i, cell in enumerate(model.decoder_cells):
+        fields = getattr(cell, "state_type", None)
+        fields = getattr(fields, "_fields", None) or [f"s{j}" for j in range(_state_len(cell))]
+        names += [f"layer{i}.{f}" for f in fields]
+    return [*names, "feed"]
+
+
+def _state_len(cell: nn.Module) -> int:
+    return len(cell.initial_state(1, device=torch.device("cpu"), dtype=torch.float32))
+
+
+def _flatten(state: Any) -> list[Tensor]:
+    return [t for s in state.cells for t in s] + [state.feed]
+
+
+def _unflatten(model: nn.Module, flat: Sequence[Tensor], like: Any) -> Any:
+    from nlp_lib.models.seq2seq import DecoderState
+
+    cells, k = [], 0
+    for s in like.cells:
+        cells.append(type(s)(*flat[k : k + len(s)]))
+        k += len(s)
+    return DecoderState(cells, flat[k])
+
+
+class _EncoderGraph(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, src: Tensor, src_lengths: Tensor) -> tuple[Tensor, ...]:
+        enc, state = self.model.encode(src, src_lengths)
+        return (enc.memory, enc.keys + 0, enc.mask, *_flatten(state))  # + 0: keys may be memory itself
+
+
+class _StepGraph(nn.Module):
+    def __init__(self, model: nn.Module, like: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.like = like
+
+    def forward(self, y_prev: Tensor, memory: Tensor, keys: Tensor, mask: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        from nlp_lib.models.seq2seq import Encoded
+
+        logits, new, weights = self.model.step(
+            y_prev, _unflatten(self.model, state, self.like), Encoded(memory, keys, mask)
         )
-    if not check:
-        return {}
-    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    worst = 0.0
-    for batch in (1, 3, 8):
-        lens = torch.randint(1, max_length + 1, (batch,), generator=g)
-        lens[0] = max_length
-        toks = torch.randint(1, max(vocab, 2), (batch, max_length), generator=g)
-        toks[torch.arange(max_length) >= lens.unsqueeze(1)] = 0
-        with torch.no_grad():
-            expected = graph(toks, lens)
-        got = torch.from_numpy(session.run(None, {"tokens": toks.numpy(), "lengths": lens.numpy()})[0])
-        worst = max(worst, float((got - expected).abs().max()))
-    if worst > atol:
-        raise ExportError(f"{out}: onnxruntime and PyTorch differ by {worst:.3g} (> {atol:g})")
-    return {"max_abs_diff": worst}
+        return (torch.log_softmax(logits, dim=-1), *_flatten(new), weights)
+
+
+def _export_seq2seq(model: nn.Module, out: Path, max_length: int, opset: int, check: bool) -> dict[str, Any]:
+    from nlp_lib.models.seq2seq import BOS, EOS, PAD, UNK
+
+    g = torch.Generator().manual_seed(0)
+    src, lens = _random_tokens(g, model.src_vocab_size, 2, max_length)
+    names = _state_names(model)
+    with torch.no_grad():
+        enc, state = model.encode(src, lens)
+    batch_axis = {0: "batch"}
+    encoder = _EncoderGraph(model)
+    _to_onnx(
+        encoder,
+        (src, lens),
+        out / "encoder.onnx",
+        ["src", "src_lengths"],
+        ["memory", "keys", "mask", *names],
+        {"src": batch_axis, "src_lengths": batch_axis, **{n: batch_axis for n in ["memory", "keys", "mask", *names]}},
+        opset,
+    )
+    step = _StepGraph(model, state)
+    y = torch.full((2,), BOS, dtype=torch.long)
+    seq_axes = {0: "batch", 1: "source_length"}
+    new_names = [f"new.{n}" for n in names]
+    _to_onnx(
+        step,
+        (y, enc.memory, enc.keys, enc.mask, *_flatten(state)),
+        out / "decoder_step.onnx",
+        ["y_prev", "memory", "keys", "mask", *names],
+        ["log_probs", *new_names, "attention"],
+        {
+            "y_prev": batch_axis,
+            "memory": seq_axes,
+            "keys": seq_axes,
+            "mask": seq_axes,
+            "attention": seq_axes,
+            "log_probs": batch_axis,
+            **{n: batch_axis for n in [*names, *new_names]},
+        },
+        opset,
+    )
+    manifest: dict[str, Any] = {
+        "kind": "seq2seq",
+        "files": ["encoder.onnx", "decoder_step.onnx"],
+        "max_length": max_length,
+        "special_ids": {"pad": PAD, "unk": UNK, "bos": BOS, "eos": EOS},
+        "state": names,
+        "encoder": {
+            "inputs": {"src": "int64 [batch, max_length], padded with pad", "src_lengths": "int64 [batch]"},
+            "outputs": ["memory", "keys", "mask", *names],
+        },
+        "decoder_step": {
+            "inputs": ["y_prev (int64 [batch]; bos first)", "memory", "keys", "mask", *names],
+            "outputs": ["log_probs (float32 [batch, target vocab])", *new_names, "attention"],
+            "loop": "feed each step's new.<state> back as <state>; stop at eos; beam search reorders state rows",
+        },
+    }
+    if check:
+        runtime = OnnxSeq2Seq.from_sessions(
+            _session(out / "encoder.onnx"), _session(out / "decoder_step.onnx"), manifest
+        )
+        worst = 0.0
+        for batch in (1, 3, 8):
+            src, lens = _random_tokens(g, model.src_vocab_size, batch, max_length)
+            feeds = runtime.encode(src.numpy(), lens.numpy())
+            with torch.no_grad():
+                enc, state = model.encode(src, lens)
+            expected = [enc.memory, enc.keys, enc.mask, *_flatten(state)]
+            worst = max(
+                [
+                    worst,
+                    *(_diff(feeds[n], e) for n, e in zip(["memory", "keys", "mask", *names], expected, strict=True)),
+                ]
+            )
+            for _ in range(3):  # a few steps on random previous tokens, each side from its own state
+                y = torch.randint(0, model.tgt_vocab_size, (batch,), generator=g)
+                got = runtime.step(y.numpy(), feeds)
+                with torch.no_grad():
+                    logits, state, weights = model.step(y, state, enc)
+                worst = max(worst, _diff(got["log_probs"], torch.log_softmax(logits, -1)))
+                worst = max(worst, _diff(got["attention"], weights))
+                feeds.update({n: got[f"new.{n}"] for n in names})
+        manifest["max_abs_diff"] = worst
+    return manifest
+
+
+class OnnxSeq2Seq:
+    """Run an exported seq2seq folder with onnxruntime: ``encode``, ``step`` and ``greedy``.
+
+    A reference for writing the same loop in another runtime (see ``onnx.json``).
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        d = Path(directory)
+        try:
+            manifest = json.loads((d / "onnx.json").read_text())
+        except (OSError, ValueError) as e:
+            raise ExportError(f"{d / 'onnx.json'}: cannot read it ({e})") from None
+        if manifest.get("kind") != "seq2seq":
+            raise ExportError(f"{d}: not an exported seq2seq model (kind {manifest.get('kind')!r})")
+        self.__init_from(_session(d / "encoder.onnx"), _session(d / "decoder_step.onnx"), manifest)
+
+    @classmethod
+    def from_sessions(cls, encoder: Any, step: Any, manifest: dict[str, Any]) -> OnnxSeq2Seq:
+        self = cls.__new__(cls)
+        self.__init_from(encoder, step, manifest)
+        return self
+
+    def __init_from(self, encoder: Any, step: Any, manifest: dict[str, Any]) -> None:
+        self.encoder, self.decoder_step, self.manifest = encoder, step, manifest
+        self.state = list(manifest["state"])
+        self.max_length = int(manifest["max_length"])
+        self.bos, self.eos = manifest["special_ids"]["bos"], manifest["special_ids"]["eos"]
+
+    def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> dict[str, np.ndarray]:
+        """The step graph's inputs after the encoder (memory, keys, mask, the initial state)."""
+        if src.shape[1] < self.max_length:
+            src = np.pad(src, ((0, 0), (0, self.max_length - src.shape[1])))
+        if src.shape[1] > self.max_length:
+            raise ExportError(
+                f"a source of {src.shape[1]} tokens is longer than the exported max_length {self.max_length}"
+            )
+        outs = self.encoder.run(None, {"src": src.astype(np.int64), "src_lengths": src_lengths.astype(np.int64)})
+        return dict(zip(["memory", "keys", "mask", *self.state], outs, strict=True))
+
+    def step(self, y_prev: np.ndarray, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One decoder step: ``log_probs``, ``new.<state>`` and ``attention``."""
+        names = ["log_probs", *(f"new.{n}" for n in self.state), "attention"]
+        outs = self.decoder_step.run(None, {"y_prev": y_prev.astype(np.int64), **feeds})
+        return dict(zip(names, outs, strict=True))
+
+    def greedy(self, sources: Sequence[Sequence[int]], max_steps: int = 100) -> list[list[int]]:
+        """Greedy decoding of token-id sources; outputs without the end token."""
+        lens = np.array([max(len(s), 1) for s in sources], dtype=np.int64)
+        src = np.zeros((len(sources), self.max_length), dtype=np.int64)
+        for i, s in enumerate(sources):
+            if len(s) > self.max_length:
+                raise ExportError(
+                    f"source {i} has {len(s)} tokens, more than the exported max_length {self.max_length}"
+                )
+            src[i, : len(s)] = s
+        feeds = self.encode(src, lens)
+        y = np.full(len(sources), self.bos, dtype=np.int64)
+        out: list[list[int]] = [[] for _ in sources]
+        done = np.zeros(len(sources), dtype=bool)
+        for _ in range(max_steps):
+            res = self.step(y, feeds)
+            y = res["log_probs"].argmax(-1)
+            for i in np.flatnonzero(~done):
+                if y[i] == self.eos:
+                    done[i] = True
+                else:
+                    out[i].append(int(y[i]))
+            if done.all():
+                break
+            feeds.update({n: res[f"new.{n}"] for n in self.state})
+        return out
+
+
+# ---------------------------------------------------------------------------------------- trees
+
+
+def tree_inputs(parents: Sequence[Sequence[int]], tokens: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+    """The exported tree graph's inputs for a batch of trees.
+
+    Args:
+        parents: Per tree, each node's parent index (children before parents, ``-1`` at the root,
+            the root last), as :class:`~nlp_lib.structure.Tree` ``.parent``.
+        tokens: Per tree, each node's token id (``-1``: no input), as the bundle's tokenizer gives.
+
+    Returns:
+        ``tokens``, ``edge_parent``, ``edge_child``, ``edge_slot``, ``height`` and ``roots`` (int64).
+    """
+    from nlp_lib.structure.tree import compute_heights
+
+    toks, heights, e_parent, e_child, roots = [], [], [], [], []
+    offset = 0
+    for par, tok in zip(parents, tokens, strict=True):
+        toks += list(tok)
+        heights += compute_heights(par)
+        for i, p in enumerate(par):
+            if p >= 0:
+                e_parent.append(offset + p)
+                e_child.append(offset + i)
+        offset += len(par)
+        roots.append(offset - 1)
+    e_parent_a, e_child_a = np.array(e_parent, dtype=np.int64), np.array(e_child, dtype=np.int64)
+    order = np.lexsort((e_child_a, e_parent_a))  # by parent, then child id: slot = rank among siblings
+    e_parent_a, e_child_a = e_parent_a[order], e_child_a[order]
+    first = np.r_[0, np.flatnonzero(np.diff(e_parent_a)) + 1] if len(order) else np.zeros(0, np.int64)
+    start = np.repeat(first, np.diff(np.r_[first, len(order)])) if len(order) else first
+    return {
+        "tokens": np.array(toks, dtype=np.int64),
+        "edge_parent": e_parent_a,
+        "edge_child": e_child_a,
+        "edge_slot": (np.arange(len(order)) - start).astype(np.int64),
+        "height": np.array(heights, dtype=np.int64),
+        "roots": np.array(roots, dtype=np.int64),
+    }
+
+
+class _TreeGraph(nn.Module):
+    """The tree classifier with the structure as inputs and the level sweep unrolled ``max_depth`` times."""
+
+    def __init__(self, model: nn.Module, max_depth: int, arity: int) -> None:
+        super().__init__()
+        self.model, self.max_depth, self.arity = model, max_depth, arity
+
+    def forward(self, tokens, edge_parent, edge_child, edge_slot, height, roots) -> Tensor:  # noqa: ANN001
+        from nlp_lib.cells.base import Children
+
+        model, cell = self.model, self.model.cell
+        has = (tokens >= 0).unsqueeze(1)
+        x = model.embedding(tokens.clamp(min=0)) * has.to(model.embedding.weight.dtype)  # no input: zeros
+        project = getattr(cell, "project", None)
+        proj = project(x) if project is not None else x
+        n = tokens.shape[0]
+        state = cell(proj, Children(None, edge_parent[:0], edge_slot[:0], n, 0))  # height 0: every node as a leaf
+        for d in range(1, self.max_depth):
+            kids = type(state)(*(t.index_select(0, edge_child) for t in state))
+            new = cell(proj, Children(kids, edge_parent, edge_slot, n, self.arity))
+            now = (height == d).unsqueeze(1)
+            state = type(state)(*(torch.where(now, a, b) for a, b in zip(new, state, strict=True)))
+        return model.classifier(state[0].index_select(0, roots))
+
+
+def _random_forest(g: torch.Generator, vocab: int, count: int, arity: int, max_nodes: int) -> dict[str, np.ndarray]:
+    """Random trees (children before parents, root last), some inner nodes without a token."""
+    import random
+
+    rng = random.Random(int(torch.randint(0, 2**31, (1,), generator=g)))
+    parents, tokens = [], []
+    for _ in range(count):
+        # grow a tree top-down, then number it children-first
+        kids: list[list[int]] = [[]]
+        for _ in range(rng.randint(0, max_nodes - 1)):
+            open_ = [i for i, k in enumerate(kids) if len(k) < arity]
+            p = rng.choice(open_)
+            kids[p].append(len(kids))
+            kids.append([])
+        order: list[int] = []  # children before parents (post-order), iteratively
+        stack = [(0, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+            else:
+                stack.append((node, True))
+                stack.extend((k, False) for k in reversed(kids[node]))
+        pos = {node: j for j, node in enumerate(order)}
+        par = [-1] * len(order)
+        for node, ks in enumerate(kids):
+            for k in ks:
+                par[pos[k]] = pos[node]
+        parents.append(par)
+        tokens.append([rng.randrange(vocab) if not kids[node] or rng.random() < 0.3 else -1 for node in order])
+    return tree_inputs(parents, tokens)
+
+
+def _export_tree(model: nn.Module, out: Path, max_depth: int, opset: int, check: bool) -> dict[str, Any]:
+    from nlp_lib.structure.schedule import TreeBatch
+
+    if model.down_runner is not None:
+        raise ExportError(
+            "tree models with a top-down pass (down_cell) are not exported yet: only the bottom-up sweep is; "
+            "use the bundle with nlp_lib.load instead"
+        )
+    if max_depth < 2:
+        raise ExportError(f"max_depth must be at least 2, got {max_depth}")
+    cell = model.cell
+    arity = int(getattr(cell, "arity", 0) or 8)  # child-sum cells take any number; slots are unused
+    g = torch.Generator().manual_seed(0)
+    vocab = model.embedding.num_embeddings
+    graph = _TreeGraph(model, max_depth, arity)
+    names = ["tokens", "edge_parent", "edge_child", "edge_slot", "height", "roots"]
+    example = _random_forest(g, vocab, 3, min(arity, 3), 12)
+    dyn = {"tokens": {0: "nodes"}, "height": {0: "nodes"}, "roots": {0: "batch"}, "logits": {0: "batch"}}
+    dyn.update({n: {0: "edges"} for n in ("edge_parent", "edge_child", "edge_slot")})
+    _to_onnx(
+        graph, tuple(torch.from_numpy(example[n]) for n in names), out / "model.onnx", names, ["logits"], dyn, opset
+    )
+    manifest: dict[str, Any] = {
+        "kind": "tree_classifier",
+        "files": ["model.onnx"],
+        "max_depth": max_depth,
+        "inputs": {
+            "tokens": "int64 [nodes], -1 for a node without input (nodes of all trees, each tree's root last)",
+            "edge_parent": "int64 [edges], the parent node of each edge, edges grouped by parent",
+            "edge_child": "int64 [edges], the child node",
+            "edge_slot": "int64 [edges], the child's rank among its siblings (0 = first/left)",
+            "height": f"int64 [nodes], 0 for leaves, 1 + the tallest child's otherwise; at most {max_depth - 1}",
+            "roots": "int64 [batch], the root node of each tree",
+        },
+        "outputs": {"logits": "float32 [batch, num_classes]"},
+    }
+    import onnx
+
+    used = {i.name for i in onnx.load(str(out / "model.onnx"), load_external_data=False).graph.input}
+    manifest["inputs"] = {k: v for k, v in manifest["inputs"].items() if k in used}  # child-sum cells: no slots
+    if check:
+        session, worst = _session(out / "model.onnx"), 0.0
+        for count, size in ((1, 1), (4, 20), (9, 40)):
+            inputs = _random_forest(g, vocab, count, min(arity, 3), size)
+            if int(inputs["height"].max()) >= max_depth:
+                continue
+            got = session.run(None, {k: v for k, v in inputs.items() if k in used})[0]
+            starts = np.r_[0, inputs["roots"][:-1] + 1]
+            trees_parents, trees_tokens = [], []
+            for s, r in zip(starts, inputs["roots"], strict=True):
+                par = np.full(r - s + 1, -1)
+                sel = (inputs["edge_child"] >= s) & (inputs["edge_child"] <= r)
+                par[inputs["edge_child"][sel] - s] = inputs["edge_parent"][sel] - s
+                trees_parents.append(par.tolist())
+                trees_tokens.append(inputs["tokens"][s : r + 1].tolist())
+            with torch.no_grad():
+                expected = model(TreeBatch.from_arrays(trees_parents, trees_tokens)).logits
+            worst = max(worst, _diff(got, expected))
+        manifest["max_abs_diff"] = worst
+    return manifest

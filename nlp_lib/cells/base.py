@@ -91,7 +91,7 @@ class Children:
         self._count: Tensor | None = None
 
     def __bool__(self) -> bool:
-        return self.state is not None and self.parent.numel() > 0
+        return self.state is not None and bool(self.parent.numel() > 0)  # bool(): numel is a tensor when traced
 
     def __len__(self) -> int:
         """Number of child edges ``E``."""
@@ -118,7 +118,10 @@ class Children:
 
     def sum(self, t: Tensor) -> Tensor:
         """``[E, ...] -> [M, ...]``: each node's sum over its children (0 for none)."""
-        return t.new_zeros((self.num_nodes,) + t.shape[1:]).index_add_(0, self.parent, t)
+        out = t.new_zeros((self.num_nodes,) + t.shape[1:])
+        if torch.onnx.is_in_onnx_export():  # index_add's ONNX form drops repeated indices; scatter_add's adds them
+            return out.scatter_add(0, self.parent.view((-1,) + (1,) * (t.dim() - 1)).expand_as(t), t)
+        return out.index_add_(0, self.parent, t)
 
     def mean(self, t: Tensor) -> Tensor:
         """``[E, ...] -> [M, ...]``: each node's mean over its children (0 for none)."""

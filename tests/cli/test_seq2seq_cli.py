@@ -105,3 +105,19 @@ def test_fine_tune_from_a_seq2seq_bundle(scan_run, tmp_path):
     assert (tmp_path / "ft" / "bundle" / "source.vocab.json").read_text() == (
         run / "bundle" / "source.vocab.json"
     ).read_text()
+
+
+def test_export_a_seq2seq_bundle_and_decode_it_in_onnxruntime(scan_run, tmp_path):
+    pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+    from nlp_lib.export import OnnxSeq2Seq
+
+    run, _ = scan_run
+    out = tmp_path / "onnx"
+    res = run_cli("export", f"bundle={run / 'bundle'}", f"output={out}", "max_length=12")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "encoder.onnx" in res.stdout and "decoder_step.onnx" in res.stdout
+    model = nlp_lib.load(run / "bundle")
+    texts = ["jump twice", "walk left after run", "look around right thrice"]
+    tokens = OnnxSeq2Seq(out).greedy([model.tokenizer["source"].encode(t) for t in texts], max_steps=60)
+    ours = model.translate(texts, beam_size=1, max_length=60)
+    assert [model.tokenizer["target"].decode(t) for t in tokens] == [o[0]["output"] for o in ours]
