@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from nlp_lib.errors import ConfigError, NlpLibError
+from nlp_lib.launch import launcher_overrides
 
 __all__ = ["main", "train", "compose", "recipe_dirs", "list_recipes", "DEFAULT_RECIPE"]
 
@@ -210,7 +211,10 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
     from pytorch_lightning.utilities import rank_zero_only
 
     if rank_zero_only.rank == 0:  # DDP: only rank 0 writes files
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        # atomically: under torchrun, `resume=` has every rank read config.yaml while rank 0 rewrites it
+        tmp = run_dir / f".config.yaml.{os.getpid()}"
+        tmp.write_text(yaml.safe_dump(resolved, sort_keys=False))
+        os.replace(tmp, run_dir / "config.yaml")
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     data = _instantiate(cfg.data, "data", seed=int(cfg.seed))
@@ -462,6 +466,8 @@ def _train_command(args: list[str]) -> int:
         return _resume_command(resume, rest)
     try:
         path = _find_recipe(recipe)
+        # torchrun / srun: every process uses rank 0's run directory (nlp_lib/launch.py)
+        rest = [*rest, *launcher_overrides(rest)]
     except NlpLibError as e:
         return _fail(e)
 
