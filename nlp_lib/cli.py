@@ -429,7 +429,10 @@ def _resume_command(run_dir: str, rest: list[str]) -> int:
         metrics = train(cfg, resume=True)
     except NlpLibError as e:
         return _fail(e)
-    _print_summary(metrics)
+    from pytorch_lightning.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # torchrun / srun: every rank resumes, rank 0 reports
+        _print_summary(metrics)
     return 0
 
 
