@@ -28,16 +28,17 @@ recursion (expressions of any depth are handled with explicit stacks).
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import re
 import statistics
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from nlp_lib.data.ptb import OnError
+from nlp_lib.data.bad_input import OnError, check_on_error, decode_line, no_records, report_skipped, unseen_label
 from nlp_lib.errors import DataError, NlpLibError, TreeFormatError
 from nlp_lib.structure.brackets import parse_unlabelled
 from nlp_lib.structure.tree import Tree
@@ -55,6 +56,8 @@ __all__ = [
     "write_tsv",
     "read_listops",
 ]
+
+log = logging.getLogger(__name__)
 
 OPERATORS: tuple[str, ...] = ("[MIN", "[MAX", "[MED", "[SM")
 """The operator tokens, in the order the generator draws them from."""
@@ -438,11 +441,13 @@ class ListOpsData:
         trees: The binarised expressions as unlabelled trees (tokens at the leaves), in file order.
         labels: The label (0-9) of each tree.
         skipped: ``(line number, message)`` of every line skipped.
+        lines: The 1-based line number of each example.
     """
 
     trees: list[Tree] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.trees)
@@ -471,41 +476,45 @@ def _parse_line(line: str) -> tuple[Tree, int]:
     return tree, int(label_text)
 
 
-def read_listops(path: str | Path, *, on_error: OnError = "raise") -> ListOpsData:
+def read_listops(
+    path: str | Path, *, on_error: OnError = "raise", known_labels: Collection[int] | None = None
+) -> ListOpsData:
     """Read a ListOps file in the official format (blank lines are ignored).
 
     Labels are read as data: the expression is parsed, not evaluated.
 
     Args:
         path: The file, one ``<label>\\t<bracketed expression>`` a line.
-        on_error: ``"raise"`` stops at the first bad line; ``"skip"`` skips it and records it in
-            :attr:`ListOpsData.skipped`.
+        on_error: ``"raise"`` stops at the first bad line; ``"skip"`` skips it, records it in
+            :attr:`ListOpsData.skipped` and logs one warning at the end (file, count, first lines).
+        known_labels: The labels training saw; when given, a line with another label is bad
+            (for validation and test files).
 
     Returns:
         The trees, their labels and the skipped lines.
 
     Raises:
-        DataError: The file does not exist, or (with ``on_error="raise"``) a line is not valid
-            UTF-8, has no tab, a label that is not 0-9, or a malformed bracketing
-            (:class:`TreeFormatError`); the message names the file and the 1-based line.
+        DataError: The file does not exist or holds no example (empty, or every line skipped), or
+            (with ``on_error="raise"``) a line is not valid UTF-8 (byte offset and bytes named),
+            has no tab, a label that is not 0-9 or that training never saw, or a malformed
+            bracketing (:class:`TreeFormatError`); the message names the file and the 1-based line.
         ValueError: ``on_error`` is neither ``"raise"`` nor ``"skip"``.
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    check_on_error(on_error)
     p = Path(path)
     if not p.is_file():
         raise DataError("file does not exist" if not p.exists() else "not a file", path=str(p))
+    known = None if known_labels is None else set(known_labels)
     out = ListOpsData()
     with p.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise DataError(f"not valid UTF-8 (byte {e.start + 1}: {raw[e.start : e.start + 1]!r})") from None
+                line = decode_line(raw)
                 if not line.strip():
                     continue
                 tree, label = _parse_line(line.rstrip("\r\n"))
+                if known is not None and label not in known:
+                    raise DataError(unseen_label(label, known))
             except NlpLibError as e:
                 if on_error == "raise":
                     kind = TreeFormatError if isinstance(e, TreeFormatError) else DataError
@@ -514,4 +523,8 @@ def read_listops(path: str | Path, *, on_error: OnError = "raise") -> ListOpsDat
                 continue
             out.trees.append(tree)
             out.labels.append(label)
+            out.lines.append(lineno)
+    report_skipped(log, p, out.skipped)
+    if not out.trees:
+        raise no_records(p, "examples", out.skipped)
     return out

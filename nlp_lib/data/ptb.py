@@ -1,11 +1,19 @@
-"""Readers for tree files: PTB-style bracketed trees, one a line (the SST format), and CoNLL-U dependency trees."""
+"""Readers for tree files: PTB-style bracketed trees, one a line (the SST format), and CoNLL-U dependency trees.
+
+Bad input (see :mod:`nlp_lib.data.bad_input`): a line that is not UTF-8 or not a tree, or a tree
+with a label training never saw (``known_labels``), is a :class:`~nlp_lib.errors.DataError` naming
+the file and the line, or, with ``on_error="skip"``, left out and reported in one warning. A file
+with no tree at all is an error either way.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
+from nlp_lib.data.bad_input import OnError, check_on_error, decode_line, no_records, report_skipped, unseen_label
 from nlp_lib.errors import DataError, NlpLibError
 from nlp_lib.structure.brackets import parse_ptb
 from nlp_lib.structure.conllu import DependencyTree, parse_conllu
@@ -13,7 +21,7 @@ from nlp_lib.structure.tree import Tree
 
 __all__ = ["read_ptb_trees", "read_conllu", "ReadResult", "OnError"]
 
-OnError = Literal["raise", "skip"]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -23,58 +31,100 @@ class ReadResult:
     Attributes:
         trees: The trees read, in file order.
         skipped: ``(line number, message)`` of every line skipped.
+        lines: The 1-based line number of each tree.
     """
 
     trees: list[Tree] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+
+    def labels(self) -> set[int]:
+        """Every label on any node of any tree (``-1``, no label, left out)."""
+        return {y for t in self.trees if t.labels is not None for y in t.labels if y != -1}
 
 
-def read_ptb_trees(path: str | Path, *, on_error: OnError = "raise", numeric_labels: bool = True) -> ReadResult:
+def _file(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError("file does not exist" if not p.exists() else "not a file", path=str(p))
+    return p
+
+
+def read_ptb_trees(
+    path: str | Path,
+    *,
+    on_error: OnError = "raise",
+    numeric_labels: bool = True,
+    known_labels: Collection[int] | None = None,
+) -> ReadResult:
     """Read a file of PTB-style trees (blank lines are ignored).
 
     Args:
         path: The file.
-        on_error: ``"raise"`` stops at the first bad line; ``"skip"`` skips it and records it.
+        on_error: ``"raise"`` stops at the first bad line; ``"skip"`` skips it, records it in
+            :attr:`ReadResult.skipped` and logs one warning at the end (file, count, first lines).
         numeric_labels: Labels must be integers (see :func:`~nlp_lib.structure.brackets.parse_ptb`).
+        known_labels: The labels training saw (``ReadResult.labels()`` of the training file);
+            when given, a tree with any other label on a node is a bad line. For validation and
+            test files.
 
     Raises:
-        DataError: The file does not exist, or a line is not valid UTF-8 or not a tree (the
-            message names the file and the line).
+        DataError: The file does not exist or holds no tree (empty, or every line skipped), or
+            (``on_error="raise"``) a line is not valid UTF-8 (the byte offset and the bad bytes are
+            named), not a tree, or has an unseen label; the message names the file and the line.
+        ValueError: ``on_error`` is neither ``"raise"`` nor ``"skip"``.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise DataError("file does not exist" if not p.exists() else "not a file", path=str(p))
+    check_on_error(on_error)
+    p = _file(path)
+    known = None if known_labels is None else set(known_labels)
     out = ReadResult()
     with p.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
-                try:
-                    line = raw.decode("utf-8").strip()
-                except UnicodeDecodeError as e:
-                    raise DataError(f"not valid UTF-8 (byte {e.start + 1}: {raw[e.start : e.start + 1]!r})") from None
+                line = decode_line(raw).strip()
                 if not line:
                     continue
-                out.trees.append(parse_ptb(line, numeric_labels=numeric_labels))
+                tree = parse_ptb(line, numeric_labels=numeric_labels)
+                if known is not None and tree.labels is not None:
+                    bad = next((y for y in tree.labels if y != -1 and y not in known), None)
+                    if bad is not None:
+                        raise DataError(unseen_label(bad, known))
             except NlpLibError as e:
                 if on_error == "raise":
                     raise DataError(str(e), path=str(p), line=lineno) from None
                 out.skipped.append((lineno, str(e)))
+                continue
+            out.trees.append(tree)
+            out.lines.append(lineno)
+    report_skipped(log, p, out.skipped)
+    if not out.trees:
+        raise no_records(p, "trees", out.skipped)
     return out
 
 
-def read_conllu(path: str | Path) -> list[DependencyTree]:
+def read_conllu(path: str | Path, *, on_error: OnError = "raise") -> list[DependencyTree]:
     """Read a CoNLL-U file of dependency trees (see :mod:`nlp_lib.structure.conllu`).
 
+    Args:
+        path: The file.
+        on_error: ``"raise"`` stops at the first bad line; ``"skip"`` leaves out every sentence
+            with a bad line (not UTF-8, not 10 columns, bad IDs or HEADs, not one tree) and logs
+            one warning at the end (file, count, first bad lines).
+
     Raises:
-        DataError: The file does not exist or is not valid UTF-8.
-        TreeFormatError: A malformed sentence (the message names the file and the line).
+        DataError: The file does not exist or holds no sentence (empty, or every one skipped), or
+            (``on_error="raise"``) a line is not valid UTF-8 (byte offset and bytes named).
+        TreeFormatError: (``on_error="raise"``) a malformed sentence; the message names the file
+            and the line.
+        ValueError: ``on_error`` is neither ``"raise"`` nor ``"skip"``.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise DataError("file does not exist" if not p.exists() else "not a file", path=str(p))
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        line = p.read_bytes()[: e.start].count(b"\n") + 1
-        raise DataError(f"not valid UTF-8 (byte {e.start + 1} of the file)", path=str(p), line=line) from None
-    return list(parse_conllu(text.splitlines(), source=str(p)))
+    check_on_error(on_error)
+    p = _file(path)
+    # Undecodable bytes become lone surrogates, which parse_conllu reports (or skips) by line.
+    text = p.read_bytes().decode("utf-8", errors="surrogateescape")
+    skipped: list[tuple[int, str]] = []
+    out = list(parse_conllu(text.split("\n"), source=str(p), on_error=on_error, skipped=skipped))
+    report_skipped(log, p, skipped, what="sentence")
+    if not out:
+        raise no_records(p, "sentences", skipped, unit="sentence")
+    return out

@@ -50,8 +50,8 @@ import random
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Literal
 
+from nlp_lib.data.bad_input import OnError, check_on_error, decode_line, no_records, report_skipped
 from nlp_lib.errors import ConfigError, DataError
 
 __all__ = [
@@ -169,7 +169,7 @@ def _raw_lines(p: Path) -> Iterator[bytes]:
             yield from f
 
 
-def read_scan(path: str | Path, *, on_error: Literal["raise", "skip"] = "raise") -> list[Example]:
+def read_scan(path: str | Path, *, on_error: OnError = "raise") -> list[Example]:
     """Read a SCAN file, one ``IN: <command> OUT: <actions>`` a line, plain or gzipped.
 
     Blank lines are skipped; runs of whitespace inside the command and actions become one space.
@@ -179,44 +179,40 @@ def read_scan(path: str | Path, *, on_error: Literal["raise", "skip"] = "raise")
     Args:
         path: The file.
         on_error: ``"raise"`` stops at the first bad line; ``"skip"`` skips bad lines and logs
-            one warning with their count and the first one's line number.
+            one warning with their count and the first few (line number and problem).
 
     Returns:
         The ``(command, actions)`` pairs in file order, duplicates kept.
 
     Raises:
-        DataError: The file does not exist or is not readable gzip, or (with ``on_error="raise"``)
-            a line is not valid UTF-8 or not of the form ``IN: <command> OUT: <actions>``; the
+        DataError: The file does not exist, is not readable gzip or holds no example (empty, or
+            every line skipped), or (with ``on_error="raise"``) a line is not valid UTF-8 (byte
+            offset and bytes named) or not of the form ``IN: <command> OUT: <actions>``; the
             message names the file and the 1-based line.
         ValueError: ``on_error`` is neither ``"raise"`` nor ``"skip"``.
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    check_on_error(on_error)
     p = Path(path)
     if not p.is_file():
         raise DataError("file does not exist" if not p.exists() else "not a file", path=str(p))
     out: list[Example] = []
-    bad: list[int] = []
+    bad: list[tuple[int, str]] = []
     for lineno, raw in enumerate(_raw_lines(p), start=1):
         try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
+            line = decode_line(raw)
+            if not line.strip():
+                continue
+            try:
+                out.append(_parse_line(line))
+            except ValueError:
+                raise DataError(f"expected 'IN: <command> OUT: <actions>', got {line.rstrip()[:60]!r}") from None
+        except DataError as e:
             if on_error == "raise":
-                raise DataError(f"not valid UTF-8 (byte {e.start + 1})", path=str(p), line=lineno) from None
-            bad.append(lineno)
-            continue
-        if not line.strip():
-            continue
-        try:
-            out.append(_parse_line(line))
-        except ValueError:
-            if on_error == "raise":
-                raise DataError(
-                    f"expected 'IN: <command> OUT: <actions>', got {line.rstrip()[:60]!r}", path=str(p), line=lineno
-                ) from None
-            bad.append(lineno)
-    if bad:
-        logger.warning("%s: skipped %d bad line(s), the first at line %d", p, len(bad), bad[0])
+                raise DataError(str(e), path=str(p), line=lineno) from None
+            bad.append((lineno, str(e)))
+    report_skipped(logger, p, bad)
+    if not out:
+        raise no_records(p, "examples", bad)
     return out
 
 
@@ -228,13 +224,14 @@ def _canonical_split(split: str) -> str:
     return name
 
 
-def read_scan_split(directory: str | Path, split: str) -> dict[str, list[Example]]:
+def read_scan_split(directory: str | Path, split: str, *, on_error: OnError = "raise") -> dict[str, list[Example]]:
     """Read the official train and test files of a split.
 
     Args:
         directory: The SCAN directory (``data.path``), holding ``simple_split/``,
             ``length_split/`` and ``add_prim_split/`` (see :data:`SPLIT_FILES`).
         split: ``"simple"``, ``"length"`` or ``"add_prim_jump"`` (alias ``"add_jump"``).
+        on_error: What to do with a bad line (see :func:`read_scan`).
 
     Returns:
         ``{"train": [...], "test": [...]}`` exactly as in the files (the official
@@ -251,7 +248,7 @@ def read_scan_split(directory: str | Path, split: str) -> dict[str, list[Example
         p = root / rel
         if not p.is_file():
             raise DataError(f"data.path: SCAN {name!r} {part} file not found at '{p}' (expected {rel} under '{root}')")
-        out[part] = read_scan(p)
+        out[part] = read_scan(p, on_error=on_error)
     return out
 
 

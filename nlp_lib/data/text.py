@@ -8,7 +8,13 @@ text exactly as it was trained.
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,51 +22,202 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from nlp_lib.data.bad_input import OnError, check_on_error, decode_line, no_records, report_skipped, unseen_label
 from nlp_lib.data.tokenizers import SentencePieceTokenizer
 from nlp_lib.errors import DataError
 from nlp_lib.structure.sequence import SequenceBatch
 
-__all__ = ["TextDataModule", "read_labelled_text"]
+__all__ = ["LabelledText", "TextDataModule", "read_labelled_text"]
 
 log = logging.getLogger(__name__)
 
 _FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
 
 
+@dataclass
+class LabelledText:
+    """Texts and labels read from a file; iterates as ``texts, labels``.
+
+    Attributes:
+        texts: The texts, in file order.
+        labels: The label of each text.
+        lines: Where each record is: its first line (JSONL, CSV, TSV) or its 1-based record
+            number (Parquet), as ``at`` says.
+        skipped: ``(line or record number, problem)`` of every record left out with ``on_error="skip"``.
+        at: ``"line"`` or ``"record"``.
+    """
+
+    texts: list[str]
+    labels: list[Any]
+    lines: list[int]
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    at: str = "line"
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        yield self.texts
+        yield self.labels
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def record_error(path: str | Path, at: str, n: int, problem: str) -> DataError:
+    """A :class:`DataError` at line ``n`` (``at="line"``) or record ``n`` (``at="record"``) of ``path``."""
+    if at == "line":
+        return DataError(problem, path=str(path), line=n)
+    return DataError(f"record {n}: {problem}", path=str(path))
+
+
 def read_labelled_text(
-    path: str | Path, *, text_column: str = "text", label_column: str = "label"
-) -> tuple[list[str], list[Any]]:
+    path: str | Path, *, text_column: str = "text", label_column: str = "label", on_error: OnError = "raise"
+) -> LabelledText:
     """Texts and labels of a local JSONL, CSV (TSV) or Parquet file.
 
+    JSONL and CSV files are first checked line by line (UTF-8, JSON syntax, CSV field counts), so
+    that a bad line is named; the records are then loaded with ``datasets``.
+
+    Args:
+        path: The file; its extension says the kind (``.jsonl``/``.json``, ``.csv``, ``.tsv``, ``.parquet``).
+        text_column: Column holding the text.
+        label_column: Column holding the label.
+        on_error: ``"raise"`` stops at the first bad line or record; ``"skip"`` leaves it out and
+            logs one warning at the end (file, count, first few).
+
+    Returns:
+        A :class:`LabelledText` (``texts, labels = read_labelled_text(...)`` works).
+
     Raises:
-        DataError: the file is missing, of an unknown kind, unreadable, lacks a column, or has an
-            empty text (the message names the file, and the row's line for JSONL/CSV).
+        DataError: the file is missing, of an unknown kind, unreadable, lacks a column (the
+            message lists the file's columns) or holds no record (empty, or every one skipped); or
+            (``on_error="raise"``) a line is not valid UTF-8 (byte offset and bytes named), not
+            JSON or has too many CSV fields, or a record has an empty text or no label. The message
+            names the file and the line (JSONL/CSV) or record number (Parquet).
+        ValueError: ``on_error`` is neither ``"raise"`` nor ``"skip"``.
     """
     import datasets
 
+    check_on_error(on_error)
     p = Path(path)
     if not p.is_file():
         raise DataError("file does not exist" if not p.exists() else "not a file", path=str(p))
     kind = _FORMATS.get(p.suffix.lower())
     if kind is None:
         raise DataError(f"unknown file kind '{p.suffix}': use .jsonl, .csv, .tsv or .parquet", path=str(p))
-    kwargs: dict[str, Any] = {"delimiter": "\t"} if p.suffix.lower() == ".tsv" else {}
+    delimiter = "\t" if p.suffix.lower() == ".tsv" else ","
+    kwargs: dict[str, Any] = {"delimiter": delimiter} if kind == "csv" else {}
+    lines: list[int] | None = None
+    keep: bytes | None = None
+    skipped: list[tuple[int, str]] = []
+    if kind != "parquet":
+        check = _check_jsonl if kind == "json" else partial(_check_csv, delimiter=delimiter)
+        lines, skipped, keep = check(p)
+        if skipped and on_error == "raise":
+            raise DataError(skipped[0][1], path=str(p), line=skipped[0][0])
+        if not lines:
+            raise no_records(p, "records", skipped)
     datasets.disable_progress_bars()
     try:
-        ds = datasets.load_dataset(kind, data_files=str(p), split="train", **kwargs)
+        if not skipped:
+            ds = datasets.load_dataset(kind, data_files=str(p), split="train", **kwargs)
+        else:  # load the good lines only, as the same kind of file, without filling the cache
+            with tempfile.TemporaryDirectory() as tmp:
+                good = Path(tmp) / p.name
+                good.write_bytes(keep or b"")
+                ds = datasets.load_dataset(
+                    kind, data_files=str(good), split="train", cache_dir=tmp, keep_in_memory=True, **kwargs
+                )
     except Exception as e:  # datasets wraps parser errors in several types
         raise DataError(f"cannot read it as {kind}: {_first_line(e)}", path=str(p)) from None
-    for col in (text_column, label_column):
+    for col, key in ((text_column, "text_column"), (label_column, "label_column")):
         if col not in ds.column_names:
-            raise DataError(f"no column '{col}' (columns: {', '.join(ds.column_names)})", path=str(p))
-    texts, labels = ds[text_column], ds[label_column]
-    header = 1 if kind == "csv" else 0
-    for i, (t, y) in enumerate(zip(texts, labels, strict=True)):
+            raise DataError(f"no column '{col}' ({key}); the file's columns: {', '.join(ds.column_names)}", path=str(p))
+    at = "line"
+    if lines is None or len(lines) != len(ds):  # Parquet, or datasets split the rows otherwise
+        lines, at = list(range(1, len(ds) + 1)), "record"
+    out = LabelledText([], [], [], skipped, at)
+    for n, t, y in zip(lines, ds[text_column], ds[label_column], strict=True):
+        problem = ""
         if not isinstance(t, str) or not t.strip():
-            raise DataError(f"empty or missing '{text_column}'", path=str(p), line=i + 1 + header)
-        if y is None:
-            raise DataError(f"missing '{label_column}'", path=str(p), line=i + 1 + header)
-    return list(texts), list(labels)
+            problem = f"empty or missing '{text_column}'"
+        elif y is None:
+            problem = f"missing '{label_column}'"
+        if problem:
+            if on_error == "raise":
+                raise record_error(p, at, n, problem)
+            out.skipped.append((n, problem))
+            continue
+        out.texts.append(t)
+        out.labels.append(y)
+        out.lines.append(n)
+    out.skipped.sort()
+    report_skipped(log, p, out.skipped, what=at, at=at)
+    if not out.texts:
+        raise no_records(p, "records", out.skipped, unit=at, at=at)
+    return out
+
+
+def _check_jsonl(p: Path) -> tuple[list[int], list[tuple[int, str]], bytes]:
+    """Line numbers of the records, bad lines, and the file's good lines."""
+    lines: list[int] = []
+    bad: list[tuple[int, str]] = []
+    good: list[bytes] = []
+    with p.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = decode_line(raw)
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError as e:
+                    raise DataError(f"not valid JSON ({e})") from None
+                if not isinstance(record, dict):
+                    raise DataError(f"expected a JSON object {{...}} a line, found {type(record).__name__}")
+            except DataError as e:
+                bad.append((lineno, str(e)))
+                continue
+            lines.append(lineno)
+            good.append(raw if raw.endswith(b"\n") else raw + b"\n")
+    return lines, bad, b"".join(good)
+
+
+def _check_csv(p: Path, delimiter: str) -> tuple[list[int], list[tuple[int, str]], bytes]:
+    """First line of each record, bad lines (or records), and the header with the good records."""
+    bad: list[tuple[int, str]] = []
+    kept: list[tuple[int, bytes, str]] = []  # (line number, raw, text) of the decodable lines
+    with p.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                kept.append((lineno, raw, decode_line(raw)))
+            except DataError as e:
+                if not kept:
+                    raise DataError(f"the header {e}", path=str(p), line=lineno) from None
+                bad.append((lineno, str(e)))
+    reader = csv.reader((text for _, _, text in kept), delimiter=delimiter)
+    header: list[str] | None = None
+    lines: list[int] = []
+    good: list[bytes] = []
+    while True:
+        first = reader.line_num  # lines of `kept` consumed so far
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            raise DataError(f"not valid CSV ({e})", path=str(p), line=kept[first][0]) from None
+        if not row:
+            continue
+        raws = [raw for _, raw, _ in kept[first : reader.line_num]]
+        if header is None:
+            header = row
+            good.extend(raws)
+            continue
+        if len(row) > len(header):
+            bad.append((kept[first][0], f"{len(row)} fields, but the header has {len(header)} ({', '.join(header)})"))
+            continue
+        lines.append(kept[first][0])
+        good.extend(raws)
+    return lines, sorted(bad), b"".join(g if g.endswith(b"\n") else g + b"\n" for g in good)
 
 
 def _first_line(e: Exception) -> str:
@@ -84,6 +241,8 @@ class TextDataModule(pl.LightningDataModule):
         max_length: Truncate token sequences to this many tokens.
         num_workers: DataLoader workers.
         seed: Seed for shuffling and the held-out split.
+        on_error: ``"raise"`` on a bad line or record (or a label training never saw), or
+            ``"skip"`` it and report the count in a warning.
     """
 
     def __init__(
@@ -101,8 +260,11 @@ class TextDataModule(pl.LightningDataModule):
         max_length: int = 256,
         num_workers: int = 0,
         seed: int = 0,
+        on_error: OnError = "raise",
     ) -> None:
         super().__init__()
+        check_on_error(on_error)
+        self.on_error = on_error
         self.paths = {"train": train_path, "val": val_path, "test": test_path}
         self.columns = (text_column, label_column)
         self._vocab_size = vocab_size
@@ -122,28 +284,44 @@ class TextDataModule(pl.LightningDataModule):
         raw = {}
         for split, path in self.paths.items():
             if path is not None:
-                raw[split] = read_labelled_text(path, text_column=self.columns[0], label_column=self.columns[1])
+                data = read_labelled_text(
+                    path, text_column=self.columns[0], label_column=self.columns[1], on_error=self.on_error
+                )
+                raw[split] = (data.texts, data.labels, [(str(path), data.at, n) for n in data.lines])
         if "val" not in raw:
-            texts, labels = raw["train"]
+            texts, labels, where = raw["train"]
             g = torch.Generator().manual_seed(self.seed)
             order = torch.randperm(len(texts), generator=g).tolist()
             k = max(1, round(self.val_fraction * len(texts)))
             if k >= len(texts):
                 raise DataError(f"data.train_path: {len(texts)} rows are too few to hold out a validation split")
-            raw["val"] = ([texts[i] for i in order[:k]], [labels[i] for i in order[:k]])
-            raw["train"] = ([texts[i] for i in order[k:]], [labels[i] for i in order[k:]])
+            raw["val"] = tuple([column[i] for i in order[:k]] for column in (texts, labels, where))
+            raw["train"] = tuple([column[i] for i in order[k:]] for column in (texts, labels, where))
         self.label_names = sorted({str(y) for y in raw["train"][1]}, key=_label_key)
         index = {name: i for i, name in enumerate(self.label_names)}
+        for split, (texts, labels, where) in raw.items():  # labels training never saw: error, or skip
+            bad = [i for i, y in enumerate(labels) if str(y) not in index]
+            if not bad:
+                continue
+            problem = f"{unseen_label(str(labels[bad[0]]), self.label_names)} (the {split} split)"
+            if self.on_error == "raise":
+                raise record_error(*where[bad[0]], problem)
+            log.warning(
+                "the %s split: skipped %d record(s) whose label never occurs in training, the first at %s %s:%d (%s)",
+                split,
+                len(bad),
+                where[bad[0]][1],
+                where[bad[0]][0],
+                where[bad[0]][2],
+                problem,
+            )
+            drop = set(bad)
+            raw[split] = tuple([x for i, x in enumerate(column) if i not in drop] for column in (texts, labels, where))
+            if not raw[split][0]:
+                raise DataError(f"the {split} split has no record left: every label in it is unseen in training")
         if self.tokenizer is None:  # fine-tuning keeps the trained model's pieces (adopt_tokenizer)
             self.tokenizer = SentencePieceTokenizer.train(raw["train"][0], vocab_size=self._vocab_size)
-        for split, (texts, labels) in raw.items():
-            unseen = sorted({str(y) for y in labels} - set(index))
-            if unseen:
-                raise DataError(
-                    f"label(s) {unseen[:5]} of the {split} split never occur in training "
-                    f"(training labels: {self.label_names[:20]})",
-                    path=str(self.paths[split] or self.paths["train"]),
-                )
+        for split, (texts, labels, _) in raw.items():
             self.splits[split] = [
                 (self.tokenizer.encode(t)[: self.max_length], index[str(y)]) for t, y in zip(texts, labels, strict=True)
             ]

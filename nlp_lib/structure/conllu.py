@@ -13,10 +13,12 @@ word, so a child-sum cell reads an input at every node.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
-from nlp_lib.errors import TreeFormatError
+from nlp_lib.errors import DataError, TreeFormatError
 from nlp_lib.structure.tree import Tree
 
 __all__ = ["DependencyTree", "parse_conllu"]
@@ -50,40 +52,96 @@ class DependencyTree:
         return out
 
 
-def parse_conllu(lines: Iterable[str], source: str = "<conllu>") -> Iterator[DependencyTree]:
+def parse_conllu(
+    lines: Iterable[str],
+    source: str = "<conllu>",
+    *,
+    on_error: Literal["raise", "skip"] = "raise",
+    skipped: list[tuple[int, str]] | None = None,
+) -> Iterator[DependencyTree]:
     """Parse CoNLL-U lines into dependency trees, one per sentence.
 
     Args:
-        lines: The file's lines (with or without their newlines).
+        lines: The file's lines (with or without their newlines). Bytes that were not UTF-8,
+            decoded with ``errors="surrogateescape"``, make their line bad.
         source: Name used in error messages (the file's path).
+        on_error: ``"raise"`` stops at the first bad line; ``"skip"`` leaves out the whole
+            sentence holding it (a tree cannot be built without one of its words).
+        skipped: With ``on_error="skip"``, ``(line number, problem)`` of each sentence left out
+            (the line is its first bad line) is appended here.
 
     Raises:
         TreeFormatError: naming ``source`` and the line: a line without 10 columns, an ID or HEAD
             that is not a number in range, a sentence without exactly one root, or a cycle.
+        DataError: naming ``source`` and the line: a line with undecodable bytes (the byte offset
+            in the line and the bytes are named).
+        ValueError: ``on_error`` is neither ``"raise"`` nor ``"skip"``.
     """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     rows: list[tuple[int, list[str]]] = []
     comments: dict[str, str] = {}
     start = 1
+    bad: tuple[int, str] | None = None  # the current sentence's first bad line (on_error="skip")
+
+    def finish() -> Iterator[DependencyTree]:
+        if bad is not None:
+            if skipped is not None:
+                skipped.append(bad)
+            return
+        if not rows:
+            return
+        try:
+            yield _sentence(rows, comments, source, start)
+        except TreeFormatError as e:
+            if on_error == "raise":
+                raise
+            if skipped is not None:
+                skipped.append((e.line or start, _problem(e)))
+
     for lineno, raw in enumerate(lines, 1):
         line = raw.rstrip("\n").rstrip("\r")
         if not line.strip():
-            if rows:
-                yield _sentence(rows, comments, source, start)
-            rows, comments, start = [], {}, lineno + 1
+            yield from finish()
+            rows, comments, start, bad = [], {}, lineno + 1, None
             continue
-        if line.startswith("#"):
-            key, sep, value = line[1:].partition("=")
-            if sep:
-                comments[key.strip()] = value.strip()
+        if bad is not None:
+            continue  # the rest of a sentence already skipped
+        try:
+            _check_decoded(line, source, lineno)
+            if line.startswith("#"):
+                key, sep, value = line[1:].partition("=")
+                if sep:
+                    comments[key.strip()] = value.strip()
+                continue
+            cols = line.split("\t")
+            if len(cols) != 10:
+                raise TreeFormatError(f"expected 10 tab-separated columns, found {len(cols)}", path=source, line=lineno)
+        except DataError as e:
+            if on_error == "raise":
+                raise
+            bad = (lineno, _problem(e))
             continue
-        cols = line.split("\t")
-        if len(cols) != 10:
-            raise TreeFormatError(f"{source}:{lineno}: expected 10 tab-separated columns, found {len(cols)}")
         if "-" in cols[0] or "." in cols[0]:  # multiword token or empty node
             continue
         rows.append((lineno, cols))
-    if rows:
-        yield _sentence(rows, comments, source, start)
+    yield from finish()
+
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, after errors="surrogateescape"
+
+
+def _check_decoded(line: str, source: str, lineno: int) -> None:
+    m = _UNDECODABLE.search(line)
+    if m is not None:
+        offset = len(line[: m.start()].encode("utf-8", "surrogateescape")) + 1
+        bad = line[m.start()].encode("utf-8", "surrogateescape")
+        raise DataError(f"not valid UTF-8 (byte {offset} of the line: {bad!r})", path=source, line=lineno)
+
+
+def _problem(e: DataError) -> str:
+    """The message of a DataError without its ``path:line: `` prefix."""
+    return str(e).removeprefix(f"{e.path}:{e.line}: ") if e.path is not None else str(e)
 
 
 def _sentence(rows: list[tuple[int, list[str]]], comments: dict[str, str], source: str, start: int) -> DependencyTree:
@@ -93,18 +151,24 @@ def _sentence(rows: list[tuple[int, list[str]]], comments: dict[str, str], sourc
         try:
             ident, head = int(cols[0]), int(cols[6])
         except ValueError:
-            raise TreeFormatError(f"{source}:{lineno}: ID {cols[0]!r} and HEAD {cols[6]!r} must be integers") from None
+            raise TreeFormatError(
+                path=source, line=lineno, message=f"ID {cols[0]!r} and HEAD {cols[6]!r} must be integers"
+            ) from None
         if ident != i:
-            raise TreeFormatError(f"{source}:{lineno}: word IDs must run 1, 2, 3...; expected {i}, found {ident}")
+            raise TreeFormatError(
+                path=source, line=lineno, message=f"word IDs must run 1, 2, 3...; expected {i}, found {ident}"
+            )
         if not 0 <= head <= n:
-            raise TreeFormatError(f"{source}:{lineno}: HEAD {head} is outside the sentence (0..{n})")
+            raise TreeFormatError(path=source, line=lineno, message=f"HEAD {head} is outside the sentence (0..{n})")
         if head == ident:
-            raise TreeFormatError(f"{source}:{lineno}: word {ident} is its own head")
+            raise TreeFormatError(path=source, line=lineno, message=f"word {ident} is its own head")
         heads.append(head)
     roots = [i for i, h in enumerate(heads, 1) if h == 0]
     if len(roots) != 1:
         raise TreeFormatError(
-            f"{source}:{start}: the sentence starting here has {len(roots)} roots (HEAD 0); a tree needs exactly one"
+            f"the sentence starting here has {len(roots)} roots (HEAD 0); a tree needs exactly one",
+            path=source,
+            line=start,
         )
     kids: list[list[int]] = [[] for _ in range(n + 1)]
     for i, h in enumerate(heads, 1):
@@ -120,7 +184,7 @@ def _sentence(rows: list[tuple[int, list[str]]], comments: dict[str, str], sourc
             order.append(w)
     if len(order) != n:
         lineno = rows[next(i for i in range(n) if i + 1 not in set(order))][0]
-        raise TreeFormatError(f"{source}:{lineno}: this word is on a cycle of HEADs, not under the root")
+        raise TreeFormatError(path=source, line=lineno, message="this word is on a cycle of HEADs, not under the root")
     node_of = {w: j for j, w in enumerate(order)}
     parent = [node_of[heads[w - 1]] if heads[w - 1] else -1 for w in order]
     cols = [rows[w - 1][1] for w in order]

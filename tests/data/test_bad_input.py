@@ -1,0 +1,478 @@
+"""Bad input, for every reader: one test per (reader, kind of bad input), and the real files reading cleanly.
+
+Each reader either raises a DataError naming the file, the line and the problem, or, with
+``on_error="skip"``, keeps every valid record and logs one warning with the file, the count and the
+first bad lines. Broken files are written by hand in ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, SHARED_DATA
+
+from nlp_lib.data.listops import read_listops
+from nlp_lib.data.ptb import read_conllu, read_ptb_trees
+from nlp_lib.data.scan import read_scan, read_scan_split
+from nlp_lib.data.seq2seq import read_parallel
+from nlp_lib.data.text import read_labelled_text
+from nlp_lib.errors import DataError
+
+# ---- one good and one bad line per line-based reader ---------------------------------------------
+
+CONLLU_GOOD = "1\tdogs\tdog\tNOUN\t_\t_\t2\tnsubj\t_\t_\n2\tbark\tbark\tVERB\t_\t_\t0\troot\t_\t_\n"
+CONLLU_OTHER = "1\tcats\tcat\tNOUN\t_\t_\t2\tnsubj\t_\t_\n2\tsleep\tsleep\tVERB\t_\t_\t0\troot\t_\t_\n"
+
+
+@dataclass
+class Reader:
+    """How to call a reader on one file, what it returns as comparable records, and sample lines."""
+
+    name: str
+    suffix: str
+    read: Callable[[Path, str], Any]
+    records: Callable[[Any], list]
+    good: list[str]  # three good lines (records)
+    expected: list  # their records
+    bad: str  # a malformed line
+    problem: str  # the message for it
+    logger: str
+    utf8_line: bytes  # a line with a non-UTF-8 byte at byte 7 (1-based) of the line
+    what: str = "line"  # what one skipped unit is called in the warning
+
+    def write(self, path: Path, lines: list[bytes | str]) -> Path:
+        path.write_bytes(b"".join(x if isinstance(x, bytes) else x.encode() for x in lines))
+        return path
+
+
+def _ptb_records(res: Any) -> list:
+    return [(t.leaf_words(), t.labels[-1]) for t in res.trees]
+
+
+def _listops_records(res: Any) -> list:
+    return [(t.leaf_words(), y) for t, y in zip(res.trees, res.labels, strict=True)]
+
+
+READERS = [
+    Reader(
+        "ptb",
+        ".txt",
+        lambda p, on_error: read_ptb_trees(p, on_error=on_error),
+        _ptb_records,
+        ["(3 (2 a) (4 b))\n", "(1 (1 c) (2 d))\n", "(0 e)\n"],
+        [(["a", "b"], 3), (["c", "d"], 1), (["e"], 0)],
+        "(3 (2 a) (4 b)\n",
+        "unbalanced '(': the tree is not closed (column 1)",
+        "nlp_lib.data.ptb",
+        b"(3 (2 \xffa) (4 b))\n",
+    ),
+    Reader(
+        "listops",
+        ".tsv",
+        lambda p, on_error: read_listops(p, on_error=on_error),
+        _listops_records,
+        ["9\t( ( ( [MAX 2 ) 9 ) ] )\n", "3\t( ( ( [MIN 3 ) 5 ) ] )\n", "4\t( ( [SM 4 ) ] )\n"],
+        [(["[MAX", "2", "9", "]"], 9), (["[MIN", "3", "5", "]"], 3), (["[SM", "4", "]"], 4)],
+        "9 ( ( [MAX 2 ) ] )\n",
+        "missing tab: expected '<label>\\t<expression>'",
+        "nlp_lib.data.listops",
+        b"9\t( ( \xff[MAX 2 ) ] )\n",
+    ),
+    Reader(
+        "scan",
+        ".txt",
+        lambda p, on_error: read_scan(p, on_error=on_error),
+        lambda res: res,
+        ["IN: walk OUT: I_WALK\n", "IN: run twice OUT: I_RUN I_RUN\n", "IN: jump OUT: I_JUMP\n"],
+        [("walk", "I_WALK"), ("run twice", "I_RUN I_RUN"), ("jump", "I_JUMP")],
+        "walk -> I_WALK\n",
+        "expected 'IN: <command> OUT: <actions>', got 'walk -> I_WALK'",
+        "nlp_lib.data.scan",
+        b"IN: wa\xfflk OUT: I_WALK\n",
+    ),
+    Reader(
+        "conllu",
+        ".conllu",
+        lambda p, on_error: read_conllu(p, on_error=on_error),
+        lambda res: [d.sentence() for d in res],
+        ["# s1\n" + CONLLU_GOOD + "\n", CONLLU_OTHER + "\n", "1\tyes\tyes\tINTJ\t_\t_\t0\troot\t_\t_\n\n"],
+        [["dogs", "bark"], ["cats", "sleep"], ["yes"]],
+        "1\tbad\t_\t_\t_\t_\t0\troot\t_\n\n",
+        "expected 10 tab-separated columns, found 9",
+        "nlp_lib.data.ptb",
+        b"1\tno\xff\t_\t_\t_\t_\t0\troot\t_\t_\n\n",
+        what="sentence",
+    ),
+    Reader(
+        "jsonl",
+        ".jsonl",
+        lambda p, on_error: read_labelled_text(p, on_error=on_error),
+        lambda res: list(zip(*res, strict=True)),
+        [
+            '{"text": "good film", "label": "pos"}\n',
+            '{"text": "bad film", "label": "neg"}\n',
+            '{"text": "ok", "label": "pos"}\n',
+        ],
+        [("good film", "pos"), ("bad film", "neg"), ("ok", "pos")],
+        '{"text": "broken, "label": "neg"}\n',
+        "not valid JSON (Expecting ',' delimiter: line 1 column 20 (char 19))",
+        "nlp_lib.data.text",
+        b'{"te\xffxt": "x", "label": "pos"}\n',
+    ),
+    Reader(
+        "csv",
+        ".csv",
+        lambda p, on_error: read_labelled_text(p, on_error=on_error),
+        lambda res: list(zip(*res, strict=True)),
+        ["good film,pos\n", '"bad, bad film",neg\n', "ok,pos\n"],
+        [("good film", "pos"), ("bad, bad film", "neg"), ("ok", "pos")],
+        "bad, bad film,neg\n",
+        "3 fields, but the header has 2 (text, label)",
+        "nlp_lib.data.text",
+        b"good \xfffilm,pos\n",
+    ),
+]
+HEADERS = {"csv": "text,label\n"}  # lines before the records
+IDS = [r.name for r in READERS]
+
+
+def _layout(r: Reader, bad: bytes | str) -> tuple[list, int]:
+    """good, BAD, good, good; and the line number of the bad one."""
+    head = [HEADERS[r.name]] if r.name in HEADERS else []
+    lines = [*head, r.good[0], bad, r.good[1], r.good[2]]
+    return lines, len(head) + r.good[0].count("\n") + 1
+
+
+# ---- a malformed line or tree -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("r", READERS, ids=IDS)
+def test_malformed_line_raises_naming_file_and_line(r: Reader, tmp_path: Path) -> None:
+    lines, at = _layout(r, r.bad)
+    p = r.write(tmp_path / f"broken{r.suffix}", lines)
+    with pytest.raises(DataError) as e:
+        r.read(p, "raise")
+    assert str(e.value) == f"{p}:{at}: {r.problem}"
+    assert e.value.path == str(p) and e.value.line == at
+
+
+@pytest.mark.parametrize("r", READERS, ids=IDS)
+def test_malformed_line_skipped_keeps_every_valid_record(
+    r: Reader, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lines, at = _layout(r, r.bad)
+    p = r.write(tmp_path / f"broken{r.suffix}", lines)
+    with caplog.at_level(logging.WARNING, logger=r.logger):
+        got = r.read(p, "skip")
+    assert r.records(got) == r.expected
+    assert f"{p}: skipped 1 bad {r.what}(s), the first at line {at} (line {at}: {r.problem})" in caplog.text
+
+
+# ---- non-UTF-8 bytes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("r", READERS, ids=IDS)
+def test_non_utf8_raises_naming_file_line_and_byte(r: Reader, tmp_path: Path) -> None:
+    lines, at = _layout(r, r.utf8_line)
+    p = r.write(tmp_path / f"latin{r.suffix}", lines)
+    with pytest.raises(DataError) as e:
+        r.read(p, "raise")
+    offset = r.utf8_line.index(b"\xff") + 1
+    assert str(e.value) == f"{p}:{at}: not valid UTF-8 (byte {offset} of the line: b'\\xff')"
+
+
+@pytest.mark.parametrize("r", READERS, ids=IDS)
+def test_non_utf8_line_skipped(r: Reader, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    lines, at = _layout(r, r.utf8_line)
+    p = r.write(tmp_path / f"latin{r.suffix}", lines)
+    with caplog.at_level(logging.WARNING, logger=r.logger):
+        got = r.read(p, "skip")
+    assert r.records(got) == r.expected
+    assert f"{p}: skipped 1 bad {r.what}(s), the first at line {at} (line {at}: not valid UTF-8" in caplog.text
+
+
+# ---- empty splits -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("r", READERS, ids=IDS)
+def test_empty_file_is_an_error(r: Reader, tmp_path: Path) -> None:
+    p = r.write(tmp_path / f"empty{r.suffix}", [HEADERS.get(r.name, ""), "\n"])
+    with pytest.raises(DataError, match=r"^.*: no \w+: the file is empty") as e:
+        r.read(p, "skip")
+    assert str(e.value).startswith(f"{p}: ")
+
+
+@pytest.mark.parametrize("r", READERS, ids=IDS)
+def test_every_line_skipped_is_an_error(r: Reader, tmp_path: Path) -> None:
+    head = [HEADERS[r.name]] if r.name in HEADERS else []
+    p = r.write(tmp_path / f"allbad{r.suffix}", [*head, r.bad, r.bad])
+    with pytest.raises(DataError) as e:
+        r.read(p, "skip")
+    assert str(e.value).startswith(f"{p}: no ")
+    assert f"every one of its 2 {r.what}(s) was bad and skipped (the first, line {len(head) + 1}: {r.problem})" in str(
+        e.value
+    )
+
+
+# ---- parallel text ------------------------------------------------------------------------------
+
+
+def test_parallel_files_of_different_lengths_fail_even_with_skip(tmp_path: Path) -> None:
+    (tmp_path / "a.en").write_text("one\ntwo\nthree\n")
+    with gzip.open(tmp_path / "a.de.gz", "wt") as f:
+        f.write("eins\nzwei\n")
+    for on_error in ("raise", "skip"):
+        with pytest.raises(DataError) as e:
+            read_parallel(tmp_path / "a.en", tmp_path / "a.de.gz", on_error=on_error)
+        assert str(e.value) == (
+            f"{tmp_path / 'a.en'}:3: this line has no counterpart in {tmp_path / 'a.de.gz'}: "
+            f"{tmp_path / 'a.en'} has 3 lines but {tmp_path / 'a.de.gz'} has 2; the files of a split must be line-aligned"
+        )
+
+
+PARALLEL_BAD = [
+    ("half_empty", b"", "empty line whose other side is not empty (data.on_error=skip drops such pairs)", "en"),
+    ("non_utf8_target", None, "not valid UTF-8 (byte 3 of the line: b'\\xe9')", "de"),
+]
+
+
+@pytest.mark.parametrize(("kind", "src_line", "problem", "side"), PARALLEL_BAD, ids=[k for k, *_ in PARALLEL_BAD])
+def test_parallel_bad_pair(
+    kind: str, src_line: bytes | None, problem: str, side: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = [b"one", b"two" if src_line is None else src_line, b"three", b"four"]
+    tgt = [b"eins", b"zw\xe9i" if kind == "non_utf8_target" else b"zwei", b"drei", b"vier"]
+    (tmp_path / "p.en").write_bytes(b"\n".join(src) + b"\n")
+    (tmp_path / "p.de").write_bytes(b"\r\n".join(tgt) + b"\r\n")
+    with pytest.raises(DataError) as e:
+        read_parallel(tmp_path / "p.en", tmp_path / "p.de")
+    assert str(e.value) == f"{tmp_path / f'p.{side}'}:2: {problem}"
+    with caplog.at_level(logging.WARNING, logger="nlp_lib.data.seq2seq"):
+        pairs = read_parallel(tmp_path / "p.en", tmp_path / "p.de", on_error="skip")
+    assert pairs == [("one", "eins"), ("three", "drei"), ("four", "vier")]
+    assert f"skipped 1 bad pair(s), the first at line 2 (line 2: p.{side}: {problem})" in caplog.text
+
+
+def test_parallel_empty_and_all_skipped(tmp_path: Path) -> None:
+    (tmp_path / "e.en").write_text("")
+    (tmp_path / "e.de").write_text("")
+    with pytest.raises(DataError, match="no sentence pairs .*: the file is empty"):
+        read_parallel(tmp_path / "e.en", tmp_path / "e.de", on_error="skip")
+    (tmp_path / "h.en").write_text("a\n\n")
+    (tmp_path / "h.de").write_text("\nb\n")
+    with pytest.raises(DataError, match=r"every one of its 2 pair\(s\) was bad and skipped \(the first, line 1: h.de"):
+        read_parallel(tmp_path / "h.en", tmp_path / "h.de", on_error="skip")
+
+
+# ---- labelled text: missing columns, records, unseen labels -------------------------------------
+
+
+def _write_table(path: Path, rows: list[dict]) -> Path:
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif path.suffix in (".csv", ".tsv"):
+        sep = "\t" if path.suffix == ".tsv" else ","
+        keys = list(rows[0])
+        path.write_text(sep.join(keys) + "\n" + "".join(sep.join(str(r[k]) for k in keys) + "\n" for r in rows))
+    else:
+        import datasets
+
+        datasets.Dataset.from_list(rows).to_parquet(str(path))
+    return path
+
+
+ROWS = [{"review": "good film", "stars": "pos"}, {"review": "bad film", "stars": "neg"}]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".tsv", ".parquet"])
+def test_text_missing_column_lists_the_files_columns(suffix: str, tmp_path: Path) -> None:
+    p = _write_table(tmp_path / f"t{suffix}", ROWS)
+    with pytest.raises(DataError) as e:
+        read_labelled_text(p, text_column="review", label_column="label")
+    assert str(e.value) == f"{p}: no column 'label' (label_column); the file's columns: review, stars"
+    with pytest.raises(DataError) as e:
+        read_labelled_text(p, text_column="text", label_column="stars")
+    assert str(e.value) == f"{p}: no column 'text' (text_column); the file's columns: review, stars"
+
+
+def test_parquet_bad_records_are_named_by_number(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    rows = [{"text": "good", "label": "pos"}, {"text": "", "label": "neg"}, {"text": "fine", "label": "pos"}]
+    p = _write_table(tmp_path / "t.parquet", rows)
+    with pytest.raises(DataError) as e:
+        read_labelled_text(p)
+    assert str(e.value) == f"{p}: record 2: empty or missing 'text'"
+    with caplog.at_level(logging.WARNING, logger="nlp_lib.data.text"):
+        got = read_labelled_text(p, on_error="skip")
+    assert list(got) == [["good", "fine"], ["pos", "pos"]] and got.lines == [1, 3]
+    assert f"{p}: skipped 1 bad record(s), the first at record 2 (record 2: empty or missing 'text')" in caplog.text
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataError, match="junk.parquet: cannot read it as parquet"):
+        read_labelled_text(tmp_path / "junk.parquet")
+
+
+def _text_module(tmp_path: Path, val_rows: list[dict], on_error: str) -> Any:
+    from nlp_lib.data.text import TextDataModule
+
+    train = [
+        {"text": f"{w} film number {i}", "label": y} for i in range(10) for w, y in (("good", "pos"), ("bad", "neg"))
+    ]
+    _write_table(tmp_path / "train.jsonl", train)
+    _write_table(tmp_path / "val.jsonl", val_rows)
+    return TextDataModule(
+        train_path=str(tmp_path / "train.jsonl"), val_path=str(tmp_path / "val.jsonl"), vocab_size=30, on_error=on_error
+    )
+
+
+def test_text_label_unseen_in_training(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    val = [{"text": "good film", "label": "pos"}, {"text": "meh film", "label": "meh"}, {"text": "bad", "label": "neg"}]
+    dm = _text_module(tmp_path, val, "raise")
+    with pytest.raises(DataError) as e:
+        dm.prepare()
+    assert str(e.value) == (
+        f"{tmp_path / 'val.jsonl'}:2: label 'meh' never occurs in training (training labels: 'neg', 'pos') (the val split)"
+    )
+    dm = _text_module(tmp_path, val, "skip")
+    with caplog.at_level(logging.WARNING, logger="nlp_lib.data.text"):
+        dm.prepare()
+    assert [y for _, y in dm.splits["val"]] == [dm.label_names.index("pos"), dm.label_names.index("neg")]
+    assert (
+        f"the val split: skipped 1 record(s) whose label never occurs in training, the first at line {tmp_path / 'val.jsonl'}:2"
+        in caplog.text
+    )
+
+
+# ---- tree data: labels training never saw -------------------------------------------------------
+
+
+def test_ptb_label_unseen_in_training(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    train = read_ptb_trees(READERS[0].write(tmp_path / "train.txt", READERS[0].good))
+    assert train.labels() == {0, 1, 2, 3, 4}
+    dev = READERS[0].write(tmp_path / "dev.txt", ["(3 (2 a) (4 b))\n", "\n", "(1 (7 c) (2 d))\n", "(0 e)\n"])
+    with pytest.raises(DataError) as e:
+        read_ptb_trees(dev, known_labels=train.labels())
+    assert str(e.value) == f"{dev}:3: label 7 never occurs in training (training labels: 0, 1, 2, 3, 4)"
+    with caplog.at_level(logging.WARNING, logger="nlp_lib.data.ptb"):
+        res = read_ptb_trees(dev, known_labels=train.labels(), on_error="skip")
+    assert _ptb_records(res) == [(["a", "b"], 3), (["e"], 0)] and res.lines == [1, 4]
+    assert f"{dev}: skipped 1 bad line(s), the first at line 3 (line 3: label 7 never occurs" in caplog.text
+
+
+def test_listops_label_unseen_in_training(tmp_path: Path) -> None:
+    r = READERS[1]
+    p = r.write(tmp_path / "val.tsv", r.good)
+    with pytest.raises(DataError) as e:
+        read_listops(p, known_labels={3, 9})
+    assert str(e.value) == f"{p}:3: label 4 never occurs in training (training labels: 3, 9)"
+    assert _listops_records(read_listops(p, known_labels={3, 9}, on_error="skip")) == r.expected[:2]
+
+
+# ---- data.on_error in the configs reaches the reader --------------------------------------------
+
+
+def _instantiate(name: str, **overrides: Any) -> Any:
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(REPO / "conf" / "data" / f"{name}.yaml")
+    assert "on_error" in cfg, f"conf/data/{name}.yaml has no on_error key"
+    for key, value in overrides.items():
+        cfg[key] = value
+    if "cache" in cfg:
+        cfg.cache = False
+    return instantiate(cfg)
+
+
+def test_on_error_skip_in_tree_configs_reaches_the_reader(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ptb, listops = READERS[0], READERS[1]
+    ptb.write(tmp_path / "train.txt", _layout(ptb, ptb.bad)[0])
+    ptb.write(tmp_path / "dev.txt", ptb.good)
+    listops.write(tmp_path / "train.tsv", _layout(listops, listops.bad)[0])
+    listops.write(tmp_path / "val.tsv", listops.good)
+    for name in ("sst", "sst_sentences", "listops"):
+        for on_error in ("raise", "skip"):
+            dm = _instantiate(name, path=str(tmp_path), on_error=on_error)
+            if on_error == "raise":
+                with pytest.raises(DataError, match=r"train\.(txt|tsv):2: "):
+                    dm.prepare()
+                continue
+            caplog.clear()
+            with caplog.at_level(logging.WARNING):
+                dm.prepare()
+            assert len(dm.splits["train"]) == 3, name
+            assert "skipped 1 bad line(s), the first at line 2" in caplog.text, name
+
+
+def test_on_error_skip_in_parallel_and_text_configs_reaches_the_reader(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "train.en").write_text("a b\n\ne f\ng h\n")
+    (tmp_path / "train.de").write_text("A B\nC D\nE F\nG H\n")
+    (tmp_path / "val.en").write_text("a\n")
+    (tmp_path / "val.de").write_text("A\n")
+    from hydra.errors import InstantiationException
+
+    # parallel_data may read when built (then Hydra wraps the DataError) or when prepared
+    with pytest.raises((DataError, InstantiationException), match=r"train\.en:2: empty line"):
+        _instantiate("parallel", path=str(tmp_path), source="en", target="de", tokenizer="word").prepare()
+    with caplog.at_level(logging.WARNING):
+        dm = _instantiate("parallel", path=str(tmp_path), source="en", target="de", tokenizer="word", on_error="skip")
+        dm.prepare()
+    assert len(dm.splits["train"]) == 3 and "skipped 1 bad pair(s)" in caplog.text
+    rows = [json.dumps({"text": f"{w} film {i}", "label": w}) + "\n" for i in range(10) for w in ("good", "bad")]
+    (tmp_path / "t.jsonl").write_text("".join(rows[:3]) + "{oops\n" + "".join(rows[3:]))
+    with pytest.raises(DataError, match=r"t\.jsonl:4: not valid JSON"):
+        _instantiate("text", train_path=str(tmp_path / "t.jsonl"), vocab_size=30).prepare()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        dm = _instantiate("text", train_path=str(tmp_path / "t.jsonl"), vocab_size=30, on_error="skip")
+        dm.prepare()
+    assert len(dm.splits["train"]) + len(dm.splits["val"]) == 20 and "skipped 1 bad line(s)" in caplog.text
+
+
+# ---- the real files read cleanly ----------------------------------------------------------------
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} not found (the shared data folder is absent)")
+    return path
+
+
+def test_real_sst_trees_read_cleanly(caplog: pytest.LogCaptureFixture) -> None:
+    trees = _need(SHARED_DATA / "sst" / "trees")
+    with caplog.at_level(logging.WARNING):
+        train = read_ptb_trees(trees / "train.txt", on_error="skip")
+        dev = read_ptb_trees(trees / "dev.txt", known_labels=train.labels())
+    assert (len(train.trees), len(dev.trees)) == (8544, 1101) and train.skipped == [] and not caplog.records
+    assert train.labels() == {0, 1, 2, 3, 4} and train.lines[:3] == [1, 2, 3]
+
+
+def test_real_multi30k_tokenised_reads_cleanly(caplog: pytest.LogCaptureFixture) -> None:
+    tok = _need(SHARED_DATA / "multi30k" / "tok")
+    with caplog.at_level(logging.WARNING):
+        pairs = read_parallel(tok / "val.lc.norm.tok.en", tok / "val.lc.norm.tok.de", on_error="skip")
+    assert len(pairs) == 1014 and not caplog.records
+
+
+def test_real_scan_split_reads_cleanly(caplog: pytest.LogCaptureFixture) -> None:
+    scan = _need(SHARED_DATA / "scan" / "length_split")
+    with caplog.at_level(logging.WARNING):
+        files = read_scan_split(scan.parent, "length", on_error="skip")
+    assert (len(files["train"]), len(files["test"])) == (16_990, 3_920) and not caplog.records
+
+
+def test_real_conllu_reads_cleanly(caplog: pytest.LogCaptureFixture) -> None:
+    files = sorted(SHARED_DATA.glob("**/*.conllu")) if SHARED_DATA.is_dir() else []
+    if not files:
+        pytest.skip(f"no CoNLL-U file under {SHARED_DATA}")
+    with caplog.at_level(logging.WARNING):
+        for f in files:
+            assert read_conllu(f, on_error="skip")
+    assert not caplog.records
