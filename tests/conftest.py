@@ -9,6 +9,12 @@ REPO = Path(__file__).resolve().parents[1]
 # The real data of ../shared/data (read in place); NLP_LIB_SHARED_DATA points elsewhere.
 SHARED_DATA = Path(os.environ.get("NLP_LIB_SHARED_DATA", REPO.parent / "shared" / "data"))
 SST_TREES = SHARED_DATA / "sst" / "trees"
+# The prepared-data cache (nlp_lib.data.cache) of this test session: a fresh folder, never the
+# user's ~/.cache/nlp_lib; set before any test runs, so CLI subprocesses share it.
+if "NLP_LIB_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["NLP_LIB_CACHE"] = tempfile.mkdtemp(prefix="nlp_lib_test_cache_")
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import json
 import logging
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +32,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from nlp_lib.data.bad_input import check_on_error, decode_line, no_records, report_skipped
+from nlp_lib.data.cache import file_fingerprints
 from nlp_lib.data.resumable import ResumableLoader, eval_batches
 from nlp_lib.data.tokenizers import SentencePieceTokenizer
 from nlp_lib.errors import ConfigError, DataError
@@ -231,7 +232,9 @@ class Seq2SeqDataModule(pl.LightningDataModule):
     """Text pairs per split -> tokenizers trained on ``train`` -> :class:`Seq2SeqBatch` loaders.
 
     Args:
-        splits: ``{"train": [(source, target), ...], "val": ..., "test": ...}`` (``val`` required).
+        splits: ``{"train": [(source, target), ...], "val": ..., "test": ...}`` (``val`` required),
+            or a function returning them (read when the data is prepared, and not at all when
+            the prepared data comes from the cache).
         tokenizer: ``"word"`` or ``"sentencepiece"``.
         vocab_size: sentencepiece pieces per model (an upper bound on small corpora).
         shared_vocab: One tokenizer for source and target (needed for ``model.share_embeddings``).
@@ -241,11 +244,14 @@ class Seq2SeqDataModule(pl.LightningDataModule):
         batch_size / eval_batch_size: Sentences per batch.
         num_workers: DataLoader workers.
         seed: Seed of the epoch orders.
+        cache / cache_dir / cache_key: The on-disk cache of the prepared data (encoded splits and
+            tokenizers; :mod:`nlp_lib.data.cache`), keyed by ``cache_key`` (what ``splits`` reads,
+            set by :func:`scan_data` and :func:`parallel_data`) and the options; ``None``: not cached.
     """
 
     def __init__(
         self,
-        splits: dict[str, list[Pair]],
+        splits: dict[str, list[Pair]] | Callable[[], dict[str, list[Pair]]],
         *,
         tokenizer: Literal["word", "sentencepiece"] = "word",
         vocab_size: int = 8000,
@@ -258,14 +264,17 @@ class Seq2SeqDataModule(pl.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        cache: bool = True,
+        cache_dir: str | None = None,
+        cache_key: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if tokenizer not in ("word", "sentencepiece"):
             raise ConfigError(f"data.tokenizer: must be 'word' or 'sentencepiece', got {tokenizer!r}")
-        for need in ("train", "val"):
-            if not splits.get(need):
-                raise DataError(f"seq2seq data needs a non-empty '{need}' split (have: {', '.join(splits)})")
-        self.raw = splits
+        self._raw = splits
+        self.cache = cache
+        self.cache_dir = cache_dir
+        self.cache_key = cache_key
         self.kind = tokenizer
         self._vocab_size = vocab_size
         self.shared_vocab = shared_vocab
@@ -286,10 +295,26 @@ class Seq2SeqDataModule(pl.LightningDataModule):
             return Seq2SeqVocab.build(texts, min_freq=self.min_freq, lowercase=self.lowercase)
         return SentencePieceTokenizer.train(texts, vocab_size=self._vocab_size, specials=True)
 
+    @property
+    def raw(self) -> dict[str, list[Pair]]:
+        """The text pairs of every split (read now if ``splits`` was a function)."""
+        if callable(self._raw):
+            self._raw = self._raw()
+        for need in ("train", "val"):
+            if not self._raw.get(need):
+                raise DataError(f"seq2seq data needs a non-empty '{need}' split (have: {', '.join(self._raw)})")
+        return self._raw
+
     def prepare(self) -> None:
         if self.splits:
             return
-        train = self.raw["train"]
+        entry = self._cache_entry()
+        if entry is not None and self._from_cache(entry):
+            return
+        from nlp_lib.data.cache import warnings_of
+
+        with warnings_of() as self._notes:  # skipped lines: repeated by runs that load the cache
+            train = self.raw["train"]
         if self.source_tokenizer is None:  # fine-tuning adopts the trained model's (adopt_tokenizer)
             if self.shared_vocab:
                 self.source_tokenizer = self.target_tokenizer = self._train_tokenizer(
@@ -309,6 +334,11 @@ class Seq2SeqDataModule(pl.LightningDataModule):
                 )
                 for x, y in pairs
             ]
+        self._log_summary()
+        if entry is not None:
+            self._to_cache(entry)
+
+    def _log_summary(self) -> None:
         log.info(
             "data: %s; vocabularies: source %d, target %d (%s%s)",
             ", ".join(f"{k} {len(v)} pairs" for k, v in self.splits.items()),
@@ -317,6 +347,67 @@ class Seq2SeqDataModule(pl.LightningDataModule):
             self.kind,
             ", shared" if self.source_tokenizer is self.target_tokenizer else "",
         )
+
+    # ------------------------------------------------------------------ the on-disk cache
+
+    def _cache_entry(self) -> Any:
+        if not self.cache or self.cache_key is None or self.source_tokenizer is not None:
+            return None  # adopted tokenizers (fine-tuning) are not part of the key: not cached
+        from nlp_lib.data.cache import DataCache
+
+        key = {
+            "source": self.cache_key,
+            "tokenizer": self.kind,
+            "vocab_size": self._vocab_size if self.kind == "sentencepiece" else None,
+            "shared_vocab": self.shared_vocab,
+            "lowercase": self.lowercase,
+            "min_freq": self.min_freq,
+            "max_lengths": list(self.max_lengths),
+        }
+        return DataCache("seq2seq", key, self.cache_dir)
+
+    def _tokenizer_file(self, side: str) -> str:
+        return f"{side}.{'vocab.json' if self.kind == 'word' else 'model'}"
+
+    def _from_cache(self, entry: Any) -> bool:
+        hit = entry.load()
+        if hit is None:
+            return False
+        from nlp_lib.data.cache import columns, no_gc, repeat_warnings
+
+        data, meta = hit
+        repeat_warnings(meta.get("notes", []), entry)
+        cls = Seq2SeqVocab if self.kind == "word" else SentencePieceTokenizer
+        self.source_tokenizer = cls.load(entry.file(self._tokenizer_file("source")))
+        self.target_tokenizer = (
+            self.source_tokenizer if meta["shared"] else cls.load(entry.file(self._tokenizer_file("target")))
+        )
+        with no_gc():
+            for name in meta["splits"]:
+                self.splits[name] = list(zip(*columns(data[name], ("source", "target", "text")), strict=True))
+        self._log_summary()
+        return True
+
+    def _to_cache(self, entry: Any) -> None:
+        from datasets import Dataset, DatasetDict
+
+        data = DatasetDict(
+            {
+                name: Dataset.from_dict(
+                    {"source": [e[0] for e in ex], "target": [e[1] for e in ex], "text": [e[2] for e in ex]}
+                )
+                for name, ex in self.splits.items()
+            }
+        )
+        src, tgt = self.source_tokenizer, self.target_tokenizer
+        shared = src is tgt
+
+        def write(folder: Path) -> None:
+            src.save(folder / self._tokenizer_file("source"))
+            if not shared:
+                tgt.save(folder / self._tokenizer_file("target"))
+
+        entry.store(data, {"splits": list(self.splits), "shared": shared, "notes": list(self._notes)}, write)
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
@@ -386,6 +477,7 @@ def scan_data(
     split: str = "simple",
     path: str | None = None,
     val_fraction: float = 0.1,
+    on_error: OnError = "raise",
     seed: int = 0,
     **kwargs: Any,
 ) -> Seq2SeqDataModule:
@@ -398,19 +490,34 @@ def scan_data(
             (``simple_split/tasks_train_simple.txt``...): its train and test files, with
             ``val_fraction`` of train held out for validation.
         val_fraction: Share of the training commands held out for validation.
+        on_error: ``raise`` on a malformed line of the official files, or ``skip`` it (one warning
+            with the count).
         seed: Seed of the random splits and of the epoch orders.
         **kwargs: :class:`Seq2SeqDataModule` options (``batch_size``...).
     """
-    from nlp_lib.data.scan import generate_scan, read_scan_split, scan_splits
+    from nlp_lib.data.scan import SPLIT_FILES, _canonical_split, generate_scan, read_scan_split, scan_splits
 
+    name = _canonical_split(split)  # an unknown data.split fails now, not when the data is first read
+    key: dict[str, Any] = {"reader": "scan", "split": name, "val_fraction": val_fraction, "seed": seed}
     if path is None:
-        splits = scan_splits(generate_scan(), split, seed=seed, val_fraction=val_fraction)
+
+        def load() -> dict[str, list[Pair]]:
+            return scan_splits(generate_scan(), split, seed=seed, val_fraction=val_fraction)
+
     else:
-        files = read_scan_split(path, split)
-        train, val = _val_from_train(files["train"], val_fraction, seed)
-        splits = {"train": train, "val": val, "test": files["test"]}
+        root = Path(path)
+        if not root.is_dir():
+            raise DataError(f"data.path: SCAN directory '{root}' does not exist")
+        key["files"] = file_fingerprints(root / rel for rel in SPLIT_FILES[name])
+        key["on_error"] = on_error
+
+        def load() -> dict[str, list[Pair]]:
+            files = read_scan_split(path, split, on_error=on_error)
+            train, val = _val_from_train(files["train"], val_fraction, seed)
+            return {"train": train, "val": val, "test": files["test"]}
+
     kwargs.setdefault("tokenizer", "word")
-    return Seq2SeqDataModule(splits, seed=seed, **kwargs)
+    return Seq2SeqDataModule(load, seed=seed, cache_key=key, **kwargs)
 
 
 def parallel_data(
@@ -446,11 +553,24 @@ def parallel_data(
                 return root / name
         raise ConfigError(f"data.{key}: neither {root / f'{prefix}.{lang}'} nor its .gz exists")
 
-    splits: dict[str, list[Pair]] = {}
-    for split, prefix in (("train", train), ("val", val), ("test", test)):
-        if prefix is not None:
-            splits[split] = read_parallel(find(prefix, source, split), find(prefix, target, split), on_error=on_error)
-    if "val" not in splits:
-        splits["train"], splits["val"] = _val_from_train(splits["train"], val_fraction, seed)
+    files = {
+        split: (find(prefix, source, split), find(prefix, target, split))
+        for split, prefix in (("train", train), ("val", val), ("test", test))
+        if prefix is not None
+    }
+
+    def load() -> dict[str, list[Pair]]:
+        splits = {split: read_parallel(s, t, on_error=on_error) for split, (s, t) in files.items()}
+        if "val" not in splits:
+            splits["train"], splits["val"] = _val_from_train(splits["train"], val_fraction, seed)
+        return splits
+
+    key = {
+        "reader": "parallel",
+        "files": {split: file_fingerprints(pair) for split, pair in files.items()},
+        "on_error": on_error,
+        "val_fraction": val_fraction if val is None else None,
+        "seed": seed if val is None else None,
+    }
     kwargs.setdefault("tokenizer", "sentencepiece")
-    return Seq2SeqDataModule(splits, seed=seed, **kwargs)
+    return Seq2SeqDataModule(load, seed=seed, cache_key=key, **kwargs)

@@ -6,6 +6,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from nlp_lib.data.cache import file_fingerprints
 from nlp_lib.data.ptb import OnError, read_ptb_trees
 from nlp_lib.data.tree_datamodule import SentenceDataModule, TreeDataModule, TreeSplits
 from nlp_lib.errors import DataError
@@ -33,19 +34,16 @@ def _read_ptb_splits(
     directory: Path, files: dict[str, str | None], on_error: OnError, binary: bool = False
 ) -> TreeSplits:
     splits: TreeSplits = {}
-    for split, name in files.items():
+    known = None  # the training labels: validation and test trees with another label are bad lines
+    for split, name in files.items():  # train first
         if name is None:
             continue
         f = directory / name
         if split == "test" and not f.exists():
             continue  # the test split is optional
-        res = read_ptb_trees(f, on_error=on_error)
-        if res.skipped:
-            import logging
-
-            logging.getLogger(__name__).warning(
-                "%s: skipped %d bad lines (first: line %d: %s)", f, len(res.skipped), *res.skipped[0]
-            )
+        res = read_ptb_trees(f, on_error=on_error, known_labels=known)  # skipped lines: one warning
+        if split == "train":
+            known = res.labels()
         trees = res.trees
         if binary:
             trees = [b for b in map(sst_binary, trees) if b is not None]
@@ -117,7 +115,13 @@ def _ptb_module(
     if binary:
         datamodule_kwargs["num_classes"] = 2
     load = partial(_read_ptb_splits, directory, files, on_error, binary)
-    return cls(load=load, **datamodule_kwargs)
+    key = {
+        "reader": "ptb",
+        "files": file_fingerprints(directory / f if f else None for f in files.values()),
+        "on_error": on_error,
+        "binary": binary,
+    }
+    return cls(load=load, cache_key=key, **datamodule_kwargs)
 
 
 def _listops_generated(sizes: dict[str, int], seed: int, params: dict[str, Any]) -> TreeSplits:
@@ -141,14 +145,8 @@ def _listops_files(directory: Path, files: dict[str, str | None], on_error: OnEr
     for split, name in files.items():
         if name is None or (split == "test" and not (directory / name).exists()):
             continue
-        res = read_listops(directory / name, on_error=on_error)
-        if res.skipped:
-            import logging
-
-            logging.getLogger(__name__).warning(
-                "%s: skipped %d bad lines (first: line %d: %s)", directory / name, len(res.skipped), *res.skipped[0]
-            )
-        out[split] = res.labelled_trees()
+        # the label set is the task's (the values 0-9), not the training file's: no known_labels check
+        out[split] = read_listops(directory / name, on_error=on_error).labelled_trees()  # skips: one warning
     return out
 
 
@@ -199,9 +197,17 @@ def listops_data(
         if test_size:
             sizes["test"] = test_size
         params = {"max_depth": max_depth, "min_args": min_args, "max_args": max_args, "max_length": max_length}
-        return TreeDataModule(load=partial(_listops_generated, sizes, generator_seed, params), **datamodule_kwargs)
+        key = {"reader": "listops-generated", "sizes": sizes, "seed": generator_seed, **params}
+        return TreeDataModule(
+            load=partial(_listops_generated, sizes, generator_seed, params), cache_key=key, **datamodule_kwargs
+        )
     directory = Path(path)
     if not directory.is_dir():
         raise DataError(f"data.path: directory '{path}' does not exist (expected {train_file}, {val_file} in it)")
     files = {"train": train_file, "val": val_file, "test": test_file}
-    return TreeDataModule(load=partial(_listops_files, directory, files, on_error), **datamodule_kwargs)
+    key = {
+        "reader": "listops",
+        "files": file_fingerprints(directory / f if f else None for f in files.values()),
+        "on_error": on_error,
+    }
+    return TreeDataModule(load=partial(_listops_files, directory, files, on_error), cache_key=key, **datamodule_kwargs)

@@ -46,6 +46,11 @@ class TreeDataModule(pl.LightningDataModule):
         node_budget: Batch training trees by total nodes (at most this many a batch, ``batch_size``
             ignored) instead of by count; the batches are balanced across distributed ranks
             (:class:`~nlp_lib.data.sampling.BalancedBatchSampler`).
+        cache: Keep the prepared data (encoded splits and vocabulary) in the on-disk cache and
+            load it from there when the files and options are the same (:mod:`nlp_lib.data.cache`).
+        cache_dir: The cache folder (default ``$NLP_LIB_CACHE`` or ``~/.cache/nlp_lib``).
+        cache_key: What ``load`` reads (file fingerprints, reader options), set by the builders in
+            :mod:`nlp_lib.data.sources`; ``None``: not cached.
     """
 
     def __init__(
@@ -62,6 +67,9 @@ class TreeDataModule(pl.LightningDataModule):
         vocab: WordVocab | None = None,
         vocab_splits: Sequence[str] = ("train",),
         node_budget: int | None = None,
+        cache: bool = True,
+        cache_dir: str | None = None,
+        cache_key: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -79,6 +87,9 @@ class TreeDataModule(pl.LightningDataModule):
         if node_budget is not None and node_budget < 1:
             raise DataError(f"data.node_budget must be at least 1 (or null), got {node_budget}")
         self.node_budget = node_budget
+        self.cache = cache
+        self.cache_dir = cache_dir
+        self.cache_key = cache_key
         self._base_vocab: WordVocab | None = None
         self.splits: dict[str, list[EncodedTree]] = {}
         self._eval_batches: dict[str, list[Any]] = {}
@@ -87,7 +98,13 @@ class TreeDataModule(pl.LightningDataModule):
         """Read the splits, build the vocabulary and encode every tree (idempotent)."""
         if self.splits:
             return
-        raw = self._load()
+        entry = self._cache_entry()
+        if entry is not None and self._from_cache(entry):
+            return
+        from nlp_lib.data.cache import warnings_of
+
+        with warnings_of() as self._notes:  # skipped lines: repeated by runs that load the cache
+            raw = self._load()
         for name in ("train", "val"):
             if not raw.get(name):
                 raise DataError(f"the '{name}' split is empty or missing")
@@ -118,11 +135,68 @@ class TreeDataModule(pl.LightningDataModule):
                         f"{self._num_classes} classes seen in training"
                     )
             self.splits[name] = [self.encode(t) for t in trees]
+        self._log_summary()
+        if entry is not None:
+            self._to_cache(entry)
+
+    def _log_summary(self) -> None:
         log.info(
             "data: %s; vocabulary %d words; %d classes",
             ", ".join(f"{k} {len(v)} trees" for k, v in self.splits.items()),
             self.vocab.vocab_size,
             self._num_classes,
+        )
+
+    # ------------------------------------------------------------------ the on-disk cache
+
+    #: Field names of an encoded example (its Arrow columns) and how to rebuild one from them.
+    example_fields: tuple[str, ...] = ("parent", "tokens", "labels", "heights")
+
+    def example_from_fields(self, values: tuple[Any, ...]) -> Any:
+        parent, tokens, labels, heights = values
+        return EncodedTree(tuple(parent), tokens, labels, heights)
+
+    def _cache_entry(self) -> Any:
+        if not self.cache or self.cache_key is None or self.vocab is not None or self._base_vocab is not None:
+            return None  # a given vocabulary (evaluation, fine-tuning) is not part of the key: not cached
+        from nlp_lib.data.cache import DataCache
+
+        key = {
+            "source": self.cache_key,
+            "module": type(self).__name__,
+            "lowercase": self.lowercase,
+            "min_freq": self.min_freq,
+            "vocab_splits": list(self.vocab_splits),
+            "num_classes": self._num_classes,
+        }
+        return DataCache("trees", key, self.cache_dir)
+
+    def _from_cache(self, entry: Any) -> bool:
+        hit = entry.load()
+        if hit is None:
+            return False
+        from nlp_lib.data.cache import columns, no_gc, repeat_warnings
+
+        data, meta = hit
+        repeat_warnings(meta.get("notes", []), entry)
+        self.vocab = WordVocab.load(entry.file("vocab.json"))
+        self._num_classes = int(meta["num_classes"])
+        with no_gc():
+            for name in meta["splits"]:
+                cols = columns(data[name], self.example_fields)
+                self.splits[name] = [self.example_from_fields(v) for v in zip(*cols, strict=True)]
+        self._log_summary()
+        return True
+
+    def _to_cache(self, entry: Any) -> None:
+        from datasets import Dataset, DatasetDict
+
+        data = DatasetDict({name: _as_dataset(Dataset, self.example_fields, ex) for name, ex in self.splits.items()})
+        vocab = self.vocab
+        entry.store(
+            data,
+            {"num_classes": self._num_classes, "splits": list(self.splits), "notes": list(self._notes)},
+            lambda folder: vocab.save(folder / "vocab.json"),
         )
 
     def size(self, example: Any) -> int:
@@ -217,9 +291,23 @@ class SentenceDataModule(TreeDataModule):
     def size(self, example: Any) -> int:
         return len(example[0])
 
+    example_fields = ("ids", "label")
+
+    def example_from_fields(self, values: tuple[Any, ...]) -> Any:
+        return tuple(values)
+
     def encode(self, tree: Tree) -> Any:
         ids = [self.vocab.id(tree.words[i]) for i in tree.leaves]
         return ids, tree.labels[-1]
 
     def collate(self, examples: list[Any]) -> Any:
         return SequenceBatch.from_lists([e[0] for e in examples], [e[1] for e in examples])
+
+
+def _as_dataset(dataset_cls: Any, fields: Sequence[str], examples: list[Any]) -> Any:
+    """Encoded examples (tuples of lists and numbers) as one Arrow column per field."""
+    cols: dict[str, list[Any]] = {f: [] for f in fields}
+    for ex in examples:
+        for f, v in zip(fields, ex, strict=True):
+            cols[f].append(list(v) if isinstance(v, tuple) else v)
+    return dataset_cls.from_dict(cols)

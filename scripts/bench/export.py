@@ -40,8 +40,8 @@ from nlp_lib.export import OnnxSeq2Seq, export_onnx, tree_inputs  # noqa: E402
 from nlp_lib.models import Seq2Seq, SequenceClassifier, TreeClassifier  # noqa: E402
 from nlp_lib.models.decoding import greedy  # noqa: E402
 from nlp_lib.structure import TreeBatch  # noqa: E402
-from nlp_lib.structure.sequence import SequenceBatch  # noqa: E402
 from nlp_lib.structure.random_trees import random_binary_tree  # noqa: E402
+from nlp_lib.structure.sequence import SequenceBatch  # noqa: E402
 
 
 def side_by_side(torch_fn, ort_fn, reps: int) -> tuple[float, float]:  # noqa: ANN001

@@ -26,6 +26,43 @@ from nlp_lib.data.sampling import BalancedBatchSampler, step_balance
 REPO = Path(__file__).resolve().parents[2]
 
 
+def balance(sizes: list[int], ranks: int, budget: int, epochs: int) -> dict:
+    """Per-step max/mean rank node counts of both samplers over ``epochs`` simulated epochs."""
+    per_batch = max(1, round(budget / (sum(sizes) / len(sizes))))
+    res: dict[str, list[float]] = {"balanced": [], "balanced_worst": [], "distributed": [], "distributed_worst": []}
+    batches_equal = True
+    for epoch in range(epochs):
+        plan = BalancedBatchSampler(sizes, budget, num_replicas=ranks, seed=0)
+        plan.set_epoch(epoch)
+        steps = [[sum(sizes[i] for i in b) for b in step] for step in plan.plan()]
+        mean, worst = step_balance(steps)
+        res["balanced"].append(mean)
+        res["balanced_worst"].append(worst)
+        per_rank = []
+        for r in range(ranks):
+            ds = DistributedSampler(range(len(sizes)), num_replicas=ranks, rank=r, shuffle=True, seed=0)
+            ds.set_epoch(epoch)
+            idx = list(ds)
+            per_rank.append([sum(sizes[i] for i in idx[k : k + per_batch]) for k in range(0, len(idx), per_batch)])
+        batches_equal &= len({len(x) for x in per_rank}) == 1
+        mean, worst = step_balance(list(zip(*per_rank, strict=False)))
+        res["distributed"].append(mean)
+        res["distributed_worst"].append(worst)
+    avg = {k: sum(v) / len(v) for k, v in res.items()}
+    return {
+        "balanced_max_over_mean": avg["balanced"],
+        "balanced_worst_step": max(res["balanced_worst"]),
+        "distributed_max_over_mean": avg["distributed"],
+        "distributed_worst_step": max(res["distributed_worst"]),
+        "ranks": ranks,
+        "node_budget": budget,
+        "distributed_trees_per_batch": per_batch,
+        "epochs": epochs,
+        "trees": len(sizes),
+        "distributed_equal_batch_counts": batches_equal,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sst-path", type=Path, default=REPO / "../shared/data/sst/trees/train.txt")
@@ -37,38 +74,9 @@ def main() -> None:
     if not args.sst_path.is_file():
         sys.exit(f"error: SST trees not found at {args.sst_path}")
     sizes = [len(t) for t in read_ptb_trees(args.sst_path).trees]
-    per_batch = max(1, round(args.budget / (sum(sizes) / len(sizes))))
-    res: dict[str, list[float]] = {"balanced": [], "balanced_worst": [], "distributed": [], "distributed_worst": []}
-    batches_equal = True
-    for epoch in range(args.epochs):
-        plan = BalancedBatchSampler(sizes, args.budget, num_replicas=args.ranks, seed=0)
-        plan.set_epoch(epoch)
-        steps = [[sum(sizes[i] for i in b) for b in step] for step in plan.plan()]
-        mean, worst = step_balance(steps)
-        res["balanced"].append(mean)
-        res["balanced_worst"].append(worst)
-        ranks = []
-        for r in range(args.ranks):
-            ds = DistributedSampler(range(len(sizes)), num_replicas=args.ranks, rank=r, shuffle=True, seed=0)
-            ds.set_epoch(epoch)
-            idx = list(ds)
-            ranks.append([sum(sizes[i] for i in idx[k : k + per_batch]) for k in range(0, len(idx), per_batch)])
-        batches_equal &= len({len(x) for x in ranks}) == 1
-        mean, worst = step_balance(list(zip(*ranks, strict=False)))
-        res["distributed"].append(mean)
-        res["distributed_worst"].append(worst)
-    avg = {k: sum(v) / len(v) for k, v in res.items()}
-    out = {
-        "balanced_max_over_mean": avg["balanced"],
-        "balanced_worst_step": max(res["balanced_worst"]),
-        "distributed_max_over_mean": avg["distributed"],
-        "distributed_worst_step": max(res["distributed_worst"]),
-        "ranks": args.ranks,
-        "node_budget": args.budget,
-        "distributed_trees_per_batch": per_batch,
-        "epochs": args.epochs,
-        "trees": len(sizes),
-    }
+    out = balance(sizes, args.ranks, args.budget, args.epochs)
+    per_batch = out["distributed_trees_per_batch"]
+    avg = {"balanced": out["balanced_max_over_mean"], "distributed": out["distributed_max_over_mean"]}
     if args.json:
         print_json(out)
         return
