@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["BalancedBatchSampler", "budget_batches", "step_balance"]
+__all__ = ["BalancedBatchSampler", "BucketBatchSampler", "budget_batches", "step_balance"]
 
 
 def budget_batches(sizes: Sequence[int], order: Sequence[int], budget: int) -> list[list[int]]:
@@ -147,3 +147,50 @@ class BalancedBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self.plan())
+
+
+class BucketBatchSampler(BalancedBatchSampler):
+    """Batches of similar lengths for padded sequences, capped by a padded-token budget.
+
+    A padded batch costs ``len(batch) * longest`` tokens, so mixing lengths (as
+    :class:`BalancedBatchSampler` does for unpadded trees) would waste most of it on padding.
+    Here the examples are sorted by length (ties in the epoch's shuffled order), cut into
+    consecutive batches of at most ``budget`` padded tokens (an example longer than the budget
+    alone), the largest batches split in two until every rank gets the same number, neighbouring
+    batches (similar costs) dealt out one per rank per step, and the steps shuffled. Every example
+    is used exactly once per epoch; the plan depends on ``(seed, epoch)`` only.
+
+    Args: as :class:`BalancedBatchSampler` (``sizes``: tokens per example; ``budget``: padded tokens
+    per batch).
+    """
+
+    def plan(self) -> list[list[list[int]]]:
+        n, r = len(self.sizes), self.num_replicas
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
+        rank = _rank_of(order)
+        by_length = sorted(range(n), key=lambda i: (self.sizes[i], rank[i]))
+        batches: list[list[int]] = []
+        cur: list[int] = []
+        longest = 0
+        for i in by_length:
+            s = max(self.sizes[i], 1)
+            if cur and max(longest, s) * (len(cur) + 1) > self.budget:
+                batches.append(cur)
+                cur, longest = [], 0
+            cur.append(i)
+            longest = max(longest, s)
+        if cur:
+            batches.append(cur)
+        while len(batches) % r:  # the same number of batches on every rank: split the fullest
+            k = max(range(len(batches)), key=lambda j: (len(batches[j]), -j))
+            if len(batches[k]) < 2:  # only single examples (each over the budget): pair two up instead
+                batches[-2:] = [batches[-2] + batches[-1]]
+                continue
+            half = len(batches[k]) // 2
+            batches[k : k + 1] = [batches[k][:half], batches[k][half:]]
+        steps = _chunks(batches, r)
+        if not self.shuffle:
+            return steps
+        perm = torch.randperm(len(steps), generator=g).tolist()
+        return [steps[i] for i in perm]

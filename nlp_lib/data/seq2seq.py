@@ -33,7 +33,8 @@ from torch.utils.data import DataLoader
 
 from nlp_lib.data.bad_input import check_on_error, decode_line, no_records, report_skipped
 from nlp_lib.data.cache import file_fingerprints
-from nlp_lib.data.resumable import ResumableLoader, eval_batches
+from nlp_lib.data.resumable import ResumableLoader, eval_batches, trainer_ranks
+from nlp_lib.data.sampling import BucketBatchSampler
 from nlp_lib.data.tokenizers import SentencePieceTokenizer
 from nlp_lib.errors import ConfigError, DataError
 from nlp_lib.models.seq2seq import BOS, EOS, PAD
@@ -244,6 +245,9 @@ class Seq2SeqDataModule(pl.LightningDataModule):
         batch_size / eval_batch_size: Sentences per batch.
         num_workers: DataLoader workers.
         seed: Seed of the epoch orders.
+        token_budget: Batch training pairs by length instead of by count: similar lengths
+            together, at most this many padded source + target tokens a batch, the same number of
+            batches on every rank (:class:`~nlp_lib.data.sampling.BucketBatchSampler`).
         cache / cache_dir / cache_key: The on-disk cache of the prepared data (encoded splits and
             tokenizers; :mod:`nlp_lib.data.cache`), keyed by ``cache_key`` (what ``splits`` reads,
             set by :func:`scan_data` and :func:`parallel_data`) and the options; ``None``: not cached.
@@ -264,11 +268,15 @@ class Seq2SeqDataModule(pl.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        token_budget: int | None = None,
         cache: bool = True,
         cache_dir: str | None = None,
         cache_key: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        if token_budget is not None and token_budget < 1:
+            raise DataError(f"data.token_budget must be at least 1 (or null), got {token_budget}")
+        self.token_budget = token_budget
         if tokenizer not in ("word", "sentencepiece"):
             raise ConfigError(f"data.tokenizer: must be 'word' or 'sentencepiece', got {tokenizer!r}")
         self._raw = splits
@@ -440,10 +448,21 @@ class Seq2SeqDataModule(pl.LightningDataModule):
                 data = sorted(self.splits[split], key=lambda e: len(e[0]))
                 self._eval_batches[split] = eval_batches(data, self.eval_batch_size, self.collate)
             return DataLoader(self._eval_batches[split], batch_size=None, shuffle=False)
+        budget = None
+        if self.token_budget is not None:  # similar lengths together, balanced across ranks
+            replicas, rank = trainer_ranks(self.trainer)
+            budget = BucketBatchSampler(
+                [len(s) + len(t) for s, t, _ in self.splits[split]],
+                self.token_budget,
+                num_replicas=replicas,
+                rank=rank,
+                seed=self.seed,
+            )
         return ResumableLoader.for_trainer(  # its position goes into checkpoints: a killed run resumes mid-epoch
             self.splits[split],
             self.trainer,
-            batch_size=self.batch_size,
+            batch_size=None if budget is not None else self.batch_size,
+            batch_sampler=budget,
             seed=self.seed,
             collate_fn=self.collate,
             num_workers=self.num_workers,

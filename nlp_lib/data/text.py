@@ -1,9 +1,12 @@
 """Labelled text from local JSONL / CSV / Parquet files, tokenised with sentencepiece.
 
 Files are read with Hugging Face ``datasets`` (``json``, ``csv`` or ``parquet`` by the file's
-extension; cached by fingerprint, nothing downloaded). A sentencepiece model is trained on the
-training split's texts and saved with the run (``tokenizer.model``), so a trained model reads new
-text exactly as it was trained.
+extension; nothing downloaded). A path may be a glob (``data/train-*.jsonl``: the matching files in
+name order, read as one split). A sentencepiece model is trained on the training split's texts
+and saved with the run (``tokenizer.model``), so a trained model reads new text exactly as it was
+trained. The prepared data (ids, labels, the sentencepiece model) is kept in the on-disk cache
+(:mod:`nlp_lib.data.cache`): a second run on the same files and options neither re-reads nor
+re-tokenises.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from nlp_lib.data.bad_input import OnError, check_on_error, decode_line, no_records, report_skipped, unseen_label
+from nlp_lib.data.resumable import ResumableLoader, eval_batches, trainer_ranks
+from nlp_lib.data.sampling import BucketBatchSampler
 from nlp_lib.data.tokenizers import SentencePieceTokenizer
 from nlp_lib.errors import DataError
 from nlp_lib.structure.sequence import SequenceBatch
@@ -243,6 +248,10 @@ class TextDataModule(pl.LightningDataModule):
         seed: Seed for shuffling and the held-out split.
         on_error: ``"raise"`` on a bad line or record (or a label training never saw), or
             ``"skip"`` it and report the count in a warning.
+        token_budget: Batch training texts by length instead of by count: similar lengths
+            together, at most this many padded tokens a batch, the same number of batches on every
+            rank (:class:`~nlp_lib.data.sampling.BucketBatchSampler`; ``batch_size`` ignored).
+        cache / cache_dir: The on-disk cache of the prepared data (see the module docstring).
     """
 
     def __init__(
@@ -261,9 +270,18 @@ class TextDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         on_error: OnError = "raise",
+        token_budget: int | None = None,
+        cache: bool = True,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         check_on_error(on_error)
+        if token_budget is not None and token_budget < 1:
+            raise DataError(f"data.token_budget must be at least 1 (or null), got {token_budget}")
+        self.token_budget = token_budget
+        self.cache = cache
+        self.cache_dir = cache_dir
+        self._eval_batches: dict[str, list[Any]] = {}
         self.on_error = on_error
         self.paths = {"train": train_path, "val": val_path, "test": test_path}
         self.columns = (text_column, label_column)
@@ -278,16 +296,97 @@ class TextDataModule(pl.LightningDataModule):
         self.label_names: list[str] = []
         self.splits: dict[str, list[tuple[list[int], int]]] = {}
 
+    def _files(self, split: str) -> list[Path]:
+        """The files of a split: its path, or the files its glob pattern matches (name order)."""
+        path = str(self.paths[split])
+        if not any(c in path for c in "*?["):
+            return [Path(path)]
+        import glob
+
+        found = sorted(Path(p) for p in glob.glob(path, recursive=True) if Path(p).is_file())
+        if not found:
+            raise DataError(f"data.{split}_path: no file matches the pattern '{path}'")
+        return found
+
+    def _cache_entry(self) -> Any:
+        if not self.cache or self.tokenizer is not None:  # adopted pieces (fine-tuning): not cached
+            return None
+        from nlp_lib.data.cache import DataCache, file_fingerprints
+
+        key = {
+            "files": {s: file_fingerprints(self._files(s)) for s, p in self.paths.items() if p is not None},
+            "columns": list(self.columns),
+            "vocab_size": self._vocab_size,
+            "val_fraction": self.val_fraction if self.paths["val"] is None else None,
+            "seed": self.seed if self.paths["val"] is None else None,
+            "max_length": self.max_length,
+            "on_error": self.on_error,
+        }
+        return DataCache("text", key, self.cache_dir)
+
+    def _from_cache(self, entry: Any) -> bool:
+        hit = entry.load()
+        if hit is None:
+            return False
+        from nlp_lib.data.cache import columns, no_gc, repeat_warnings
+
+        data, meta = hit
+        repeat_warnings(meta.get("notes", []), entry)
+        self.tokenizer = SentencePieceTokenizer.load(entry.file("tokenizer.model"))
+        self.label_names = list(meta["labels"])
+        with no_gc():
+            for name in meta["splits"]:
+                self.splits[name] = list(zip(*columns(data[name], ("ids", "label")), strict=True))
+        self._log_summary()
+        return True
+
+    def _to_cache(self, entry: Any, notes: list[str]) -> None:
+        from datasets import Dataset, DatasetDict
+
+        data = DatasetDict(
+            {
+                name: Dataset.from_dict({"ids": [e[0] for e in ex], "label": [e[1] for e in ex]})
+                for name, ex in self.splits.items()
+            }
+        )
+        tok = self.tokenizer
+        meta = {"splits": list(self.splits), "labels": self.label_names, "notes": notes}
+        entry.store(data, meta, lambda folder: tok.save(folder / "tokenizer.model"))
+
+    def _read(self) -> dict[str, tuple[list[Any], list[Any], list[tuple[str, str, int]]]]:
+        raw = {}
+        for split, path in self.paths.items():
+            if path is None:
+                continue
+            texts: list[Any] = []
+            labels: list[Any] = []
+            where: list[tuple[str, str, int]] = []
+            for f in self._files(split):
+                data = read_labelled_text(
+                    f, text_column=self.columns[0], label_column=self.columns[1], on_error=self.on_error
+                )
+                texts += data.texts
+                labels += data.labels
+                where += [(str(f), data.at, n) for n in data.lines]
+            raw[split] = (texts, labels, where)
+        return raw
+
     def prepare(self) -> None:
         if self.splits:
             return
-        raw = {}
-        for split, path in self.paths.items():
-            if path is not None:
-                data = read_labelled_text(
-                    path, text_column=self.columns[0], label_column=self.columns[1], on_error=self.on_error
-                )
-                raw[split] = (data.texts, data.labels, [(str(path), data.at, n) for n in data.lines])
+        entry = self._cache_entry()
+        if entry is not None and self._from_cache(entry):
+            return
+        from nlp_lib.data.cache import warnings_of
+
+        with warnings_of() as notes:  # skipped records: repeated by runs that load the cache
+            self._prepare()
+        self._log_summary()
+        if entry is not None:
+            self._to_cache(entry, notes)
+
+    def _prepare(self) -> None:
+        raw = self._read()
         if "val" not in raw:
             texts, labels, where = raw["train"]
             g = torch.Generator().manual_seed(self.seed)
@@ -325,6 +424,8 @@ class TextDataModule(pl.LightningDataModule):
             self.splits[split] = [
                 (self.tokenizer.encode(t)[: self.max_length], index[str(y)]) for t, y in zip(texts, labels, strict=True)
             ]
+
+    def _log_summary(self) -> None:
         log.info(
             "data: %s; sentencepiece vocabulary %d; %d classes",
             ", ".join(f"{k} {len(v)} texts" for k, v in self.splits.items()),
@@ -358,16 +459,32 @@ class TextDataModule(pl.LightningDataModule):
         return SequenceBatch.from_lists([e[0] for e in examples], [e[1] for e in examples])
 
     def _loader(self, split: str, train: bool) -> DataLoader:
+        self.prepare()
         if split not in self.splits:
             raise DataError(f"no '{split}' split in this data (have: {', '.join(self.splits)})")
-        return DataLoader(
+        if not train:  # the same batches every epoch: built once, sorted by length (less padding)
+            if split not in self._eval_batches:
+                data = sorted(self.splits[split], key=lambda e: len(e[0]))
+                self._eval_batches[split] = eval_batches(data, self.eval_batch_size, self.collate)
+            return DataLoader(self._eval_batches[split], batch_size=None, shuffle=False)
+        budget = None
+        if self.token_budget is not None:  # similar lengths together, balanced across ranks
+            replicas, rank = trainer_ranks(self.trainer)
+            budget = BucketBatchSampler(
+                [len(e[0]) for e in self.splits[split]],
+                self.token_budget,
+                num_replicas=replicas,
+                rank=rank,
+                seed=self.seed,
+            )
+        return ResumableLoader.for_trainer(  # sharded by rank; its position goes into checkpoints
             self.splits[split],
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            generator=torch.Generator().manual_seed(self.seed) if train else None,
+            self.trainer,
+            batch_size=None if budget is not None else self.batch_size,
+            batch_sampler=budget,
+            seed=self.seed,
             collate_fn=self.collate,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -10,7 +10,12 @@ from nlp_lib.data.seq2seq import parallel_data
 from nlp_lib.data.sources import listops_data, ptb_sentence_data, ptb_tree_data
 
 TREES = {
-    "train.txt": ["(3 (2 a) (4 (4 good) (2 film)))", "(1 (1 bad) (2 film))", "(4 (3 (2 a) (4 great)) (2 one))", "(0 (0 awful) (2 one))"],
+    "train.txt": [
+        "(3 (2 a) (4 (4 good) (2 film)))",
+        "(1 (1 bad) (2 film))",
+        "(4 (3 (2 a) (4 great)) (2 one))",
+        "(0 (0 awful) (2 one))",
+    ],
     "dev.txt": ["(3 (2 good) (2 one))", "(0 (2 a) (0 (0 awful) (2 film)))"],
 }
 

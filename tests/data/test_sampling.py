@@ -72,3 +72,35 @@ def test_sst_over_8_ranks_within_5_percent(sst_trees):
     steps = [[sum(sizes[i] for i in b) for b in step] for step in zip(*per_rank, strict=True)]
     mean, worst = step_balance(steps)
     assert mean <= 1.05 and worst <= 1.05, (mean, worst)
+
+
+@pytest.mark.parametrize("replicas", [1, 2, 3, 8])
+def test_bucket_batches_every_example_once_equal_counts_similar_lengths(replicas):
+    from nlp_lib.data.sampling import BucketBatchSampler
+
+    rng = random.Random(3)
+    sizes = [rng.randint(1, 60) for _ in range(500)] + [400]  # one longer than the budget
+    plans = []
+    for rank in range(replicas):
+        s = BucketBatchSampler(sizes, 600, num_replicas=replicas, rank=rank, seed=5)
+        s.set_epoch(2)
+        plans.append(list(s))
+    assert len({len(p) for p in plans}) == 1
+    seen = sorted(i for p in plans for b in p for i in b)
+    assert seen == list(range(len(sizes)))
+    batches = [b for p in plans for b in p]
+    for b in batches:
+        assert len(b) * max(sizes[i] for i in b) <= 600 or len(b) <= 2  # over budget: a lone (or split) example
+    padded = sum(len(b) * max(sizes[i] for i in b) for b in batches)
+    # similar lengths together: little padding (random batches of 20 would pad to ~2x the tokens)
+    assert padded < 1.25 * sum(sizes)
+    again = BucketBatchSampler(sizes, 600, num_replicas=replicas, rank=0, seed=5)
+    again.set_epoch(2)
+    assert list(again) == plans[0]
+
+
+def test_bucket_batches_with_only_oversized_examples_still_deal_evenly():
+    from nlp_lib.data.sampling import BucketBatchSampler
+
+    plans = [list(BucketBatchSampler([50] * 5, 10, num_replicas=2, rank=r)) for r in range(2)]
+    assert len(plans[0]) == len(plans[1]) and sorted(i for p in plans for b in p for i in b) == list(range(5))

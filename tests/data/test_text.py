@@ -67,3 +67,57 @@ def test_text_classifier_missing_column_is_a_clean_error(tmp_path):
     )
     assert res.returncode == 2 and "no column 'stars'" in res.stderr and str(data) in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_text_data_globs_cache_and_token_budget(tmp_path, caplog):
+    import logging
+
+    from nlp_lib.data.text import TextDataModule
+
+    rows = [("a fine warm film " * (1 + i % 5), "pos" if i % 2 else "neg") for i in range(60)]
+    for k in range(3):  # three shards of one training split
+        (tmp_path / f"train-{k}.jsonl").write_text(
+            "\n".join(json.dumps({"text": t, "label": y}) for t, y in rows[k * 20 : (k + 1) * 20]) + "\n"
+        )
+
+    def make(**kw):
+        return TextDataModule(
+            train_path=str(tmp_path / "train-*.jsonl"), vocab_size=30, cache_dir=str(tmp_path / "c"), **kw
+        )
+
+    first = make()
+    first.prepare()
+    assert sum(len(v) for v in first.splits.values()) == 60  # every shard read
+    with caplog.at_level(logging.INFO, logger="nlp_lib"):
+        second = make()
+        second.prepare()
+    assert "loaded from the cache" in caplog.text
+    assert second.splits == first.splits and second.label_names == first.label_names == ["neg", "pos"]
+    assert second.tokenizer.encode("a fine film") == first.tokenizer.encode("a fine film")
+    with pytest.raises(DataError, match=r"data.train_path: no file matches the pattern"):
+        TextDataModule(train_path=str(tmp_path / "nothing-*.jsonl")).prepare()
+
+    budget = make(token_budget=40)
+    budget.prepare()
+    batches = list(budget.train_dataloader())
+    assert sum(len(b.lengths) for b in batches) == len(budget.splits["train"])
+    assert all(b.tokens.numel() <= 40 or len(b.lengths) == 1 for b in batches)
+
+
+def test_text_classifier_trains_with_a_token_budget(tmp_path):
+    f = tmp_path / "t.jsonl"
+    f.write_text("\n".join(json.dumps({"text": t, "label": y}) for t, y in [("good one", "p"), ("bad one", "n")] * 20))
+    metrics = train(
+        compose(
+            "text_classifier",
+            [
+                f"data.train_path={f}",
+                f"run_dir={tmp_path / 'run'}",
+                "data.vocab_size=30",
+                "data.token_budget=24",
+                "trainer.max_epochs=1",
+                "trainer.enable_progress_bar=false",
+            ],
+        )
+    )
+    assert metrics["epochs"] == 1 and "accuracy" in metrics["val"]
