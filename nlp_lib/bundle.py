@@ -318,7 +318,12 @@ class Predictor:
                     except NlpLibError:  # unlabelled brackets (ListOps style)
                         x = parse_unlabelled(x)
                 trees.append(x)
-            batch = TreeBatch.from_arrays([t.parent for t in trees], [tok.encode(t.words) for t in trees])
+            if type(tok).__name__ == "SentencePieceTokenizer":  # words split into pieces, as in training
+                from nlp_lib.data.collate import collate_trees, encode_tree_subwords
+
+                batch = collate_trees([encode_tree_subwords(t, tok.encode) for t in trees])
+            else:
+                batch = TreeBatch.from_arrays([t.parent for t in trees], [tok.encode(t.words) for t in trees])
             return model(batch.to(device)).logits
         from nlp_lib.structure.sequence import SequenceBatch
 

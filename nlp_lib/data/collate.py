@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from nlp_lib.structure.schedule import TreeBatch
 from nlp_lib.structure.tree import Tree
 
-__all__ = ["EncodedTree", "encode_tree", "collate_trees"]
+__all__ = ["EncodedTree", "encode_tree", "encode_tree_subwords", "collate_trees"]
 
 
 class EncodedTree(NamedTuple):
@@ -24,6 +24,69 @@ def encode_tree(tree: Tree, tokens: list[int]) -> EncodedTree:
     """Pair a tree with its node token ids (``-1`` for nodes without one)."""
     labels = list(tree.labels) if tree.labels is not None else [-1] * len(tree)
     return EncodedTree(tree.parent, tokens, labels, tree.heights)
+
+
+def encode_tree_subwords(tree: Tree, pieces: Callable[[str], list[int]]) -> EncodedTree:
+    """A tree whose words are split into subword pieces: each piece a leaf under its word's node.
+
+    A word of one piece stays a leaf with that piece's id. A word of ``k > 1`` pieces becomes a
+    small left-branching binary subtree: ``((p1 p2) p3) ...``, its pieces the leaves (in order, so
+    slot 0 is always the left part), its inner nodes without input; the subtree's top takes the
+    word's place (its parent and its label). Every node keeps at most two children from the
+    split, so binary (N-ary) cells still apply; nodes stay numbered children first.
+
+    Args:
+        tree: A tree whose words are on its leaves.
+        pieces: A word's piece ids (e.g. a sentencepiece model's ``encode``).
+
+    Raises:
+        ValueError: a node with children also carries a word of several pieces.
+    """
+    n = len(tree)
+    old_labels = list(tree.labels) if tree.labels is not None else [-1] * n
+    has_children = [False] * n
+    for p in tree.parent:
+        if p >= 0:
+            has_children[p] = True
+    tokens: list[int] = []
+    labels: list[int] = []
+    link: list[tuple[bool, int]] = []  # (is an original node index, parent index)
+    place = [0] * n  # original node -> its new index
+    for i, word in enumerate(tree.words):
+        ids = pieces(word) if word else []
+        if len(ids) <= 1:
+            place[i] = len(tokens)
+            tokens.append(ids[0] if ids else -1)
+            labels.append(old_labels[i])
+            link.append((True, tree.parent[i]))
+            continue
+        if has_children[i]:
+            raise ValueError(
+                f"node {i} has children and a word of {len(ids)} pieces ({word!r}): subword trees need words on leaves"
+            )
+        left = len(tokens)  # p1, then (p2, (p1 p2)), (p3, ((p1 p2) p3)) ...: children before parents, left first
+        tokens.append(ids[0])
+        labels.append(-1)
+        link.append((False, -1))
+        for piece in ids[1:]:
+            right = len(tokens)
+            tokens.append(piece)
+            labels.append(-1)
+            link.append((False, -1))
+            top = len(tokens)
+            tokens.append(-1)
+            labels.append(-1)
+            link.append((False, -1))
+            link[left] = (False, top)
+            link[right] = (False, top)
+            left = top
+        labels[left] = old_labels[i]
+        link[left] = (True, tree.parent[i])
+        place[i] = left
+    parent = tuple(place[p] if original and p >= 0 else p for original, p in link)
+    from nlp_lib.structure.tree import compute_heights
+
+    return EncodedTree(parent, tokens, labels, compute_heights(parent))
 
 
 def collate_trees(examples: Sequence[EncodedTree]) -> TreeBatch:

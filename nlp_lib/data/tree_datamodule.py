@@ -10,7 +10,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from nlp_lib.data.collate import EncodedTree, collate_trees, encode_tree
+from nlp_lib.data.collate import EncodedTree, collate_trees, encode_tree, encode_tree_subwords
 from nlp_lib.data.resumable import ResumableLoader, eval_batches, trainer_ranks
 from nlp_lib.data.sampling import BalancedBatchSampler
 from nlp_lib.data.vocab import WordVocab
@@ -46,6 +46,10 @@ class TreeDataModule(pl.LightningDataModule):
         node_budget: Batch training trees by total nodes (at most this many a batch, ``batch_size``
             ignored) instead of by count; the batches are balanced across distributed ranks
             (:class:`~nlp_lib.data.sampling.BalancedBatchSampler`).
+        tokenizer: ``"word"`` (a word vocabulary, one id per leaf word) or ``"sentencepiece"`` (a
+            model trained on the training sentences; a word of several pieces becomes a small
+            binary subtree of its pieces under the word's node: :func:`~nlp_lib.data.collate.encode_tree_subwords`).
+        vocab_size: sentencepiece pieces (``tokenizer="sentencepiece"``; an upper bound on small data).
         cache: Keep the prepared data (encoded splits and vocabulary) in the on-disk cache and
             load it from there when the files and options are the same (:mod:`nlp_lib.data.cache`).
         cache_dir: The cache folder (default ``$NLP_LIB_CACHE`` or ``~/.cache/nlp_lib``).
@@ -67,6 +71,8 @@ class TreeDataModule(pl.LightningDataModule):
         vocab: WordVocab | None = None,
         vocab_splits: Sequence[str] = ("train",),
         node_budget: int | None = None,
+        tokenizer: str = "word",
+        vocab_size: int = 8000,
         cache: bool = True,
         cache_dir: str | None = None,
         cache_key: dict[str, Any] | None = None,
@@ -87,6 +93,15 @@ class TreeDataModule(pl.LightningDataModule):
         if node_budget is not None and node_budget < 1:
             raise DataError(f"data.node_budget must be at least 1 (or null), got {node_budget}")
         self.node_budget = node_budget
+        if tokenizer not in ("word", "sentencepiece"):
+            raise DataError(f"data.tokenizer: must be 'word' or 'sentencepiece', got {tokenizer!r}")
+        if tokenizer == "sentencepiece" and lowercase:
+            raise DataError(
+                "data.lowercase applies to word vocabularies; with data.tokenizer=sentencepiece keep it false"
+            )
+        self.kind = tokenizer
+        self._pieces = vocab_size
+        self.tokenizer: Any = None  # the sentencepiece model (tokenizer="sentencepiece")
         self.cache = cache
         self.cache_dir = cache_dir
         self.cache_key = cache_key
@@ -108,7 +123,13 @@ class TreeDataModule(pl.LightningDataModule):
         for name in ("train", "val"):
             if not raw.get(name):
                 raise DataError(f"the '{name}' split is empty or missing")
-        if self.vocab is None:
+        if self.kind == "sentencepiece":
+            if self.tokenizer is None:  # fine-tuning adopts the trained model's (adopt_tokenizer)
+                from nlp_lib.data.tokenizers import SentencePieceTokenizer
+
+                sentences = [" ".join(w for w in t.words if w) for t in raw["train"]]
+                self.tokenizer = SentencePieceTokenizer.train(sentences, vocab_size=self._pieces)
+        elif self.vocab is None:
             unknown = [s for s in self.vocab_splits if s not in ("train", "val", "test")]
             if unknown or "train" not in self.vocab_splits:
                 raise DataError(
@@ -141,9 +162,10 @@ class TreeDataModule(pl.LightningDataModule):
 
     def _log_summary(self) -> None:
         log.info(
-            "data: %s; vocabulary %d words; %d classes",
+            "data: %s; vocabulary %d %s; %d classes",
             ", ".join(f"{k} {len(v)} trees" for k, v in self.splits.items()),
-            self.vocab.vocab_size,
+            self.vocab_size,
+            "sentencepiece pieces" if self.kind == "sentencepiece" else "words",
             self._num_classes,
         )
 
@@ -157,7 +179,8 @@ class TreeDataModule(pl.LightningDataModule):
         return EncodedTree(tuple(parent), tokens, labels, heights)
 
     def _cache_entry(self) -> Any:
-        if not self.cache or self.cache_key is None or self.vocab is not None or self._base_vocab is not None:
+        adopted = self.vocab is not None or self._base_vocab is not None or self.tokenizer is not None
+        if not self.cache or self.cache_key is None or adopted:
             return None  # a given vocabulary (evaluation, fine-tuning) is not part of the key: not cached
         from nlp_lib.data.cache import DataCache
 
@@ -168,6 +191,8 @@ class TreeDataModule(pl.LightningDataModule):
             "min_freq": self.min_freq,
             "vocab_splits": list(self.vocab_splits),
             "num_classes": self._num_classes,
+            "tokenizer": self.kind,
+            "vocab_size": self._pieces if self.kind == "sentencepiece" else None,
         }
         return DataCache("trees", key, self.cache_dir)
 
@@ -179,7 +204,12 @@ class TreeDataModule(pl.LightningDataModule):
 
         data, meta = hit
         repeat_warnings(meta.get("notes", []), entry)
-        self.vocab = WordVocab.load(entry.file("vocab.json"))
+        if self.kind == "sentencepiece":
+            from nlp_lib.data.tokenizers import SentencePieceTokenizer
+
+            self.tokenizer = SentencePieceTokenizer.load(entry.file("tokenizer.model"))
+        else:
+            self.vocab = WordVocab.load(entry.file("vocab.json"))
         self._num_classes = int(meta["num_classes"])
         with no_gc():
             for name in meta["splits"]:
@@ -192,11 +222,12 @@ class TreeDataModule(pl.LightningDataModule):
         from datasets import Dataset, DatasetDict
 
         data = DatasetDict({name: _as_dataset(Dataset, self.example_fields, ex) for name, ex in self.splits.items()})
-        vocab = self.vocab
+        tok = self.tokenizer or self.vocab
+        name = "tokenizer.model" if self.kind == "sentencepiece" else "vocab.json"
         entry.store(
             data,
             {"num_classes": self._num_classes, "splits": list(self.splits), "notes": list(self._notes)},
-            lambda folder: vocab.save(folder / "vocab.json"),
+            lambda folder: tok.save(folder / name),
         )
 
     def size(self, example: Any) -> int:
@@ -205,17 +236,25 @@ class TreeDataModule(pl.LightningDataModule):
 
     def adopt_tokenizer(self, tokenizer: Any) -> None:
         """Fine-tuning: extend a trained model's vocabulary (its ids stay; new words are appended)."""
-        if not isinstance(tokenizer, WordVocab):
-            raise DataError(
-                f"init_from: the model was trained with a {type(tokenizer).__name__}; this data uses a word "
-                "vocabulary (fine-tune with data of the same kind)"
-            )
         if self.splits:
             raise RuntimeError("adopt_tokenizer must come before prepare()")
-        self._base_vocab = tokenizer
+        if isinstance(tokenizer, WordVocab):
+            self.kind, self._base_vocab = "word", tokenizer
+            return
+        from nlp_lib.data.tokenizers import SentencePieceTokenizer
+
+        if not isinstance(tokenizer, SentencePieceTokenizer):
+            raise DataError(
+                f"init_from: the model was trained with a {type(tokenizer).__name__}; tree data uses a word "
+                "vocabulary or sentencepiece (fine-tune with data of the same kind)"
+            )
+        self.kind, self.tokenizer = "sentencepiece", tokenizer  # the same pieces as the trained model
 
     def encode(self, tree: Tree) -> Any:
         """One example as the collate function takes it (here: the tree with its token ids)."""
+        if self.tokenizer is not None:
+            tok = self.tokenizer
+            return encode_tree_subwords(tree, tok.encode)
         return encode_tree(tree, self.vocab.encode(tree.words))
 
     def collate(self, examples: list[Any]) -> Any:
@@ -228,6 +267,8 @@ class TreeDataModule(pl.LightningDataModule):
     @property
     def vocab_size(self) -> int:
         self.prepare()
+        if self.tokenizer is not None:
+            return self.tokenizer.vocab_size
         assert self.vocab is not None
         return self.vocab.vocab_size
 
@@ -276,6 +317,9 @@ class TreeDataModule(pl.LightningDataModule):
 
     def save(self, directory: str | Path) -> None:
         """Write what a trained model needs to read new data (the vocabulary) into ``directory``."""
+        if self.tokenizer is not None:
+            self.tokenizer.save(Path(directory) / "tokenizer.model")
+            return
         assert self.vocab is not None
         self.vocab.save(Path(directory) / "vocab.json")
 
@@ -297,6 +341,9 @@ class SentenceDataModule(TreeDataModule):
         return tuple(values)
 
     def encode(self, tree: Tree) -> Any:
+        if self.tokenizer is not None:
+            ids = self.tokenizer.encode(" ".join(tree.words[i] for i in tree.leaves))
+            return ids, tree.labels[-1]
         ids = [self.vocab.id(tree.words[i]) for i in tree.leaves]
         return ids, tree.labels[-1]
 
