@@ -18,12 +18,13 @@ random inputs of many shapes before the call returns.
   tree shape: ``tokens [N]`` (-1: no input), ``edge_parent [E]``, ``edge_child [E]``, ``edge_slot
   [E]`` (a child's rank among its siblings; only cells that order their children read it, so only
   their graphs have it: ``onnx.json`` lists each graph's inputs), ``height [N]`` (0 for leaves) and
-  ``roots [B]`` for the ``N`` nodes of a batch of trees (:func:`tree_inputs` builds them). The level sweep is unrolled to
-  ``max_depth`` steps: step ``d`` runs the cell for every node and keeps the result for the nodes of
-  height ``d``, whose children are final by then; trees up to height ``max_depth - 1`` are exact.
-  This costs ``max_depth`` times the work of the batched sweep (every node every step), the price
-  of a static graph; the bottom-up cell may be any cell of the library or a user's own. Models with
-  a top-down pass (``down_cell``) are not exported yet (:class:`ExportError` says so).
+  ``roots [B]`` for the ``N`` nodes of a batch of trees (:func:`tree_inputs` builds them). The
+  level sweep is unrolled to ``max_depth`` steps: step ``d`` picks the nodes of height ``d`` and the
+  edges to their children from those inputs (``NonZero``: dynamic sizes), runs the cell once on
+  them and writes their states, i.e. the batched level schedule, computed inside the graph. Trees
+  up to height ``max_depth - 1``; the bottom-up cell may be any cell of the library or a user's
+  own. Models with a top-down pass (``down_cell``) are not exported yet (:class:`ExportError`
+  says so).
 """
 
 from __future__ import annotations
@@ -473,13 +474,36 @@ class _TreeGraph(nn.Module):
         project = getattr(cell, "project", None)
         proj = project(x) if project is not None else x
         n = tokens.shape[0]
-        state = cell(proj, Children(None, edge_parent[:0], edge_slot[:0], n, 0))  # height 0: every node as a leaf
-        for d in range(1, self.max_depth):
-            kids = type(state)(*(t.index_select(0, edge_child) for t in state))
-            new = cell(proj, Children(kids, edge_parent, edge_slot, n, self.arity))
-            now = (height == d).unsqueeze(1)
-            state = type(state)(*(torch.where(now, a, b) for a, b in zip(new, state, strict=True)))
+        leaves = torch.nonzero(height == 0).squeeze(1)
+        first = cell(proj.index_select(0, leaves), Children(None, edge_parent[:0], edge_slot[:0], leaves.shape[0], 0))
+        state = type(first)(*(t.new_zeros((n,) + t.shape[1:]).index_copy(0, leaves, t) for t in first))
+        for d in range(1, self.max_depth):  # level d: its nodes and the edges to their children
+            at = height == d
+            nodes = torch.nonzero(at).squeeze(1)  # [M]
+            local = torch.cumsum(at.to(torch.int64), 0) - 1  # node -> its row within the level
+            edges = torch.nonzero(at.index_select(0, edge_parent)).squeeze(1)  # [E_d]
+            parent = local.index_select(0, edge_parent.index_select(0, edges))
+            kids = type(state)(*(t.index_select(0, edge_child.index_select(0, edges)) for t in state))
+            children = Children(kids, parent, edge_slot.index_select(0, edges), nodes.shape[0], self.arity)
+            new = cell(proj.index_select(0, nodes), children)
+            state = type(state)(*(t.index_copy(0, nodes, v) for t, v in zip(state, new, strict=True)))
         return model.classifier(state[0].index_select(0, roots))
+
+
+def _caterpillar(depth: int, vocab: int) -> tuple[list[int], list[int]]:
+    """A left-branching binary tree of height ``depth``: every level of the traced sweep has edges."""
+    parent, tokens = [-1], [1 % vocab]  # leaf 0
+    top = 0
+    for _ in range(depth):
+        parent.append(-1)
+        tokens.append(2 % vocab)  # another leaf
+        leaf = len(parent) - 1
+        parent.append(-1)
+        tokens.append(-1)
+        node = len(parent) - 1
+        parent[top] = parent[leaf] = node
+        top = node
+    return parent, tokens
 
 
 def _random_forest(g: torch.Generator, vocab: int, count: int, arity: int, max_nodes: int) -> dict[str, np.ndarray]:
@@ -515,6 +539,16 @@ def _random_forest(g: torch.Generator, vocab: int, count: int, arity: int, max_n
     return tree_inputs(parents, tokens)
 
 
+def _concat_inputs(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Two batches of tree inputs as one (node ids of ``b`` shifted past ``a``'s)."""
+    shift = len(a["tokens"])
+    out = {}
+    for k in a:
+        moved = b[k] + shift if k in ("edge_parent", "edge_child", "roots") else b[k]
+        out[k] = np.concatenate([a[k], moved])
+    return out
+
+
 def _export_tree(model: nn.Module, out: Path, max_depth: int, opset: int, check: bool) -> dict[str, Any]:
     from nlp_lib.structure.schedule import TreeBatch
 
@@ -531,7 +565,9 @@ def _export_tree(model: nn.Module, out: Path, max_depth: int, opset: int, check:
     vocab = model.embedding.num_embeddings
     graph = _TreeGraph(model, max_depth, arity)
     names = ["tokens", "edge_parent", "edge_child", "edge_slot", "height", "roots"]
-    example = _random_forest(g, vocab, 3, min(arity, 3), 12)
+    forest = _random_forest(g, vocab, 3, min(arity, 3), 12)
+    tall = tree_inputs(*([x] for x in _caterpillar(max_depth - 1, vocab)))
+    example = _concat_inputs(forest, tall)
     dyn = {"tokens": {0: "nodes"}, "height": {0: "nodes"}, "roots": {0: "batch"}, "logits": {0: "batch"}}
     dyn.update({n: {0: "edges"} for n in ("edge_parent", "edge_child", "edge_slot")})
     _to_onnx(

@@ -153,7 +153,8 @@ class Children:
         most = self.max_children if self.max_children is not None else (int(self.slot.max()) + 1 if e else 0)
         if most > n:
             raise ValueError(f"a node has more than {n} children")
-        if e == m * n:  # at most n each and n on average: exactly n each, rows already in (node, slot) order
+        if e == m * n and not torch.onnx.is_in_onnx_export():  # exactly n each, rows in (node, slot) order
+            # (not while exporting: the shape test would be frozen into the graph for every batch)
             return t.reshape((m, n) + tail)
         rows = self.parent * n + self.slot  # [E]
         return t.new_zeros((m * n,) + tail).index_copy(0, rows, t).view((m, n) + tail)

@@ -102,6 +102,9 @@ def read_labelled_text(
     import datasets
 
     check_on_error(on_error)
+    if str(path).startswith(HUB_PREFIX):
+        ds, p = _load_hub(str(path)), Path(str(path))
+        return _records(ds, p, None, [], text_column, label_column, on_error)
     p = Path(path)
     if not p.is_file():
         raise DataError("file does not exist" if not p.exists() else "not a file", path=str(p))
@@ -133,6 +136,44 @@ def read_labelled_text(
                 )
     except Exception as e:  # datasets wraps parser errors in several types
         raise DataError(f"cannot read it as {kind}: {_first_line(e)}", path=str(p)) from None
+    return _records(ds, p, lines, skipped, text_column, label_column, on_error)
+
+
+HUB_PREFIX = "hub:"
+
+
+def _load_hub(spec: str) -> Any:
+    """``hub:NAME[:CONFIG]@SPLIT``: a split of a Hugging Face dataset, through ``datasets.load_dataset``.
+
+    ``NAME`` is a Hub dataset (needs the network, or a copy in the ``datasets`` cache) or a local
+    folder laid out like one (``train.jsonl``...), which goes through the same loading code.
+    """
+    import datasets
+
+    body = spec[len(HUB_PREFIX) :]
+    name, _, split = body.rpartition("@")
+    if not name or not split:
+        raise DataError(f"'{spec}': a Hub dataset is given as hub:NAME[:CONFIG]@SPLIT, e.g. hub:imdb@train")
+    config = None
+    if ":" in name and not Path(name).exists():
+        name, _, config = name.partition(":")
+    datasets.disable_progress_bars()
+    try:
+        return datasets.load_dataset(name, config, split=split)
+    except Exception as e:  # offline, unknown name or split: datasets raises several types
+        raise DataError(f"cannot load the Hugging Face dataset split: {_first_line(e)}", path=spec) from None
+
+
+def _records(
+    ds: Any,
+    p: Path,
+    lines: list[int] | None,
+    skipped: list[tuple[int, str]],
+    text_column: str,
+    label_column: str,
+    on_error: OnError,
+) -> LabelledText:
+    """Check the columns and every record of a loaded dataset (file or Hub)."""
     for col, key in ((text_column, "text_column"), (label_column, "label_column")):
         if col not in ds.column_names:
             raise DataError(f"no column '{col}' ({key}); the file's columns: {', '.join(ds.column_names)}", path=str(p))
@@ -140,7 +181,11 @@ def read_labelled_text(
     if lines is None or len(lines) != len(ds):  # Parquet, or datasets split the rows otherwise
         lines, at = list(range(1, len(ds) + 1)), "record"
     out = LabelledText([], [], [], skipped, at)
-    for n, t, y in zip(lines, ds[text_column], ds[label_column], strict=True):
+    values = ds[label_column]
+    feature = ds.features.get(label_column)
+    if hasattr(feature, "int2str"):  # a ClassLabel column (Hub datasets): its names, not its ids
+        values = [None if y is None else feature.int2str(y) for y in values]
+    for n, t, y in zip(lines, ds[text_column], values, strict=True):
         problem = ""
         if not isinstance(t, str) or not t.strip():
             problem = f"empty or missing '{text_column}'"

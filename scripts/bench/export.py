@@ -8,7 +8,8 @@ outputs on that batch:
   tokens padded to ``max_length`` 64;
 * ``tree``: N-ary Tree-LSTM classifier at the SST recipe's sizes (300 -> 150), ``--batch`` random
   binary trees of 5-40 leaves (SST-like); onnxruntime at ``max_depth`` 64 (the default: every tree
-  up to 63 levels) and at the batch's own height + 1 (the unrolled sweep's cost grows with it);
+  up to 63 levels; the steps past the batch's height run on empty levels) and at the batch's own
+  height + 1;
 * ``seq2seq``: the SCAN recipe's model shape (biLSTM encoder, LSTM decoder 256, general attention),
   greedy decoding of ``--batch`` sources for 30 steps: the library's ``greedy`` vs
   ``OnnxSeq2Seq.greedy`` (the encoder and step graphs driven from Python).

@@ -121,3 +121,33 @@ def test_text_classifier_trains_with_a_token_budget(tmp_path):
         )
     )
     assert metrics["epochs"] == 1 and "accuracy" in metrics["val"]
+
+
+def test_hub_dataset_names_go_through_datasets_load_dataset(tmp_path):
+    """hub:NAME@SPLIT: tested offline with a local folder laid out like a Hub dataset repository."""
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    from nlp_lib.data.text import TextDataModule
+
+    repo = tmp_path / "my_dataset"
+    repo.mkdir()
+    feats = Features({"sentence": Value("string"), "polarity": ClassLabel(names=["neg", "pos"])})
+    rows = {"sentence": ["a great film", "an awful film"] * 10, "polarity": [1, 0] * 10}
+    Dataset.from_dict(rows, features=feats).to_parquet(str(repo / "train.parquet"))
+    Dataset.from_dict({k: v[:4] for k, v in rows.items()}, features=feats).to_parquet(str(repo / "test.parquet"))
+    texts, labels = read_labelled_text(f"hub:{repo}@train", text_column="sentence", label_column="polarity")
+    assert len(texts) == 20 and set(labels) <= {"neg", "pos"}
+    dm = TextDataModule(
+        train_path=f"hub:{repo}@train",
+        test_path=f"hub:{repo}@test",
+        text_column="sentence",
+        label_column="polarity",
+        vocab_size=30,
+        cache=False,
+    )
+    dm.prepare()
+    assert dm.label_names == ["neg", "pos"] and len(dm.splits["test"]) == 4
+    with pytest.raises(DataError, match=r"hub:NAME\[:CONFIG\]@SPLIT"):
+        read_labelled_text(f"hub:{repo}")
+    with pytest.raises(DataError, match="cannot load the Hugging Face dataset split"):
+        read_labelled_text(f"hub:{repo}@nosuchsplit")
