@@ -1,4 +1,4 @@
-"""docs/training.md: every `nlp-lib train` and `nlp-lib recipes show` command composes as written."""
+"""docs/training.md and docs/data.md: every `nlp-lib train` and `recipes show` command composes as written."""
 
 import re
 import shlex
@@ -9,12 +9,14 @@ from conftest import REPO
 from nlp_lib.cli import compose
 
 DOC = REPO / "docs" / "training.md"
+DOCS = [DOC, REPO / "docs" / "data.md"]
 
 
 def _commands() -> list[list[str]]:
-    """The doc's shell commands (continuation lines joined, comments dropped) as argument lists."""
+    """The docs' shell commands (continuation lines joined, comments dropped) as argument lists."""
     out = []
-    for block in re.findall(r"```bash\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S):
+    text = "\n".join(d.read_text(encoding="utf-8") for d in DOCS)
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split(" #", 1)[0].strip()
             if line and not line.startswith("#"):
@@ -59,7 +61,8 @@ def test_every_train_command_composes(recipe, overrides):
     cfg = compose(recipe, overrides)
     for o in overrides:
         key, _, value = o.partition("=")
-        if key.startswith("trainer.") and value not in ("null",):
-            assert str(cfg.trainer[key.split(".", 1)[1]]) == value, o
+        if key.startswith(("trainer.", "data.")) and value not in ("null",) and "[" not in value:
+            group, name = key.split(".", 1)
+            assert str(cfg[group][name]).lower() == value.lower(), o
     if "precision=bf16-mixed" in overrides:
         assert cfg.trainer.precision == "bf16-mixed"
