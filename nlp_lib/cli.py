@@ -478,12 +478,20 @@ def _train_command(args: list[str]) -> int:
 
     @hydra.main(version_base="1.3", config_path=str(path.parent), config_name=path.stem)
     def _hydra_train(cfg: Any) -> None:
+        from hydra.core.hydra_config import HydraConfig
         from pytorch_lightning.utilities import rank_zero_only
 
+        # This job's own overrides and directory, for the ranks Lightning's launcher starts: they
+        # re-run the command line, which in a sweep (-m) names every job's values, not this one's.
+        job = HydraConfig.get()
+        environ = dict(os.environ)
+        os.environ[_JOB_ENV] = json.dumps({"overrides": list(job.overrides.task), "dir": job.runtime.output_dir})
         try:
             metrics = train(cfg)
         except NlpLibError as e:
             raise SystemExit(_fail(e)) from None
+        finally:  # the next job of a sweep (-m) starts its own DDP processes: a fresh group and port
+            _end_distributed(environ)
         if rank_zero_only.rank == 0:
             _print_summary(metrics)
 
@@ -505,17 +513,44 @@ def _train_command(args: list[str]) -> int:
 _RECIPE_ENV = "NLP_LIB_RECIPE"
 
 
-def _is_ddp_child(args: list[str]) -> bool:
-    """A rank > 0 that Lightning's launcher started by re-running us with only the Hydra overrides."""
-    return bool(args) and "=" in args[0] and "LOCAL_RANK" in os.environ and _RECIPE_ENV in os.environ
+def _end_distributed(environ: dict[str, str]) -> None:
+    """After a job: leave its process group and restore the environment Lightning's launcher changed
+    (MASTER_PORT, WORLD_SIZE...), unless an outside launcher (torchrun, srun) owns them."""
+    import torch.distributed as dist
+
+    from nlp_lib.launch import external_launcher
+
+    if external_launcher() is not None:
+        return
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for key in set(os.environ) - set(environ):
+        del os.environ[key]
+    os.environ.update(environ)
+
+
+_JOB_ENV = "NLP_LIB_JOB"
+
+
+def _is_ddp_child() -> bool:
+    """A rank > 0 that Lightning's launcher started by re-running our command line."""
+    return "LOCAL_RANK" in os.environ and _RECIPE_ENV in os.environ and _JOB_ENV in os.environ
+
+
+def _ddp_child_args(args: list[str]) -> list[str]:
+    """The job a DDP child runs: its parent job's overrides (from the environment, so a sweep's
+    child runs its own job, once) in the parent's directory, with the Hydra settings Lightning
+    added (its own log file name, no .hydra output)."""
+    job = json.loads(os.environ[_JOB_ENV])
+    added = [a for a in args if a.startswith(("hydra.job.name=", "hydra.output_subdir="))]
+    return [f"recipe={os.environ[_RECIPE_ENV]}", *job["overrides"], f"hydra.run.dir={job['dir']}", *added]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``nlp-lib`` and ``python -m nlp_lib``."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if _is_ddp_child(args):
-        overrides = [a for a in args if not a.startswith("hydra.searchpath=")]
-        return _train_command([f"recipe={os.environ[_RECIPE_ENV]}", *overrides])  # the recipe's file path
+    if _is_ddp_child():
+        return _train_command(_ddp_child_args(args))  # the recipe by its file path
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE.format(default=DEFAULT_RECIPE))
         return 0
