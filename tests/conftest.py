@@ -66,3 +66,34 @@ def exec_doc(name: str) -> dict:
     for block in blocks:
         exec(compile(block, name, "exec"), ns)  # noqa: S102 - our own documentation
     return ns
+
+
+# Hand-made CoNLL-U files: two labels, a chain of heads per sentence.
+SENTENCES = {
+    "pos": [["the", "film", "is", "great"], ["a", "lovely", "story"]],
+    "neg": [["the", "plot", "is", "dull"], ["an", "awful", "mess"]],
+}
+
+
+def conllu_sentence(words, label, k):
+    # a chain of heads: each word depends on the next one, the last word is the root
+    rows = [f"# sent_id = s{k}", f"# label = {label}"] if label else [f"# sent_id = s{k}"]
+    for i, w in enumerate(words, 1):
+        head = i + 1 if i < len(words) else 0
+        rows.append("\t".join([str(i), w, w, "X", "_", "_", str(head), "dep" if head else "root", "_", "_"]))
+    return "\n".join(rows) + "\n\n"
+
+
+def write_conllu(directory, repeats=6, extra=None):
+    directory.mkdir(exist_ok=True)
+    for name in ("train.conllu", "dev.conllu"):
+        text, k = "", 0
+        for _ in range(repeats):
+            for label, sents in SENTENCES.items():
+                for words in sents:
+                    text += conllu_sentence(words, label, k)
+                    k += 1
+        if extra and name in extra:
+            text += extra[name]
+        (directory / name).write_text(text)
+    return directory

@@ -12,7 +12,7 @@ from nlp_lib.data.tree_datamodule import SentenceDataModule, TreeDataModule, Tre
 from nlp_lib.errors import DataError
 from nlp_lib.structure.tree import Tree
 
-__all__ = ["ptb_tree_data", "ptb_sentence_data", "listops_data", "sst_binary"]
+__all__ = ["conllu_tree_data", "ptb_tree_data", "ptb_sentence_data", "listops_data", "sst_binary"]
 
 
 _SST_BINARY = {0: 0, 1: 0, 2: -1, 3: 1, 4: 1}
@@ -211,3 +211,92 @@ def listops_data(
         "on_error": on_error,
     }
     return TreeDataModule(load=partial(_listops_files, directory, files, on_error), cache_key=key, **datamodule_kwargs)
+
+
+def _read_conllu_splits(
+    directory: Path, files: dict[str, str | None], label_comment: str, on_error: OnError
+) -> tuple[TreeSplits, list[str]]:
+    import logging
+
+    from nlp_lib.data.bad_input import unseen_label
+    from nlp_lib.data.ptb import read_conllu
+
+    splits: TreeSplits = {}
+    names: list[str] = []
+    index: dict[str, int] = {}
+    for split, name in files.items():  # train first: its labels are the label set
+        if name is None:
+            continue
+        f = directory / name
+        if split == "test" and not f.exists():
+            continue
+        trees, bad = [], []
+        for dep in read_conllu(f, on_error=on_error):
+            label = dep.comments.get(label_comment)
+            where = f"sentence at line {dep.line}" + (f" ({dep.sent_id})" if dep.sent_id else "")
+            if label is None:
+                problem = f"{where}: no '# {label_comment} = ...' comment (data.label_comment)"
+            elif split != "train" and label not in index:
+                problem = f"{where}: {unseen_label(label, names)}"
+            else:
+                problem = ""
+            if problem:
+                if on_error == "raise":
+                    raise DataError(problem, path=str(f), line=dep.line)
+                bad.append(problem)
+                continue
+            trees.append((dep.tree, label))
+        if bad:
+            logging.getLogger(__name__).warning(
+                "%s: skipped %d sentence(s) (data.on_error=skip); the first: %s", f, len(bad), bad[0]
+            )
+        if split == "train":
+            names = sorted({y for _, y in trees})
+            index = {y: i for i, y in enumerate(names)}
+        if not trees:
+            raise DataError(f"no labelled sentence left in the '{split}' split", path=str(f))
+        splits[split] = [
+            Tree(parent=t.parent, words=t.words, labels=[-1] * (len(t) - 1) + [index[y]]) for t, y in trees
+        ]
+    return splits, names
+
+
+def conllu_tree_data(
+    *,
+    path: str,
+    train_file: str = "train.conllu",
+    val_file: str = "dev.conllu",
+    test_file: str | None = "test.conllu",
+    label_comment: str = "label",
+    on_error: OnError = "raise",
+    **datamodule_kwargs: Any,
+) -> TreeDataModule:
+    """Dependency trees from CoNLL-U files, one label per sentence, for tree classifiers.
+
+    Each sentence is a tree over its words (every word a node with an input, its dependents as
+    children; :mod:`nlp_lib.structure.conllu`), labelled by a ``# <label_comment> = <label>``
+    comment, e.g. ``# label = positive``. Label names are the training file's, sorted; a validation or
+    test label training never saw is an error (or, with ``on_error="skip"``, a skipped sentence).
+
+    Args:
+        path: Directory holding the split files (``data.path=``).
+        train_file: Training split file name.
+        val_file: Validation split file name.
+        test_file: Test split file name (read if present).
+        label_comment: The comment key holding each sentence's label.
+        on_error: ``"raise"`` on a malformed sentence or a missing or unseen label, or ``"skip"``
+            the sentence and report the count.
+        **datamodule_kwargs: Passed to :class:`TreeDataModule` (``batch_size``, ``tokenizer``...).
+    """
+    directory = Path(path)
+    if not directory.is_dir():
+        raise DataError(f"data.path: directory '{path}' does not exist (expected {train_file}, {val_file} in it)")
+    files = {"train": train_file, "val": val_file, "test": test_file}
+    key = {
+        "reader": "conllu",
+        "files": file_fingerprints(directory / f if f else None for f in files.values()),
+        "label_comment": label_comment,
+        "on_error": on_error,
+    }
+    load = partial(_read_conllu_splits, directory, files, label_comment, on_error)
+    return TreeDataModule(load=load, cache_key=key, **datamodule_kwargs)

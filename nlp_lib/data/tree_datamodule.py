@@ -30,7 +30,8 @@ class TreeDataModule(pl.LightningDataModule):
     """Reads tree splits, builds the word vocabulary on ``train`` and batches trees as schedules.
 
     Args:
-        load: Returns the splits; must contain ``train`` and ``val`` (``test`` is optional).
+        load: Returns the splits; must contain ``train`` and ``val`` (``test`` is optional). It may
+            also return ``(splits, label_names)`` when the labels have names (class id order).
         batch_size: Trees per training batch.
         eval_batch_size: Trees per evaluation batch (default: ``batch_size``).
         num_workers: DataLoader worker processes (schedules are built in the workers).
@@ -106,6 +107,7 @@ class TreeDataModule(pl.LightningDataModule):
         self.cache_dir = cache_dir
         self.cache_key = cache_key
         self._base_vocab: WordVocab | None = None
+        self.label_names: list[str] = []  # names of the class ids, when the data has them
         self.splits: dict[str, list[EncodedTree]] = {}
         self._eval_batches: dict[str, list[Any]] = {}
 
@@ -120,6 +122,8 @@ class TreeDataModule(pl.LightningDataModule):
 
         with warnings_of() as self._notes:  # skipped lines: repeated by runs that load the cache
             raw = self._load()
+        if isinstance(raw, tuple):  # (splits, label names)
+            raw, self.label_names = raw[0], list(raw[1])
         for name in ("train", "val"):
             if not raw.get(name):
                 raise DataError(f"the '{name}' split is empty or missing")
@@ -211,6 +215,7 @@ class TreeDataModule(pl.LightningDataModule):
         else:
             self.vocab = WordVocab.load(entry.file("vocab.json"))
         self._num_classes = int(meta["num_classes"])
+        self.label_names = list(meta.get("label_names", []))
         with no_gc():
             for name in meta["splits"]:
                 cols = columns(data[name], self.example_fields)
@@ -226,7 +231,12 @@ class TreeDataModule(pl.LightningDataModule):
         name = "tokenizer.model" if self.kind == "sentencepiece" else "vocab.json"
         entry.store(
             data,
-            {"num_classes": self._num_classes, "splits": list(self.splits), "notes": list(self._notes)},
+            {
+                "num_classes": self._num_classes,
+                "splits": list(self.splits),
+                "notes": list(self._notes),
+                "label_names": self.label_names,
+            },
             lambda folder: tok.save(folder / name),
         )
 

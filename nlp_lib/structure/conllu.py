@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from nlp_lib.errors import DataError, TreeFormatError
@@ -35,6 +35,8 @@ class DependencyTree:
         upos: Per node, its universal part of speech (``UPOS``).
         sent_id: The ``# sent_id`` comment, if any.
         text: The ``# text`` comment, if any.
+        comments: Every ``# key = value`` comment of the sentence (e.g. a sentence label).
+        line: The line the sentence starts on.
     """
 
     tree: Tree
@@ -43,6 +45,8 @@ class DependencyTree:
     upos: tuple[str, ...]
     sent_id: str | None = None
     text: str | None = None
+    comments: dict[str, str] = field(default_factory=dict)
+    line: int = 0
 
     def sentence(self) -> list[str]:
         """The words in sentence order."""
@@ -195,4 +199,6 @@ def _sentence(rows: list[tuple[int, list[str]]], comments: dict[str, str], sourc
         upos=tuple(c[3] for c in cols),
         sent_id=comments.get("sent_id"),
         text=comments.get("text"),
+        comments=dict(comments),
+        line=start,
     )

@@ -34,6 +34,10 @@ def _overrides(recipe, tmp_path):
         base = _overrides("text_classifier", tmp_path)
         train(compose("text_classifier", [*base, *ONE_STEP, f"run_dir={tmp_path / 'base'}"]))
         return [*base, f"init_from={tmp_path / 'base' / 'bundle'}", "freeze_encoder_steps=1"]
+    if recipe == "conllu_tree_lstm":  # hand-made CoNLL-U files
+        from conftest import write_conllu
+
+        return [f"data.path={write_conllu(tmp_path / 'ud')}"]
     if recipe == "scan_seq2seq":  # generated data
         return ["data.eval_batch_size=32", "model.hidden_size=32", "model.embedding_size=16"]
     if recipe == "multi30k_seq2seq":
