@@ -6,6 +6,7 @@ import logging
 import torch
 from conftest import TINY_LISTOPS
 
+import nlp_lib
 from nlp_lib.cli import compose, train
 
 TOPICS = {
@@ -126,3 +127,50 @@ def test_freeze_encoder_steps_must_be_a_step_count(tmp_path):
     )
     with pytest.raises(ConfigError, match="freeze_encoder_steps: must be a whole number of steps >= 0, got -3"):
         train(cfg)
+
+
+def test_sst_trained_lstm_fine_tuned_on_a_new_jsonl_task(tmp_path, sst_trees, caplog):
+    """Issue bar: a classifier trained on SST sentences, fine-tuned on a new JSONL task with other labels."""
+    from nlp_lib import bundle
+
+    base = tmp_path / "sst"
+    short = ["trainer.enable_progress_bar=false", "model.embeddings.path=null"]
+    train(
+        compose(
+            "sst_lstm",
+            [
+                f"data.path={sst_trees}",
+                f"run_dir={base}",
+                "trainer.max_epochs=1",
+                "trainer.limit_train_batches=30",
+                "trainer.limit_val_batches=5",
+                *short,
+            ],
+        )
+    )
+    source = bundle.read(base / "bundle")
+    rows = [(t, y) for y, ts in TOPICS.items() for t in ts] * 10
+    new = _jsonl(tmp_path / "topics.jsonl", rows)
+    tuned = tmp_path / "tuned"
+    with caplog.at_level(logging.INFO, logger="nlp_lib"):
+        metrics = train(
+            compose(
+                "finetune",
+                [
+                    f"data.train_path={new}",
+                    f"init_from={base / 'bundle'}",
+                    f"run_dir={tuned}",
+                    "freeze_encoder_steps=5",
+                    "optim.optimizer.lr=0.005",
+                    "trainer.max_epochs=5",
+                    *short[:1],
+                ],
+            )
+        )
+    assert "output layer replaced" in caplog.text and "known tokens keep their vectors" in caplog.text
+    assert metrics["val"]["accuracy"] > 0.8  # chance: 1/3
+    after = bundle.read(tuned / "bundle")
+    old_words = source.tokenizer.words
+    assert after.tokenizer.words[: len(old_words)] == old_words  # SST's words keep their ids
+    model = nlp_lib.load(tuned / "bundle")
+    assert model.predict(["the striker scored twice"])[0]["label"] == "sport"

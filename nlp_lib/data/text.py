@@ -338,6 +338,8 @@ class TextDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.tokenizer: SentencePieceTokenizer | None = None
+        self.vocab: Any = None  # a word vocabulary, when fine-tuning a model trained with one
+        self._base_vocab: Any = None
         self.label_names: list[str] = []
         self.splits: dict[str, list[tuple[list[int], int]]] = {}
 
@@ -354,7 +356,7 @@ class TextDataModule(pl.LightningDataModule):
         return found
 
     def _cache_entry(self) -> Any:
-        if not self.cache or self.tokenizer is not None:  # adopted pieces (fine-tuning): not cached
+        if not self.cache or self.tokenizer is not None or self._base_vocab is not None:  # adopted: not cached
             return None
         from nlp_lib.data.cache import DataCache, file_fingerprints
 
@@ -463,27 +465,47 @@ class TextDataModule(pl.LightningDataModule):
             raw[split] = tuple([x for i, x in enumerate(column) if i not in drop] for column in (texts, labels, where))
             if not raw[split][0]:
                 raise DataError(f"the {split} split has no record left: every label in it is unseen in training")
-        if self.tokenizer is None:  # fine-tuning keeps the trained model's pieces (adopt_tokenizer)
+        if self._base_vocab is not None:  # a word-vocabulary model: known words keep their ids, new ones appended
+            from nlp_lib.data.vocab import WordVocab
+
+            base = self._base_vocab
+            seen = WordVocab.build((w for t in raw["train"][0] for w in t.split()), lowercase=base.lowercase)
+            known = set(base.words)
+            self.vocab = WordVocab(base.words + [w for w in seen.words[1:] if w not in known], lowercase=base.lowercase)
+        elif self.tokenizer is None:  # fine-tuning keeps the trained model's pieces (adopt_tokenizer)
             self.tokenizer = SentencePieceTokenizer.train(raw["train"][0], vocab_size=self._vocab_size)
         for split, (texts, labels, _) in raw.items():
             self.splits[split] = [
-                (self.tokenizer.encode(t)[: self.max_length], index[str(y)]) for t, y in zip(texts, labels, strict=True)
+                (self._encode(t)[: self.max_length], index[str(y)]) for t, y in zip(texts, labels, strict=True)
             ]
+
+    def _encode(self, text: str) -> list[int]:
+        if self.vocab is not None:  # whitespace words, as the bundle's predict reads them
+            return [self.vocab.id(w) for w in text.split()] or [0]
+        return self.tokenizer.encode(text)
 
     def _log_summary(self) -> None:
         log.info(
-            "data: %s; sentencepiece vocabulary %d; %d classes",
+            "data: %s; %s vocabulary %d; %d classes",
             ", ".join(f"{k} {len(v)} texts" for k, v in self.splits.items()),
-            self.tokenizer.vocab_size,
+            "word" if self.vocab is not None else "sentencepiece",
+            self.vocab_size,
             len(self.label_names),
         )
 
     def adopt_tokenizer(self, tokenizer: Any) -> None:
-        """Fine-tuning: tokenise with a trained model's sentencepiece model instead of training one."""
+        """Fine-tuning: tokenise as the trained model did, with its sentencepiece model, or with its
+        word vocabulary (e.g. a model trained on SST sentences: words split on whitespace, known
+        words keep their ids and vectors, new words of the training split are appended)."""
+        from nlp_lib.data.vocab import WordVocab
+
+        if isinstance(tokenizer, WordVocab):
+            self._base_vocab = tokenizer
+            return
         if not isinstance(tokenizer, SentencePieceTokenizer):
             raise DataError(
-                f"init_from: the model was trained with a {type(tokenizer).__name__}; this data uses "
-                "sentencepiece (fine-tune with data of the same kind)"
+                f"init_from: the model was trained with a {type(tokenizer).__name__}; text data takes a "
+                "sentencepiece model or a word vocabulary"
             )
         self.tokenizer = tokenizer
 
@@ -493,7 +515,7 @@ class TextDataModule(pl.LightningDataModule):
     @property
     def vocab_size(self) -> int:
         self.prepare()
-        return self.tokenizer.vocab_size
+        return self.vocab.vocab_size if self.vocab is not None else self.tokenizer.vocab_size
 
     @property
     def num_classes(self) -> int:
@@ -545,7 +567,10 @@ class TextDataModule(pl.LightningDataModule):
         """The tokenizer (``tokenizer.model``) and the label names (``labels.json``)."""
         import json
 
-        self.tokenizer.save(Path(directory) / "tokenizer.model")
+        if self.vocab is not None:
+            self.vocab.save(Path(directory) / "vocab.json")
+        else:
+            self.tokenizer.save(Path(directory) / "tokenizer.model")
         (Path(directory) / "labels.json").write_text(json.dumps(self.label_names, ensure_ascii=False))
 
 
