@@ -26,11 +26,21 @@ import json
 import logging
 import os
 import shutil
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DATA_FORMAT", "DataCache", "columns", "default_cache_dir", "file_fingerprints", "no_gc", "warnings_of"]
+__all__ = [
+    "DATA_FORMAT",
+    "DataCache",
+    "columns",
+    "default_cache_dir",
+    "file_fingerprints",
+    "load_entry",
+    "no_gc",
+    "warnings_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +102,12 @@ class DataCache:
             log.warning("data cache %s is unreadable (%s: %s); rebuilding it", self.path, type(e).__name__, e)
             shutil.rmtree(self.path, ignore_errors=True)
             return None
-        log.info("data: loaded from the cache %s", self.path)
         return data, meta
+
+    def discard(self, error: BaseException) -> None:
+        """An entry whose files fail to load (a damaged tokenizer file...): warn and delete it."""
+        log.warning("data cache %s is unreadable (%s: %s); rebuilding it", self.path, type(error).__name__, error)
+        shutil.rmtree(self.path, ignore_errors=True)
 
     def file(self, name: str) -> Path:
         """A file stored with the entry (tokenizer models)."""
@@ -102,7 +116,7 @@ class DataCache:
     def store(self, data: Any, meta: dict[str, Any], write_files: Any = None) -> None:
         """Write an entry atomically: ``data`` (a ``DatasetDict``), ``meta`` and, through
         ``write_files(folder)``, any extra files. Failures only warn: the run goes on uncached."""
-        tmp = self.root / f".{self.path.name}.tmp-{os.getpid()}"
+        tmp = self.root / f".{self.path.name}.tmp-{uuid.uuid4().hex}"  # unique across hosts sharing the folder
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(tmp, ignore_errors=True)
@@ -125,9 +139,32 @@ class DataCache:
                 shutil.rmtree(tmp, ignore_errors=True)
                 return
             log.info("data: cached in %s", self.path)
-        except OSError as e:
+        except Exception as e:  # noqa: BLE001 - a cache that cannot be written never stops a run
             shutil.rmtree(tmp, ignore_errors=True)
             log.warning("data cache: cannot write %s (%s); continuing without it", self.path, e)
+
+
+def load_entry(module: Any, entry: DataCache, fill: Any, state: tuple[str, ...]) -> bool:
+    """Fill ``module`` from ``entry`` with ``fill(entry, data, meta)``; False (and the entry deleted,
+    the module's ``state`` attributes as they were) when the entry is absent or any of its files
+    fails to load (a damaged tokenizer file is a cache miss, never a crash)."""
+    hit = entry.load()
+    if hit is None:
+        return False
+    before = {name: _shallow(getattr(module, name)) for name in state}
+    try:
+        fill(entry, *hit)
+    except Exception as e:  # noqa: BLE001 - whatever the damage, the data is rebuilt from its files
+        for name, value in before.items():
+            setattr(module, name, value)
+        entry.discard(e)
+        return False
+    log.info("data: loaded from the cache %s", entry.path)
+    return True
+
+
+def _shallow(value: Any) -> Any:
+    return value.copy() if isinstance(value, dict | list) else value  # fill() may fill them in place
 
 
 @contextlib.contextmanager

@@ -29,18 +29,18 @@ def encode_tree(tree: Tree, tokens: list[int]) -> EncodedTree:
 def encode_tree_subwords(tree: Tree, pieces: Callable[[str], list[int]]) -> EncodedTree:
     """A tree whose words are split into subword pieces: each piece a leaf under its word's node.
 
-    A word of one piece stays a leaf with that piece's id. A word of ``k > 1`` pieces becomes a
+    A word of one piece keeps its node, with that piece's id. A word of ``k > 1`` pieces becomes a
     small left-branching binary subtree: ``((p1 p2) p3) ...``, its pieces the leaves (in order, so
-    slot 0 is always the left part), its inner nodes without input; the subtree's top takes the
-    word's place (its parent and its label). Every node keeps at most two children from the
-    split, so binary (N-ary) cells still apply; nodes stay numbered children first.
+    slot 0 is always the left part), its inner nodes without input. On a leaf (constituency
+    trees: words are leaves) the subtree's top takes the word's place (its parent and its label),
+    so every node keeps at most two children and binary (N-ary) cells still apply. On a node with
+    children (dependency trees: every word is a node) the node keeps its place and label, loses
+    its input, and gets the subtree as one more child, its first (use a child-sum cell there).
+    Nodes stay numbered children first.
 
     Args:
-        tree: A tree whose words are on its leaves.
+        tree: A tree (words on any nodes).
         pieces: A word's piece ids (e.g. a sentencepiece model's ``encode``).
-
-    Raises:
-        ValueError: a node with children also carries a word of several pieces.
     """
     n = len(tree)
     old_labels = list(tree.labels) if tree.labels is not None else [-1] * n
@@ -60,10 +60,6 @@ def encode_tree_subwords(tree: Tree, pieces: Callable[[str], list[int]]) -> Enco
             labels.append(old_labels[i])
             link.append((True, tree.parent[i]))
             continue
-        if has_children[i]:
-            raise ValueError(
-                f"node {i} has children and a word of {len(ids)} pieces ({word!r}): subword trees need words on leaves"
-            )
         left = len(tokens)  # p1, then (p2, (p1 p2)), (p3, ((p1 p2) p3)) ...: children before parents, left first
         tokens.append(ids[0])
         labels.append(-1)
@@ -80,9 +76,16 @@ def encode_tree_subwords(tree: Tree, pieces: Callable[[str], list[int]]) -> Enco
             link[left] = (False, top)
             link[right] = (False, top)
             left = top
-        labels[left] = old_labels[i]
-        link[left] = (True, tree.parent[i])
-        place[i] = left
+        if has_children[i]:  # the pieces' subtree becomes one more child of the word's node
+            place[i] = len(tokens)
+            tokens.append(-1)
+            labels.append(old_labels[i])
+            link.append((True, tree.parent[i]))
+            link[left] = (False, place[i])
+        else:
+            labels[left] = old_labels[i]
+            link[left] = (True, tree.parent[i])
+            place[i] = left
     parent = tuple(place[p] if original and p >= 0 else p for original, p in link)
     from nlp_lib.structure.tree import compute_heights
 

@@ -378,12 +378,13 @@ class Seq2SeqDataModule(pl.LightningDataModule):
         return f"{side}.{'vocab.json' if self.kind == 'word' else 'model'}"
 
     def _from_cache(self, entry: Any) -> bool:
-        hit = entry.load()
-        if hit is None:
-            return False
+        from nlp_lib.data.cache import load_entry
+
+        return load_entry(self, entry, self._fill_from_cache, ("source_tokenizer", "target_tokenizer", "splits"))
+
+    def _fill_from_cache(self, entry: Any, data: Any, meta: dict[str, Any]) -> None:
         from nlp_lib.data.cache import columns, no_gc, repeat_warnings
 
-        data, meta = hit
         repeat_warnings(meta.get("notes", []), entry)
         cls = Seq2SeqVocab if self.kind == "word" else SentencePieceTokenizer
         self.source_tokenizer = cls.load(entry.file(self._tokenizer_file("source")))
@@ -394,7 +395,6 @@ class Seq2SeqDataModule(pl.LightningDataModule):
             for name in meta["splits"]:
                 self.splits[name] = list(zip(*columns(data[name], ("source", "target", "text")), strict=True))
         self._log_summary()
-        return True
 
     def _to_cache(self, entry: Any) -> None:
         from datasets import Dataset, DatasetDict

@@ -358,6 +358,8 @@ class TextDataModule(pl.LightningDataModule):
     def _cache_entry(self) -> Any:
         if not self.cache or self.tokenizer is not None or self._base_vocab is not None:  # adopted: not cached
             return None
+        if any(str(p).startswith(HUB_PREFIX) for p in self.paths.values() if p is not None):
+            return None  # a Hub dataset has no file to fingerprint here (datasets caches its download)
         from nlp_lib.data.cache import DataCache, file_fingerprints
 
         key = {
@@ -372,12 +374,13 @@ class TextDataModule(pl.LightningDataModule):
         return DataCache("text", key, self.cache_dir)
 
     def _from_cache(self, entry: Any) -> bool:
-        hit = entry.load()
-        if hit is None:
-            return False
+        from nlp_lib.data.cache import load_entry
+
+        return load_entry(self, entry, self._fill_from_cache, ("tokenizer", "label_names", "splits"))
+
+    def _fill_from_cache(self, entry: Any, data: Any, meta: dict[str, Any]) -> None:
         from nlp_lib.data.cache import columns, no_gc, repeat_warnings
 
-        data, meta = hit
         repeat_warnings(meta.get("notes", []), entry)
         self.tokenizer = SentencePieceTokenizer.load(entry.file("tokenizer.model"))
         self.label_names = list(meta["labels"])
@@ -385,7 +388,6 @@ class TextDataModule(pl.LightningDataModule):
             for name in meta["splits"]:
                 self.splits[name] = list(zip(*columns(data[name], ("ids", "label")), strict=True))
         self._log_summary()
-        return True
 
     def _to_cache(self, entry: Any, notes: list[str]) -> None:
         from datasets import Dataset, DatasetDict

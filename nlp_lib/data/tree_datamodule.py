@@ -201,12 +201,15 @@ class TreeDataModule(pl.LightningDataModule):
         return DataCache("trees", key, self.cache_dir)
 
     def _from_cache(self, entry: Any) -> bool:
-        hit = entry.load()
-        if hit is None:
-            return False
+        from nlp_lib.data.cache import load_entry
+
+        return load_entry(
+            self, entry, self._fill_from_cache, ("vocab", "tokenizer", "_num_classes", "label_names", "splits")
+        )
+
+    def _fill_from_cache(self, entry: Any, data: Any, meta: dict[str, Any]) -> None:
         from nlp_lib.data.cache import columns, no_gc, repeat_warnings
 
-        data, meta = hit
         repeat_warnings(meta.get("notes", []), entry)
         if self.kind == "sentencepiece":
             from nlp_lib.data.tokenizers import SentencePieceTokenizer
@@ -221,7 +224,6 @@ class TreeDataModule(pl.LightningDataModule):
                 cols = columns(data[name], self.example_fields)
                 self.splits[name] = [self.example_from_fields(v) for v in zip(*cols, strict=True)]
         self._log_summary()
-        return True
 
     def _to_cache(self, entry: Any) -> None:
         from datasets import Dataset, DatasetDict

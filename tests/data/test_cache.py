@@ -160,3 +160,20 @@ def test_a_cached_run_repeats_the_skipped_lines_warning(tmp_path, caplog):
         second, hit = _prepared(make, caplog)
     assert hit and "skipped 1" in caplog.text and "when the cached data" in caplog.text
     assert len(second.splits["train"]) == 4
+
+
+def test_a_damaged_tokenizer_file_in_an_entry_is_a_cache_miss(tmp_path, caplog):
+    d, cache = _tree_dir(tmp_path), tmp_path / "cache"
+
+    def make():
+        return ptb_tree_data(path=str(d), cache_dir=str(cache), tokenizer="sentencepiece", vocab_size=20)
+
+    first, _ = _prepared(make, caplog)
+    (entry,) = cache.iterdir()
+    (entry / "tokenizer.model").write_bytes(b"truncated")
+    with caplog.at_level(logging.WARNING):
+        again, hit = _prepared(make, caplog)
+    assert not hit and "unreadable" in caplog.text
+    assert again.splits == first.splits and again.vocab_size == first.vocab_size
+    _, hit = _prepared(make, caplog)
+    assert hit  # rebuilt and stored again

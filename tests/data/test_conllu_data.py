@@ -56,3 +56,13 @@ def test_conllu_recipe_trains_and_its_bundle_names_the_labels(tmp_path):
     assert json.loads((run / "bundle" / "labels.json").read_text()) == ["neg", "pos"]
     model = nlp_lib.load(run / "bundle")
     assert model.labels == ["neg", "pos"]
+
+
+def test_conllu_with_sentencepiece_hangs_pieces_under_inner_words(tmp_path):
+    dm = conllu_tree_data(
+        path=str(write_conllu(tmp_path / "ud")), tokenizer="sentencepiece", vocab_size=30, cache=False
+    )
+    dm.prepare()
+    sizes = [len(e.parent) for e in dm.splits["train"]]
+    assert max(sizes) > 4  # inner words of several pieces got their piece subtrees
+    assert all(e.labels[-1] >= 0 and e.parent[-1] == -1 for e in dm.splits["train"])

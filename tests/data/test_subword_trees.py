@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 import torch
 
 import nlp_lib
@@ -24,10 +23,12 @@ def test_pieces_become_a_left_branching_subtree_with_the_word_label_on_top():
     assert all(sum(1 for p in e.parent if p == node) <= 2 for node in range(len(e.parent)))  # still binary
     batch = collate_trees([e, encode_tree_subwords(parse_ptb("(1 (1 film))"), PIECES.__getitem__)])
     assert batch.num_nodes == 11 + 4  # a one-word tree: (9 10) under the root
-    with pytest.raises(ValueError, match="words on leaves"):
-        from nlp_lib.structure.tree import Tree
+    # a dependency tree: "unbelievably" heads "a"; its pieces hang under it as one more child
+    from nlp_lib.structure.tree import Tree
 
-        encode_tree_subwords(Tree(parent=(1, -1), words=("a", "unbelievably"), labels=None), PIECES.__getitem__)
+    dep = encode_tree_subwords(Tree(parent=(1, -1), words=("a", "unbelievably"), labels=(-1, 1)), PIECES.__getitem__)
+    assert dep.tokens == [4, 5, 6, -1, 7, -1, -1] and dep.labels == [-1, -1, -1, -1, -1, -1, 1]
+    assert dep.parent == (6, 3, 3, 5, 5, 6, -1)  # "a" and the pieces' top under the word's node
 
 
 def test_sst_tree_lstm_with_sentencepiece_trains_saves_and_predicts(tmp_path, sst_trees):
