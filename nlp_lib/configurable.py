@@ -26,6 +26,7 @@ from nlp_lib.errors import BundleError
 __all__ = ["Configurable", "describe"]
 
 _PLAIN = (bool, int, float, str, type(None))
+_POSITIONAL = "*args"
 
 
 class Configurable:
@@ -44,14 +45,36 @@ class Configurable:
                 self.__dict__["_init_args"] = None  # inner __init__ calls (super()) record nothing
             init(self, *args, **kw)
             if outermost:
-                bound = inspect.signature(init).bind(self, *args, **kw)
+                sig = inspect.signature(init)
+                bound = sig.bind(self, *args, **kw)
                 bound.apply_defaults()
-                arguments = dict(bound.arguments)
-                arguments.pop(next(iter(arguments)))  # self
+                arguments: dict[str, Any] = {}
+                for name, value in list(bound.arguments.items())[1:]:  # without self
+                    kind = sig.parameters[name].kind
+                    if kind is inspect.Parameter.VAR_KEYWORD:
+                        arguments.update(value)  # **kwargs: each keyword its own argument
+                    elif kind is inspect.Parameter.VAR_POSITIONAL:
+                        if value:
+                            arguments[_POSITIONAL] = value  # describe() refuses these
+                    else:
+                        arguments[name] = value
                 self.__dict__["_init_args"] = (type(self), arguments)
 
         recording_init._records_init = True  # type: ignore[attr-defined]
         cls.__init__ = recording_init  # type: ignore[misc]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling (torch.save of a whole model, spawned workers): the record goes as its config
+        (plain values), or not at all when it cannot be written (e.g. a lambda cell factory)."""
+        parent = getattr(super(), "__getstate__", None)
+        state = dict(parent() if parent is not None else self.__dict__)
+        if state.get("_init_args") is not None:
+            try:
+                state["_init_config"] = describe(self)
+            except BundleError:
+                pass
+            state["_init_args"] = None
+        return state
 
 
 def _target(obj: Any, where: str) -> str:
@@ -84,6 +107,9 @@ def describe(obj: Any, where: str = "model") -> Any:
         return node
     if isinstance(obj, type) or inspect.isfunction(obj):  # a cell factory: the class itself
         return {"_target_": _target(obj, where), "_partial_": True}
+    config = obj.__dict__.get("_init_config") if hasattr(obj, "__dict__") else None
+    if config is not None:  # an unpickled object: its record, already described
+        return config
     recorded = obj.__dict__.get("_init_args") if hasattr(obj, "__dict__") else None
     if recorded is not None and recorded[0] is type(obj):
         cls, arguments = recorded
@@ -91,6 +117,10 @@ def describe(obj: Any, where: str = "model") -> Any:
         cls, arguments = type(obj), _arguments_from_attributes(obj, where)
     node = {"_target_": _target(cls, where)}
     for name, value in arguments.items():
+        if name == _POSITIONAL:
+            raise BundleError(
+                f"{where}: {cls.__name__} was built with extra positional arguments (*args); pass them by name"
+            )
         if name.startswith("_"):
             raise BundleError(f"{where}: constructor argument {name!r} starts with '_', which config.yaml reserves")
         node[name] = describe(value, f"{where}.{name}")

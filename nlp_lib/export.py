@@ -22,8 +22,9 @@ random inputs of many shapes before the call returns.
   level sweep is unrolled to ``max_depth`` steps: step ``d`` picks the nodes of height ``d`` and the
   edges to their children from those inputs (``NonZero``: dynamic sizes), runs the cell once on
   them and writes their states, i.e. the batched level schedule, computed inside the graph. Trees
-  up to height ``max_depth - 1``; the bottom-up cell may be any cell of the library or a user's
-  own. Models with a top-down pass (``down_cell``) are not exported yet (:class:`ExportError`
+  up to height ``max_depth - 1`` (``tree_inputs(..., max_depth=, arity=)`` refuses taller trees and
+  wider nodes, which the graph would get wrong silently); the bottom-up cell may be any cell of
+  the library or a user's own. Models with a top-down pass (``down_cell``) are not exported yet (:class:`ExportError`
   says so).
 """
 
@@ -419,16 +420,29 @@ class OnnxSeq2Seq:
 # ---------------------------------------------------------------------------------------- trees
 
 
-def tree_inputs(parents: Sequence[Sequence[int]], tokens: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+def tree_inputs(
+    parents: Sequence[Sequence[int]],
+    tokens: Sequence[Sequence[int]],
+    *,
+    max_depth: int | None = None,
+    arity: int | None = None,
+) -> dict[str, np.ndarray]:
     """The exported tree graph's inputs for a batch of trees.
 
     Args:
         parents: Per tree, each node's parent index (children before parents, ``-1`` at the root,
             the root last), as :class:`~nlp_lib.structure.Tree` ``.parent``.
         tokens: Per tree, each node's token id (``-1``: no input), as the bundle's tokenizer gives.
+        max_depth: The graph's ``max_depth`` (``onnx.json``): a taller tree is an error here,
+            since the graph would leave its upper nodes uncomputed.
+        arity: The graph's ``arity`` (``onnx.json``, N-ary cells): a node with more children is
+            an error here, since the graph has no slot for them.
 
     Returns:
         ``tokens``, ``edge_parent``, ``edge_child``, ``edge_slot``, ``height`` and ``roots`` (int64).
+
+    Raises:
+        ExportError: a tree taller than ``max_depth - 1`` or a node with more than ``arity`` children.
     """
     from nlp_lib.structure.tree import compute_heights
 
@@ -448,12 +462,24 @@ def tree_inputs(parents: Sequence[Sequence[int]], tokens: Sequence[Sequence[int]
     e_parent_a, e_child_a = e_parent_a[order], e_child_a[order]
     first = np.r_[0, np.flatnonzero(np.diff(e_parent_a)) + 1] if len(order) else np.zeros(0, np.int64)
     start = np.repeat(first, np.diff(np.r_[first, len(order)])) if len(order) else first
+    slot = (np.arange(len(order)) - start).astype(np.int64)
+    height = np.array(heights, dtype=np.int64)
+    if max_depth is not None and len(height) and int(height.max()) >= max_depth:
+        tree = int(np.searchsorted(np.array(roots), int(height.argmax())))
+        raise ExportError(
+            f"tree {tree} has height {int(height.max())}; the exported graph computes trees up to height "
+            f"{max_depth - 1} (export again with a larger max_depth)"
+        )
+    if arity is not None and len(slot) and int(slot.max()) >= arity:
+        node = int(e_parent_a[int(slot.argmax())])
+        tree = int(np.searchsorted(np.array(roots), node))
+        raise ExportError(f"tree {tree} has a node with {int(slot.max()) + 1} children; the model's cell takes {arity}")
     return {
         "tokens": np.array(toks, dtype=np.int64),
         "edge_parent": e_parent_a,
         "edge_child": e_child_a,
-        "edge_slot": (np.arange(len(order)) - start).astype(np.int64),
-        "height": np.array(heights, dtype=np.int64),
+        "edge_slot": slot,
+        "height": height,
         "roots": np.array(roots, dtype=np.int64),
     }
 
@@ -577,6 +603,7 @@ def _export_tree(model: nn.Module, out: Path, max_depth: int, opset: int, check:
         "kind": "tree_classifier",
         "files": ["model.onnx"],
         "max_depth": max_depth,
+        "arity": getattr(cell, "arity", None),  # N-ary cells: the most children a node may have
         "inputs": {
             "tokens": "int64 [nodes], -1 for a node without input (nodes of all trees, each tree's root last)",
             "edge_parent": "int64 [edges], the parent node of each edge, edges grouped by parent",

@@ -103,6 +103,13 @@ def test_tree_classifier_onnx_serves_every_tree_shape(tmp_path, cell):
         assert np.abs(got - expected.numpy()).max() <= 1e-4
 
 
+def test_tree_inputs_refuse_what_the_graph_cannot_compute():
+    with pytest.raises(ExportError, match="tree 1 has height 2; .* up to height 1"):
+        tree_inputs([[-1], [1, 3, 3, -1]], [[1], [1, 2, 3, -1]], max_depth=2)
+    with pytest.raises(ExportError, match="tree 0 has a node with 3 children; the model's cell takes 2"):
+        tree_inputs([[3, 3, 3, -1]], [[1, 2, 3, -1]], arity=2)
+
+
 def test_tree_inputs_layout():
     inputs = tree_inputs([[2, 2, -1], [-1]], [[5, 6, -1], [7]])
     assert inputs["tokens"].tolist() == [5, 6, -1, 7]

@@ -162,3 +162,27 @@ class ForgetfulTreeCell(nn.Module):  # does not derive from the library: nothing
     def __init__(self, input_size: int, hidden_size: int, scale: float = 2.0) -> None:
         super().__init__()
         self.input_size, self.hidden_size = input_size, hidden_size
+
+
+class KeywordsClassifier(SequenceClassifier):
+    """A user's subclass passing its options on through **kwargs."""
+
+    def __init__(self, *, extra_note: str = "", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.extra_note = extra_note
+
+
+def test_kwargs_subclasses_save_and_models_pickle(tmp_path):
+    import pickle
+
+    model = KeywordsClassifier(
+        extra_note="hi", vocab_size=WORDS.vocab_size, num_classes=2, cell=LSTMCell, hidden_size=4
+    ).eval()
+    assert model.config()["hidden_size"] == 4 and model.config()["extra_note"] == "hi"
+    loaded = nlp_lib.load(model.save(tmp_path / "kw", tokenizer=WORDS, labels=["a", "b"]))
+    assert type(loaded) is KeywordsClassifier and loaded.extra_note == "hi"
+    # pickling keeps the record as config; a lambda cell factory pickles as before (no record)
+    again = pickle.loads(pickle.dumps(model))
+    assert again.config() == model.config()
+    lam = SequenceClassifier(vocab_size=WORDS.vocab_size, num_classes=2, cell=lambda i, h: LSTMCell(i, h))
+    assert isinstance(pickle.loads(pickle.dumps(lam)), SequenceClassifier)
