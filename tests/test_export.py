@@ -103,6 +103,30 @@ def test_tree_classifier_onnx_serves_every_tree_shape(tmp_path, cell):
         assert np.abs(got - expected.numpy()).max() <= 1e-4
 
 
+class MeanMaxCell(torch.nn.Module):
+    """A user's tree cell reading its children through Children.mean and Children.max."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.lin = torch.nn.Linear(input_size + 2 * hidden_size, hidden_size)
+
+    def forward(self, x, children):
+        from nlp_lib.cells.base import RecursiveState
+
+        if not children:
+            z = x.new_zeros(x.shape[0], 2 * self.hidden_size)
+        else:
+            z = torch.cat([children.mean(children.h), children.max(children.h)], -1)
+        return RecursiveState(torch.tanh(self.lin(torch.cat([x, z], -1))))
+
+
+def test_a_users_tree_cell_with_mean_and_max_exports(tmp_path):
+    torch.manual_seed(0)
+    model = TreeClassifier(vocab_size=20, num_classes=3, cell=MeanMaxCell(6, 8))
+    assert export_onnx(model, tmp_path / "onnx", max_depth=12)["max_abs_diff"] <= 1e-4
+
+
 def test_tree_inputs_refuse_what_the_graph_cannot_compute():
     with pytest.raises(ExportError, match="tree 1 has height 2; .* up to height 1"):
         tree_inputs([[-1], [1, 3, 3, -1]], [[1], [1, 2, 3, -1]], max_depth=2)

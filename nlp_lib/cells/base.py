@@ -113,7 +113,11 @@ class Children:
     def count(self) -> Tensor:
         """``[M]`` number of children of each node (long)."""
         if self._count is None:
-            self._count = torch.bincount(self.parent, minlength=self.num_nodes)
+            if torch.onnx.is_in_onnx_export():  # no bincount in ONNX: a sum of ones per node
+                ones = torch.ones_like(self.parent)
+                self._count = self.parent.new_zeros(self.num_nodes).scatter_add(0, self.parent, ones)
+            else:
+                self._count = torch.bincount(self.parent, minlength=self.num_nodes)
         return self._count
 
     def sum(self, t: Tensor) -> Tensor:
@@ -131,6 +135,10 @@ class Children:
     def max(self, t: Tensor) -> Tensor:
         """``[E, ...] -> [M, ...]``: each node's elementwise maximum over its children (0 for none)."""
         index = self.parent.view((-1,) + (1,) * (t.dim() - 1)).expand_as(t)
+        if torch.onnx.is_in_onnx_export():  # ONNX's ScatterElements(max) includes the start values
+            start = t.new_full((self.num_nodes,) + t.shape[1:], float("-inf"))
+            top = start.scatter_reduce(0, index, t, reduce="amax", include_self=True)
+            return torch.where(torch.isinf(top) & (top < 0), torch.zeros_like(top), top)
         out = t.new_zeros((self.num_nodes,) + t.shape[1:])
         return out.scatter_reduce(0, index, t, reduce="amax", include_self=False)
 

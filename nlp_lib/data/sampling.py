@@ -20,6 +20,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler
@@ -160,9 +161,14 @@ class BucketBatchSampler(BalancedBatchSampler):
     batches (similar costs) dealt out one per rank per step, and the steps shuffled. Every example
     is used exactly once per epoch; the plan depends on ``(seed, epoch)`` only.
 
-    Args: as :class:`BalancedBatchSampler` (``sizes``: tokens per example; ``budget``: padded tokens
-    per batch).
+    Args: as :class:`BalancedBatchSampler`; ``sizes``: tokens per example, or per example a tuple
+    of lengths padded separately (a seq2seq pair's source and target: a batch then costs
+    ``len(batch) * (longest source + longest target)``); ``budget``: padded tokens per batch.
     """
+
+    def __init__(self, sizes: Sequence[int | Sequence[int]], budget: int, **kwargs: Any) -> None:
+        self.parts = [tuple(s) if isinstance(s, Sequence) else (s,) for s in sizes]
+        super().__init__([sum(p) for p in self.parts], budget, **kwargs)
 
     def plan(self) -> list[list[list[int]]]:
         n, r = len(self.sizes), self.num_replicas
@@ -172,20 +178,20 @@ class BucketBatchSampler(BalancedBatchSampler):
         by_length = sorted(range(n), key=lambda i: (self.sizes[i], rank[i]))
         batches: list[list[int]] = []
         cur: list[int] = []
-        longest = 0
+        longest = [0] * len(self.parts[0]) if self.parts else []
         for i in by_length:
-            s = max(self.sizes[i], 1)
-            if cur and max(longest, s) * (len(cur) + 1) > self.budget:
+            grown = [max(a, max(b, 1)) for a, b in zip(longest, self.parts[i], strict=True)]
+            if cur and sum(grown) * (len(cur) + 1) > self.budget:
                 batches.append(cur)
-                cur, longest = [], 0
+                cur, grown = [], [max(b, 1) for b in self.parts[i]]
             cur.append(i)
-            longest = max(longest, s)
+            longest = grown
         if cur:
             batches.append(cur)
         while len(batches) % r:  # the same number of batches on every rank: split the fullest
             k = max(range(len(batches)), key=lambda j: (len(batches[j]), -j))
-            if len(batches[k]) < 2:  # only single examples (each over the budget): pair two up instead
-                batches[-2:] = [batches[-2] + batches[-1]]
+            if len(batches[k]) < 2:  # only single examples (each over the budget): pair the two shortest
+                batches[0:2] = [batches[0] + batches[1]]
                 continue
             half = len(batches[k]) // 2
             batches[k : k + 1] = [batches[k][:half], batches[k][half:]]

@@ -452,7 +452,7 @@ class Seq2SeqDataModule(pl.LightningDataModule):
         if self.token_budget is not None:  # similar lengths together, balanced across ranks
             replicas, rank = trainer_ranks(self.trainer)
             budget = BucketBatchSampler(
-                [len(s) + len(t) for s, t, _ in self.splits[split]],
+                [(len(s), len(t)) for s, t, _ in self.splits[split]],  # padded separately: cost per side
                 self.token_budget,
                 num_replicas=replicas,
                 rank=rank,

@@ -204,8 +204,11 @@ class Seq2Seq(SavableModel):
         self.dropout = nn.Dropout(dropout)
 
     def encoder_parameters(self) -> list[nn.Parameter]:
-        """The source embedding and the encoder (what ``freeze_encoder_steps`` holds still)."""
-        return [*self.src_embedding.parameters(), *self.encoder.parameters()]
+        """What ``freeze_encoder_steps`` holds still: the encoder, and the source embedding unless the
+        decoder shares it (``share_embeddings``: it is also the target embedding, and with
+        ``tie_embeddings`` the output layer, so it keeps training with the decoder)."""
+        shared = self.src_embedding is self.tgt_embedding
+        return [*([] if shared else self.src_embedding.parameters()), *self.encoder.parameters()]
 
     # ------------------------------------------------------------------ building blocks
 

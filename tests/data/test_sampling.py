@@ -104,3 +104,23 @@ def test_bucket_batches_with_only_oversized_examples_still_deal_evenly():
 
     plans = [list(BucketBatchSampler([50] * 5, 10, num_replicas=2, rank=r)) for r in range(2)]
     assert len(plans[0]) == len(plans[1]) and sorted(i for p in plans for b in p for i in b) == list(range(5))
+
+
+def test_bucket_batches_cost_each_side_of_a_pair_separately():
+    from nlp_lib.data.sampling import BucketBatchSampler
+
+    pairs = [(10, 1), (1, 10)] * 20  # together a batch would pad to 10 + 10 per pair
+    batches = list(BucketBatchSampler(pairs, 22, seed=1))
+    for b in batches:
+        assert len(b) * (max(pairs[i][0] for i in b) + max(pairs[i][1] for i in b)) <= 22 or len(b) == 1
+    assert sorted(i for b in batches for i in b) == list(range(40))
+
+
+def test_seq2seq_loader_with_a_token_budget_covers_every_pair_once(tmp_path):
+    from nlp_lib.data.seq2seq import scan_data
+
+    dm = scan_data(token_budget=600, cache=False)
+    dm.prepare()
+    batches = list(dm.train_dataloader())
+    assert sum(b.src.shape[0] for b in batches) == len(dm.splits["train"])
+    assert all(b.src.numel() + b.tgt_in.numel() <= 600 + 2 * b.src.shape[0] for b in batches)  # + BOS/EOS
