@@ -29,11 +29,10 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from nlp_lib.data.bad_input import check_on_error, decode_line, no_records, report_skipped
 from nlp_lib.data.cache import file_fingerprints
-from nlp_lib.data.resumable import ResumableLoader, eval_batches, trainer_ranks
+from nlp_lib.data.resumable import SplitLoaders
 from nlp_lib.data.sampling import BucketBatchSampler
 from nlp_lib.data.tokenizers import SentencePieceTokenizer
 from nlp_lib.errors import ConfigError, DataError
@@ -229,7 +228,7 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path, *, on_error: OnErr
 Tokenizer = Seq2SeqVocab | SentencePieceTokenizer
 
 
-class Seq2SeqDataModule(pl.LightningDataModule):
+class Seq2SeqDataModule(SplitLoaders, pl.LightningDataModule):
     """Text pairs per split -> tokenizers trained on ``train`` -> :class:`Seq2SeqBatch` loaders.
 
     Args:
@@ -439,43 +438,14 @@ class Seq2SeqDataModule(pl.LightningDataModule):
     def collate(self, examples: list[tuple[list[int], list[int], str]]) -> Seq2SeqBatch:
         return Seq2SeqBatch.from_ids([e[0] for e in examples], [e[1] for e in examples], [e[2] for e in examples])
 
-    def _loader(self, split: str, *, train: bool) -> DataLoader:
-        self.prepare()
-        if split not in self.splits:
-            raise DataError(f"no '{split}' split in this data (have: {', '.join(self.splits)})")
-        if not train:  # the same batches every epoch: built once, sorted by length (less padding)
-            if split not in self._eval_batches:
-                data = sorted(self.splits[split], key=lambda e: len(e[0]))
-                self._eval_batches[split] = eval_batches(data, self.eval_batch_size, self.collate)
-            return DataLoader(self._eval_batches[split], batch_size=None, shuffle=False)
-        budget = None
-        if self.token_budget is not None:  # similar lengths together, balanced across ranks
-            replicas, rank = trainer_ranks(self.trainer)
-            budget = BucketBatchSampler(
-                [(len(s), len(t)) for s, t, _ in self.splits[split]],  # padded separately: cost per side
-                self.token_budget,
-                num_replicas=replicas,
-                rank=rank,
-                seed=self.seed,
-            )
-        return ResumableLoader.for_trainer(  # its position goes into checkpoints: a killed run resumes mid-epoch
-            self.splits[split],
-            self.trainer,
-            batch_size=None if budget is not None else self.batch_size,
-            batch_sampler=budget,
-            seed=self.seed,
-            collate_fn=self.collate,
-            num_workers=self.num_workers,
-        )
+    def budget_sampler(self, split: str, replicas: int, rank: int) -> Any:
+        if self.token_budget is None:
+            return None
+        sizes = [(len(s), len(t)) for s, t, _ in self.splits[split]]  # padded separately: cost per side
+        return BucketBatchSampler(sizes, self.token_budget, num_replicas=replicas, rank=rank, seed=self.seed)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+    def eval_examples(self, split: str) -> list:
+        return sorted(self.splits[split], key=lambda e: len(e[0]))
 
     def save(self, directory: str | Path) -> None:
         """The tokenizers, as the bundle stores them (``source.*``, ``target.*``)."""

@@ -23,10 +23,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
 
 from nlp_lib.data.bad_input import OnError, check_on_error, decode_line, no_records, report_skipped, unseen_label
-from nlp_lib.data.resumable import ResumableLoader, eval_batches, trainer_ranks
+from nlp_lib.data.resumable import SplitLoaders
 from nlp_lib.data.sampling import BucketBatchSampler
 from nlp_lib.data.tokenizers import SentencePieceTokenizer
 from nlp_lib.errors import DataError
@@ -275,7 +274,7 @@ def _first_line(e: Exception) -> str:
     return msg[0] if msg else type(e).__name__
 
 
-class TextDataModule(pl.LightningDataModule):
+class TextDataModule(SplitLoaders, pl.LightningDataModule):
     """Labelled text for sequence classification: files -> sentencepiece ids -> SequenceBatch.
 
     Args:
@@ -527,43 +526,14 @@ class TextDataModule(pl.LightningDataModule):
     def collate(self, examples: list[tuple[list[int], int]]) -> SequenceBatch:
         return SequenceBatch.from_lists([e[0] for e in examples], [e[1] for e in examples])
 
-    def _loader(self, split: str, train: bool) -> DataLoader:
-        self.prepare()
-        if split not in self.splits:
-            raise DataError(f"no '{split}' split in this data (have: {', '.join(self.splits)})")
-        if not train:  # the same batches every epoch: built once, sorted by length (less padding)
-            if split not in self._eval_batches:
-                data = sorted(self.splits[split], key=lambda e: len(e[0]))
-                self._eval_batches[split] = eval_batches(data, self.eval_batch_size, self.collate)
-            return DataLoader(self._eval_batches[split], batch_size=None, shuffle=False)
-        budget = None
-        if self.token_budget is not None:  # similar lengths together, balanced across ranks
-            replicas, rank = trainer_ranks(self.trainer)
-            budget = BucketBatchSampler(
-                [len(e[0]) for e in self.splits[split]],
-                self.token_budget,
-                num_replicas=replicas,
-                rank=rank,
-                seed=self.seed,
-            )
-        return ResumableLoader.for_trainer(  # sharded by rank; its position goes into checkpoints
-            self.splits[split],
-            self.trainer,
-            batch_size=None if budget is not None else self.batch_size,
-            batch_sampler=budget,
-            seed=self.seed,
-            collate_fn=self.collate,
-            num_workers=self.num_workers,
-        )
+    def budget_sampler(self, split: str, replicas: int, rank: int) -> Any:
+        if self.token_budget is None:
+            return None
+        sizes = [len(e[0]) for e in self.splits[split]]  # similar lengths together
+        return BucketBatchSampler(sizes, self.token_budget, num_replicas=replicas, rank=rank, seed=self.seed)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
+    def eval_examples(self, split: str) -> list:
+        return sorted(self.splits[split], key=lambda e: len(e[0]))
 
     def save(self, directory: str | Path) -> None:
         """The tokenizer (``tokenizer.model``) and the label names (``labels.json``)."""

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader
 
 from nlp_lib.data.collate import EncodedTree, collate_trees, encode_tree, encode_tree_subwords
-from nlp_lib.data.resumable import ResumableLoader, eval_batches, trainer_ranks
+from nlp_lib.data.resumable import SplitLoaders
 from nlp_lib.data.sampling import BalancedBatchSampler
 from nlp_lib.data.vocab import WordVocab
 from nlp_lib.errors import DataError
@@ -26,7 +25,7 @@ TreeSplits = dict[str, list[Tree]]
 """Split name (``train``, ``val``, ``test``) to trees whose labels are per node (-1 where none)."""
 
 
-class TreeDataModule(pl.LightningDataModule):
+class TreeDataModule(SplitLoaders, pl.LightningDataModule):
     """Reads tree splits, builds the word vocabulary on ``train`` and batches trees as schedules.
 
     Args:
@@ -290,42 +289,11 @@ class TreeDataModule(pl.LightningDataModule):
         assert self._num_classes is not None
         return self._num_classes
 
-    def _loader(self, split: str, *, train: bool) -> DataLoader:
-        if split not in self.splits:
-            raise DataError(f"no '{split}' split in this data (have: {', '.join(self.splits)})")
-        if not train:
-            # Evaluation batches are the same every epoch: build their schedules once and keep them.
-            if split not in self._eval_batches:
-                self._eval_batches[split] = eval_batches(self.splits[split], self.eval_batch_size, self.collate)
-            return DataLoader(self._eval_batches[split], batch_size=None, shuffle=False)
-        budget = None
-        if self.node_budget is not None:  # batches of at most node_budget nodes, balanced across ranks
-            replicas, rank = trainer_ranks(self.trainer)
-            budget = BalancedBatchSampler(
-                [self.size(e) for e in self.splits[split]],
-                self.node_budget,
-                num_replicas=replicas,
-                rank=rank,
-                seed=self.seed,
-            )
-        return ResumableLoader.for_trainer(  # its position goes into checkpoints: a killed run resumes mid-epoch
-            self.splits[split],
-            self.trainer,
-            batch_size=None if budget is not None else self.batch_size,
-            batch_sampler=budget,
-            seed=self.seed,
-            collate_fn=self.collate,  # the schedule is built in the workers
-            num_workers=self.num_workers,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+    def budget_sampler(self, split: str, replicas: int, rank: int) -> Any:
+        if self.node_budget is None:
+            return None
+        sizes = [self.size(e) for e in self.splits[split]]  # batches of at most node_budget nodes
+        return BalancedBatchSampler(sizes, self.node_budget, num_replicas=replicas, rank=rank, seed=self.seed)
 
     def save(self, directory: str | Path) -> None:
         """Write what a trained model needs to read new data (the vocabulary) into ``directory``."""
@@ -348,6 +316,9 @@ class SentenceDataModule(TreeDataModule):
         return len(example[0])
 
     example_fields = ("ids", "label")
+
+    def eval_examples(self, split: str) -> list:
+        return sorted(self.splits[split], key=lambda e: len(e[0]))  # padded: similar lengths together
 
     def example_from_fields(self, values: tuple[Any, ...]) -> Any:
         return tuple(values)
