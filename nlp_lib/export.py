@@ -24,8 +24,8 @@ random inputs of many shapes before the call returns.
   them and writes their states, i.e. the batched level schedule, computed inside the graph. Trees
   up to height ``max_depth - 1`` (``tree_inputs(..., max_depth=, arity=)`` refuses taller trees and
   wider nodes, which the graph would get wrong silently); the bottom-up cell may be any cell of
-  the library or a user's own. Models with a top-down pass (``down_cell``) are not exported yet (:class:`ExportError`
-  says so).
+  the library or a user's own. A top-down pass (``down_cell``: bidirectional tree models) runs the
+  same way over the levels of ``depth``, each node reading its parent's state.
 """
 
 from __future__ import annotations
@@ -441,18 +441,25 @@ def tree_inputs(
             an error here, since the graph has no slot for them.
 
     Returns:
-        ``tokens``, ``edge_parent``, ``edge_child``, ``edge_slot``, ``height`` and ``roots`` (int64).
+        ``tokens``, ``edge_parent``, ``edge_child``, ``edge_slot``, ``height``, ``depth`` (distance
+        from the root, read by graphs with a top-down pass) and ``roots`` (int64). A graph takes the
+        ones ``onnx.json`` lists.
 
     Raises:
         ExportError: a tree taller than ``max_depth - 1`` or a node with more than ``arity`` children.
     """
     from nlp_lib.structure.tree import compute_heights
 
-    toks, heights, e_parent, e_child, roots = [], [], [], [], []
+    toks, heights, depths, e_parent, e_child, roots = [], [], [], [], [], []
     offset = 0
     for par, tok in zip(parents, tokens, strict=True):
         toks += list(tok)
         heights += compute_heights(par)
+        depth = [0] * len(par)
+        for i in range(len(par) - 1, -1, -1):  # parents after children: walk from the root down
+            if par[i] >= 0:
+                depth[i] = depth[par[i]] + 1
+        depths += depth
         for i, p in enumerate(par):
             if p >= 0:
                 e_parent.append(offset + p)
@@ -482,6 +489,7 @@ def tree_inputs(
         "edge_child": e_child_a,
         "edge_slot": slot,
         "height": height,
+        "depth": np.array(depths, dtype=np.int64),
         "roots": np.array(roots, dtype=np.int64),
     }
 
@@ -493,7 +501,7 @@ class _TreeGraph(nn.Module):
         super().__init__()
         self.model, self.max_depth, self.arity = model, max_depth, arity
 
-    def forward(self, tokens, edge_parent, edge_child, edge_slot, height, roots) -> Tensor:  # noqa: ANN001
+    def forward(self, tokens, edge_parent, edge_child, edge_slot, height, depth, roots) -> Tensor:  # noqa: ANN001
         from nlp_lib.cells.base import Children
 
         model, cell = self.model, self.model.cell
@@ -515,7 +523,32 @@ class _TreeGraph(nn.Module):
             children = Children(kids, parent, edge_slot.index_select(0, edges), nodes.shape[0], self.arity)
             new = cell(proj.index_select(0, nodes), children)
             state = type(state)(*(t.index_copy(0, nodes, v) for t, v in zip(state, new, strict=True)))
-        return model.classifier(state[0].index_select(0, roots))
+        h = state[0]
+        if model.down_runner is not None:  # top-down: each node reads its parent's state, level = depth
+            h = torch.cat([h, self._down(model.down_runner.cell, h, edge_parent, edge_child, depth)[0]], dim=-1)
+        return model.classifier(h.index_select(0, roots))
+
+    def _down(self, cell, x, edge_parent, edge_child, depth) -> tuple[Tensor, ...]:  # noqa: ANN001
+        from nlp_lib.cells.base import Children
+
+        project = getattr(cell, "project", None)
+        proj = project(x) if project is not None else x
+        n = x.shape[0]
+        tops = torch.nonzero(depth == 0).squeeze(1)
+        first = cell(proj.index_select(0, tops), Children(None, edge_parent[:0], edge_parent[:0], tops.shape[0], 0))
+        state = type(first)(*(t.new_zeros((n,) + t.shape[1:]).index_copy(0, tops, t) for t in first))
+        arity = int(getattr(cell, "arity", 1) or 1)
+        for d in range(1, self.max_depth):
+            at = depth == d
+            nodes = torch.nonzero(at).squeeze(1)
+            local = torch.cumsum(at.to(torch.int64), 0) - 1
+            edges = torch.nonzero(at.index_select(0, edge_child)).squeeze(1)  # each node's edge to its parent
+            receiver = local.index_select(0, edge_child.index_select(0, edges))
+            kids = type(state)(*(t.index_select(0, edge_parent.index_select(0, edges)) for t in state))
+            children = Children(kids, receiver, torch.zeros_like(receiver), nodes.shape[0], arity)
+            new = cell(proj.index_select(0, nodes), children)
+            state = type(state)(*(t.index_copy(0, nodes, v) for t, v in zip(state, new, strict=True)))
+        return state
 
 
 def _caterpillar(depth: int, vocab: int) -> tuple[list[int], list[int]]:
@@ -580,11 +613,6 @@ def _concat_inputs(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[s
 def _export_tree(model: nn.Module, out: Path, max_depth: int, opset: int, check: bool) -> dict[str, Any]:
     from nlp_lib.structure.schedule import TreeBatch
 
-    if model.down_runner is not None:
-        raise ExportError(
-            "tree models with a top-down pass (down_cell) are not exported yet: only the bottom-up sweep is; "
-            "use the bundle with nlp_lib.load instead"
-        )
     if max_depth < 2:
         raise ExportError(f"max_depth must be at least 2, got {max_depth}")
     cell = model.cell
@@ -592,11 +620,12 @@ def _export_tree(model: nn.Module, out: Path, max_depth: int, opset: int, check:
     g = torch.Generator().manual_seed(0)
     vocab = model.embedding.num_embeddings
     graph = _TreeGraph(model, max_depth, arity)
-    names = ["tokens", "edge_parent", "edge_child", "edge_slot", "height", "roots"]
+    names = ["tokens", "edge_parent", "edge_child", "edge_slot", "height", "depth", "roots"]
     forest = _random_forest(g, vocab, 3, min(arity, 3), 12)
     tall = tree_inputs(*([x] for x in _caterpillar(max_depth - 1, vocab)))
     example = _concat_inputs(forest, tall)
-    dyn = {"tokens": {0: "nodes"}, "height": {0: "nodes"}, "roots": {0: "batch"}, "logits": {0: "batch"}}
+    dyn = {"tokens": {0: "nodes"}, "height": {0: "nodes"}, "depth": {0: "nodes"}, "roots": {0: "batch"}}
+    dyn["logits"] = {0: "batch"}
     dyn.update({n: {0: "edges"} for n in ("edge_parent", "edge_child", "edge_slot")})
     _to_onnx(
         graph, tuple(torch.from_numpy(example[n]) for n in names), out / "model.onnx", names, ["logits"], dyn, opset
@@ -612,6 +641,7 @@ def _export_tree(model: nn.Module, out: Path, max_depth: int, opset: int, check:
             "edge_child": "int64 [edges], the child node",
             "edge_slot": "int64 [edges], the child's rank among its siblings (0 = first/left)",
             "height": f"int64 [nodes], 0 for leaves, 1 + the tallest child's otherwise; at most {max_depth - 1}",
+            "depth": "int64 [nodes], 0 for roots, 1 + the parent's otherwise (graphs with a top-down pass)",
             "roots": "int64 [batch], the root node of each tree",
         },
         "outputs": {"logits": "float32 [batch, num_classes]"},

@@ -142,10 +142,16 @@ def test_tree_inputs_layout():
     assert inputs["roots"].tolist() == [2, 3]
 
 
+@pytest.mark.parametrize("down", [NaryTreeLSTMCell(8, 5), ChildSumTreeLSTMCell(8, 5)], ids=["nary", "childsum"])
+def test_bidirectional_tree_models_export_their_top_down_pass(tmp_path, down):
+    torch.manual_seed(0)
+    model = TreeClassifier(vocab_size=20, num_classes=3, cell=NaryTreeLSTMCell(6, 8), down_cell=down).eval()
+    manifest = export_onnx(model, tmp_path / "onnx", max_depth=10)
+    assert manifest["max_abs_diff"] <= 1e-4 and "depth" in manifest["inputs"]
+
+
 def test_unsupported_models_say_why(tmp_path):
-    model = TreeClassifier(vocab_size=10, num_classes=2, cell=NaryTreeLSTMCell(4, 4), down_cell=NaryTreeLSTMCell(4, 4))
-    with pytest.raises(ExportError, match="top-down pass"):
-        export_onnx(model, tmp_path / "t")
+    model = TreeClassifier(vocab_size=10, num_classes=2, cell=NaryTreeLSTMCell(4, 4))
     with pytest.raises(ExportError, match="not Linear"):
         export_onnx(torch.nn.Linear(2, 2), tmp_path / "l")
     with pytest.raises(ExportError, match="export writes a folder"):
