@@ -497,56 +497,43 @@ def tree_inputs(
 class _TreeGraph(nn.Module):
     """The tree classifier with the structure as inputs and the level sweep unrolled ``max_depth`` times."""
 
-    def __init__(self, model: nn.Module, max_depth: int, arity: int) -> None:
+    def __init__(self, model: nn.Module, max_depth: int) -> None:
         super().__init__()
-        self.model, self.max_depth, self.arity = model, max_depth, arity
+        self.model, self.max_depth = model, max_depth
 
     def forward(self, tokens, edge_parent, edge_child, edge_slot, height, depth, roots) -> Tensor:  # noqa: ANN001
-        from nlp_lib.cells.base import Children
-
-        model, cell = self.model, self.model.cell
+        model = self.model
         has = (tokens >= 0).unsqueeze(1)
         x = model.embedding(tokens.clamp(min=0)) * has.to(model.embedding.weight.dtype)  # no input: zeros
-        project = getattr(cell, "project", None)
-        proj = project(x) if project is not None else x
-        n = tokens.shape[0]
-        leaves = torch.nonzero(height == 0).squeeze(1)
-        first = cell(proj.index_select(0, leaves), Children(None, edge_parent[:0], edge_slot[:0], leaves.shape[0], 0))
-        state = type(first)(*(t.new_zeros((n,) + t.shape[1:]).index_copy(0, leaves, t) for t in first))
-        for d in range(1, self.max_depth):  # level d: its nodes and the edges to their children
-            at = height == d
-            nodes = torch.nonzero(at).squeeze(1)  # [M]
-            local = torch.cumsum(at.to(torch.int64), 0) - 1  # node -> its row within the level
-            edges = torch.nonzero(at.index_select(0, edge_parent)).squeeze(1)  # [E_d]
-            parent = local.index_select(0, edge_parent.index_select(0, edges))
-            kids = type(state)(*(t.index_select(0, edge_child.index_select(0, edges)) for t in state))
-            children = Children(kids, parent, edge_slot.index_select(0, edges), nodes.shape[0], self.arity)
-            new = cell(proj.index_select(0, nodes), children)
-            state = type(state)(*(t.index_copy(0, nodes, v) for t, v in zip(state, new, strict=True)))
-        h = state[0]
-        if model.down_runner is not None:  # top-down: each node reads its parent's state, level = depth
-            h = torch.cat([h, self._down(model.down_runner.cell, h, edge_parent, edge_child, depth)[0]], dim=-1)
+        # bottom-up: level = height, each node reads its children
+        h = self._sweep(model.cell, x, height, edge_parent, edge_child, edge_slot)[0]
+        if model.down_runner is not None:  # top-down: level = depth, each node reads its parent (slot 0)
+            down = self._sweep(model.down_runner.cell, h, depth, edge_child, edge_parent, torch.zeros_like(edge_slot))
+            h = torch.cat([h, down[0]], dim=-1)
         return model.classifier(h.index_select(0, roots))
 
-    def _down(self, cell, x, edge_parent, edge_child, depth) -> tuple[Tensor, ...]:  # noqa: ANN001
+    def _sweep(self, cell, x, level, receiver, sender, slot) -> tuple[Tensor, ...]:  # noqa: ANN001
+        """Run ``cell`` level by level: level 0 as leaves, then each level's nodes (``NonZero``) reading
+        the states of their senders over the edges ``sender -> receiver``."""
         from nlp_lib.cells.base import Children
 
         project = getattr(cell, "project", None)
         proj = project(x) if project is not None else x
+        arity = int(getattr(cell, "arity", 0) or 8)  # child-sum cells: slots unused
         n = x.shape[0]
-        tops = torch.nonzero(depth == 0).squeeze(1)
-        first = cell(proj.index_select(0, tops), Children(None, edge_parent[:0], edge_parent[:0], tops.shape[0], 0))
-        state = type(first)(*(t.new_zeros((n,) + t.shape[1:]).index_copy(0, tops, t) for t in first))
-        arity = int(getattr(cell, "arity", 1) or 1)
+        first_nodes = torch.nonzero(level == 0).squeeze(1)
+        first = cell(proj.index_select(0, first_nodes), Children(None, slot[:0], slot[:0], first_nodes.shape[0], 0))
+        state = type(first)(*(t.new_zeros((n,) + t.shape[1:]).index_copy(0, first_nodes, t) for t in first))
         for d in range(1, self.max_depth):
-            at = depth == d
-            nodes = torch.nonzero(at).squeeze(1)
-            local = torch.cumsum(at.to(torch.int64), 0) - 1
-            edges = torch.nonzero(at.index_select(0, edge_child)).squeeze(1)  # each node's edge to its parent
-            receiver = local.index_select(0, edge_child.index_select(0, edges))
-            kids = type(state)(*(t.index_select(0, edge_parent.index_select(0, edges)) for t in state))
-            children = Children(kids, receiver, torch.zeros_like(receiver), nodes.shape[0], arity)
-            new = cell(proj.index_select(0, nodes), children)
+            at = level == d
+            nodes = torch.nonzero(at).squeeze(1)  # [M]
+            local = torch.cumsum(at.to(torch.int64), 0) - 1  # node -> its row within the level
+            edges = torch.nonzero(at.index_select(0, receiver)).squeeze(1)  # [E_d]: edges into this level
+            rows = local.index_select(0, receiver.index_select(0, edges))
+            kids = type(state)(*(t.index_select(0, sender.index_select(0, edges)) for t in state))
+            new = cell(
+                proj.index_select(0, nodes), Children(kids, rows, slot.index_select(0, edges), nodes.shape[0], arity)
+            )
             state = type(state)(*(t.index_copy(0, nodes, v) for t, v in zip(state, new, strict=True)))
         return state
 
@@ -619,7 +606,7 @@ def _export_tree(model: nn.Module, out: Path, max_depth: int, opset: int, check:
     arity = int(getattr(cell, "arity", 0) or 8)  # child-sum cells take any number; slots are unused
     g = torch.Generator().manual_seed(0)
     vocab = model.embedding.num_embeddings
-    graph = _TreeGraph(model, max_depth, arity)
+    graph = _TreeGraph(model, max_depth)
     names = ["tokens", "edge_parent", "edge_child", "edge_slot", "height", "depth", "roots"]
     forest = _random_forest(g, vocab, 3, min(arity, 3), 12)
     tall = tree_inputs(*([x] for x in _caterpillar(max_depth - 1, vocab)))

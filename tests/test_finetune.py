@@ -21,14 +21,18 @@ def _jsonl(path, rows):
     return path
 
 
+def _topics(tmp_path):
+    """The new task every fine-tuning test moves to: 3 topic labels, 90 rows."""
+    return _jsonl(tmp_path / "topics.jsonl", [(t, y) for y, ts in TOPICS.items() for t in ts] * 10)
+
+
 def test_text_classifier_fine_tuned_on_new_labels(tmp_path, caplog):
     first = _jsonl(tmp_path / "sentiment.jsonl", [("a great film", "pos"), ("an awful film", "neg")] * 30)
     base = tmp_path / "base"
     common = ["trainer.enable_progress_bar=false", "optim.optimizer.lr=0.01"]
     train(compose("text_classifier", [f"data.train_path={first}", f"run_dir={base}", "data.vocab_size=60", *common]))
 
-    rows = [(t, y) for y, ts in TOPICS.items() for t in ts] * 10
-    new = _jsonl(tmp_path / "topics.jsonl", rows)
+    new = _topics(tmp_path)
     tuned = tmp_path / "tuned"
     with caplog.at_level(logging.INFO, logger="nlp_lib"):
         metrics = train(
@@ -85,7 +89,7 @@ def test_finetune_recipe_freezes_the_encoder_for_its_first_steps(tmp_path, caplo
     quiet = ["trainer.enable_progress_bar=false", "trainer.max_epochs=1"]
     train(compose("text_classifier", [f"data.train_path={first}", f"run_dir={base}", "data.vocab_size=60", *quiet]))
     source = bundle.read(base / "bundle")
-    new = _jsonl(tmp_path / "topics.jsonl", [(t, y) for y, ts in TOPICS.items() for t in ts] * 10)  # 2 steps/epoch
+    new = _topics(tmp_path)  # 2 steps/epoch
 
     def finetune(name, steps):
         run = tmp_path / name
@@ -149,8 +153,7 @@ def test_sst_trained_lstm_fine_tuned_on_a_new_jsonl_task(tmp_path, sst_trees, ca
         )
     )
     source = bundle.read(base / "bundle")
-    rows = [(t, y) for y, ts in TOPICS.items() for t in ts] * 10
-    new = _jsonl(tmp_path / "topics.jsonl", rows)
+    new = _topics(tmp_path)
     tuned = tmp_path / "tuned"
     with caplog.at_level(logging.INFO, logger="nlp_lib"):
         metrics = train(

@@ -27,7 +27,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -223,3 +223,17 @@ def columns(dataset: Any, names: Iterable[str]) -> list[list[Any]]:
         else:
             out.append(col.to_pylist())
     return out
+
+
+def splits_dataset(splits: dict[str, list[Any]], fields: Sequence[str]) -> Any:
+    """Encoded examples per split (tuples of lists and numbers) as a ``DatasetDict``, a column per field."""
+    from datasets import Dataset, DatasetDict
+
+    out = {}
+    for name, examples in splits.items():
+        cols: dict[str, list[Any]] = {f: [] for f in fields}
+        for ex in examples:
+            for f, v in zip(fields, ex, strict=True):
+                cols[f].append(list(v) if isinstance(v, tuple) else v)
+        out[name] = Dataset.from_dict(cols)
+    return DatasetDict(out)

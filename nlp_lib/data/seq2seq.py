@@ -396,16 +396,9 @@ class Seq2SeqDataModule(SplitLoaders, pl.LightningDataModule):
         self._log_summary()
 
     def _to_cache(self, entry: Any) -> None:
-        from datasets import Dataset, DatasetDict
+        from nlp_lib.data.cache import splits_dataset
 
-        data = DatasetDict(
-            {
-                name: Dataset.from_dict(
-                    {"source": [e[0] for e in ex], "target": [e[1] for e in ex], "text": [e[2] for e in ex]}
-                )
-                for name, ex in self.splits.items()
-            }
-        )
+        data = splits_dataset(self.splits, ("source", "target", "text"))
         src, tgt = self.source_tokenizer, self.target_tokenizer
         shared = src is tgt
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,17 +31,33 @@ def sst_binary(tree: Tree) -> Tree | None:
     return Tree(parent=tree.parent, words=tree.words, labels=[_SST_BINARY.get(x, -1) for x in tree.labels])
 
 
+def _split_dir(path: str, train_file: str, val_file: str, test_file: str | None) -> tuple[Path, dict[str, str | None]]:
+    """The ``data.path`` folder and its split files (train first), checked to exist."""
+    directory = Path(path)
+    if not directory.is_dir():
+        raise DataError(f"data.path: directory '{path}' does not exist (expected {train_file}, {val_file} in it)")
+    return directory, {"train": train_file, "val": val_file, "test": test_file}
+
+
+def _split_paths(directory: Path, files: dict[str, str | None]) -> Iterator[tuple[str, Path]]:
+    """``(split, file)`` of every configured split, train first; a missing test file is no split."""
+    for split, name in files.items():
+        if name is not None and not (split == "test" and not (directory / name).exists()):
+            yield split, directory / name
+
+
+def _files_key(reader: str, directory: Path, files: dict[str, str | None], **options: Any) -> dict[str, Any]:
+    """The cache key of split files: their fingerprints and the reader's options."""
+    fingerprints = file_fingerprints(directory / f if f else None for f in files.values())
+    return {"reader": reader, "files": fingerprints, **options}
+
+
 def _read_ptb_splits(
     directory: Path, files: dict[str, str | None], on_error: OnError, binary: bool = False
 ) -> TreeSplits:
     splits: TreeSplits = {}
     known = None  # the training labels: validation and test trees with another label are bad lines
-    for split, name in files.items():  # train first
-        if name is None:
-            continue
-        f = directory / name
-        if split == "test" and not f.exists():
-            continue  # the test split is optional
+    for split, f in _split_paths(directory, files):
         res = read_ptb_trees(f, on_error=on_error, known_labels=known)  # skipped lines: one warning
         if split == "train":
             known = res.labels()
@@ -106,21 +123,13 @@ def _ptb_module(
     binary: bool,
     datamodule_kwargs: dict[str, Any],
 ) -> Any:
-    directory = Path(path)
-    if not directory.is_dir():
-        raise DataError(f"data.path: directory '{path}' does not exist (expected {train_file}, {val_file} in it)")
-    files = {"train": train_file, "val": val_file, "test": test_file}
+    directory, files = _split_dir(path, train_file, val_file, test_file)
     if binary and datamodule_kwargs.get("num_classes") not in (None, 2):
         raise DataError(f"data.binary=true needs data.num_classes=2, got {datamodule_kwargs['num_classes']}")
     if binary:
         datamodule_kwargs["num_classes"] = 2
     load = partial(_read_ptb_splits, directory, files, on_error, binary)
-    key = {
-        "reader": "ptb",
-        "files": file_fingerprints(directory / f if f else None for f in files.values()),
-        "on_error": on_error,
-        "binary": binary,
-    }
+    key = _files_key("ptb", directory, files, on_error=on_error, binary=binary)
     return cls(load=load, cache_key=key, **datamodule_kwargs)
 
 
@@ -142,11 +151,9 @@ def _listops_files(directory: Path, files: dict[str, str | None], on_error: OnEr
     from nlp_lib.data.listops import read_listops
 
     out: TreeSplits = {}
-    for split, name in files.items():
-        if name is None or (split == "test" and not (directory / name).exists()):
-            continue
+    for split, f in _split_paths(directory, files):
         # the label set is the task's (the values 0-9), not the training file's: no known_labels check
-        out[split] = read_listops(directory / name, on_error=on_error).labelled_trees()  # skips: one warning
+        out[split] = read_listops(f, on_error=on_error).labelled_trees()  # skips: one warning
     return out
 
 
@@ -201,15 +208,8 @@ def listops_data(
         return TreeDataModule(
             load=partial(_listops_generated, sizes, generator_seed, params), cache_key=key, **datamodule_kwargs
         )
-    directory = Path(path)
-    if not directory.is_dir():
-        raise DataError(f"data.path: directory '{path}' does not exist (expected {train_file}, {val_file} in it)")
-    files = {"train": train_file, "val": val_file, "test": test_file}
-    key = {
-        "reader": "listops",
-        "files": file_fingerprints(directory / f if f else None for f in files.values()),
-        "on_error": on_error,
-    }
+    directory, files = _split_dir(path, train_file, val_file, test_file)
+    key = _files_key("listops", directory, files, on_error=on_error)
     return TreeDataModule(load=partial(_listops_files, directory, files, on_error), cache_key=key, **datamodule_kwargs)
 
 
@@ -224,12 +224,7 @@ def _read_conllu_splits(
     splits: TreeSplits = {}
     names: list[str] = []
     index: dict[str, int] = {}
-    for split, name in files.items():  # train first: its labels are the label set
-        if name is None:
-            continue
-        f = directory / name
-        if split == "test" and not f.exists():
-            continue
+    for split, f in _split_paths(directory, files):  # train first: its labels are the label set
         trees, bad = [], []
         for dep in read_conllu(f, on_error=on_error):
             label = dep.comments.get(label_comment)
@@ -288,15 +283,7 @@ def conllu_tree_data(
             the sentence and report the count.
         **datamodule_kwargs: Passed to :class:`TreeDataModule` (``batch_size``, ``tokenizer``...).
     """
-    directory = Path(path)
-    if not directory.is_dir():
-        raise DataError(f"data.path: directory '{path}' does not exist (expected {train_file}, {val_file} in it)")
-    files = {"train": train_file, "val": val_file, "test": test_file}
-    key = {
-        "reader": "conllu",
-        "files": file_fingerprints(directory / f if f else None for f in files.values()),
-        "label_comment": label_comment,
-        "on_error": on_error,
-    }
+    directory, files = _split_dir(path, train_file, val_file, test_file)
+    key = _files_key("conllu", directory, files, label_comment=label_comment, on_error=on_error)
     load = partial(_read_conllu_splits, directory, files, label_comment, on_error)
     return TreeDataModule(load=load, cache_key=key, **datamodule_kwargs)

@@ -389,14 +389,9 @@ class TextDataModule(SplitLoaders, pl.LightningDataModule):
         self._log_summary()
 
     def _to_cache(self, entry: Any, notes: list[str]) -> None:
-        from datasets import Dataset, DatasetDict
+        from nlp_lib.data.cache import splits_dataset
 
-        data = DatasetDict(
-            {
-                name: Dataset.from_dict({"ids": [e[0] for e in ex], "label": [e[1] for e in ex]})
-                for name, ex in self.splits.items()
-            }
-        )
+        data = splits_dataset(self.splits, ("ids", "label"))
         tok = self.tokenizer
         meta = {"splits": list(self.splits), "labels": self.label_names, "notes": notes}
         entry.store(data, meta, lambda folder: tok.save(folder / "tokenizer.model"))

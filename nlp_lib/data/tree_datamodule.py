@@ -225,9 +225,9 @@ class TreeDataModule(SplitLoaders, pl.LightningDataModule):
         self._log_summary()
 
     def _to_cache(self, entry: Any) -> None:
-        from datasets import Dataset, DatasetDict
+        from nlp_lib.data.cache import splits_dataset
 
-        data = DatasetDict({name: _as_dataset(Dataset, self.example_fields, ex) for name, ex in self.splits.items()})
+        data = splits_dataset(self.splits, self.example_fields)
         tok = self.tokenizer or self.vocab
         name = "tokenizer.model" if self.kind == "sentencepiece" else "vocab.json"
         entry.store(
@@ -332,12 +332,3 @@ class SentenceDataModule(TreeDataModule):
 
     def collate(self, examples: list[Any]) -> Any:
         return SequenceBatch.from_lists([e[0] for e in examples], [e[1] for e in examples])
-
-
-def _as_dataset(dataset_cls: Any, fields: Sequence[str], examples: list[Any]) -> Any:
-    """Encoded examples (tuples of lists and numbers) as one Arrow column per field."""
-    cols: dict[str, list[Any]] = {f: [] for f in fields}
-    for ex in examples:
-        for f, v in zip(fields, ex, strict=True):
-            cols[f].append(list(v) if isinstance(v, tuple) else v)
-    return dataset_cls.from_dict(cols)
