@@ -109,7 +109,9 @@ def _scopes() -> list[dict]:
 
 
 def _use_fast(x: Tensor, weight: Tensor, bias: Tensor | None, add: Tensor | None) -> bool:
-    if not _ENABLED or x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
+    if not _ENABLED or x.device.type != "cpu" or weight.device.type != "cpu":
+        return False
+    if x.dtype != torch.float32 or weight.dtype != torch.float32:
         return False
     if (bias is not None and bias.dtype != torch.float32) or (add is not None and add.dtype != torch.float32):
         return False
