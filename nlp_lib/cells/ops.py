@@ -12,17 +12,20 @@ LSTM at batch 64 / hidden 256 gets ~10% faster, at hidden 512 ~20% (``scripts/be
 when everything is a float32 CPU tensor and the product has at least :data:`MIN_MACS`
 multiply-adds (below it oneDNN's fixed cost per call wins over its faster kernel), with a
 hand-written backward. Everywhere else it *is* ``F.linear`` (+ ``add``): CUDA, other dtypes, under
-autocast, while tracing, exporting to ONNX or compiling, or when disabled. It is on by default
-except on Intel CPUs, where MKL is at home and we have not measured a gain; ``NLP_LIB_FAST_CPU=1``
-or ``0`` (or :func:`set_fast_cpu`) decides either way. Results equal ``F.linear``'s to float32
-rounding (the summation order differs); its backward cannot itself be differentiated (double
-backward raises).
+autocast, while tracing, exporting to ONNX or compiling, inside ``torch.func`` transforms or
+forward-mode AD, for a bias or ``add`` that broadcasts, or when disabled. It is on by default where
+it was measured to gain, on AMD CPUs (Linux); elsewhere (Intel, where MKL is at home; ARM; other
+systems) it is off until measured: ``NLP_LIB_FAST_CPU=1`` or ``0`` (or :func:`set_fast_cpu`)
+decides either way. Results equal ``F.linear``'s to float32 rounding (the summation order differs);
+its backward cannot itself be differentiated (double backward raises).
 
 :func:`packed_weights` is the scope in which a weight used more than once is packed once: the
 sequence runner and the seq2seq decoder open it around their time loops, so every step reuses the
 packed recurrent weight (and its packed transpose in the backward pass). A weight changed in place
-inside the scope is packed again (its version counter is checked); outside any scope nothing is
-cached.
+by PyTorch operations inside the scope is packed again (its version counter is checked), but
+writes through ``.data`` and fused optimizers do not move that counter: a scope must not span an
+optimizer step or such writes (the library's scopes cover one forward and its backward). Outside
+any scope nothing is cached.
 
 A user's cell gets the same speed by calling :func:`linear` for its matrix multiplies::
 
@@ -35,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 
 import torch
@@ -45,15 +49,15 @@ __all__ = ["linear", "packed_weights", "set_fast_cpu", "fast_cpu_enabled", "MIN_
 
 
 def _default_enabled() -> bool:
-    """``NLP_LIB_FAST_CPU`` if set; else on unless the CPU is Intel's (where MKL is at home; not measured)."""
+    """``NLP_LIB_FAST_CPU`` if set; else on where it was measured to gain: AMD CPUs (read from Linux's /proc)."""
     env = os.environ.get("NLP_LIB_FAST_CPU", "").strip().lower()
     if env:
         return env not in {"0", "false", "no", "off"}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            return "GenuineIntel" not in f.read(4096)
-    except OSError:
-        return True
+            return "AuthenticAMD" in f.read(4096)
+    except OSError:  # not Linux: not measured
+        return False
 
 
 _ENABLED = _default_enabled()
@@ -81,7 +85,8 @@ def _onednn_works() -> bool:
         try:
             op = torch.ops.mkldnn._linear_pointwise
             with torch.no_grad():
-                x, w, b = torch.randn(3, 5), torch.randn(4, 5), torch.randn(4)
+                kw = {"dtype": torch.float32, "device": "cpu"}
+                x, w, b = torch.randn(3, 5, **kw), torch.randn(4, 5, **kw), torch.randn(4, **kw)
                 ok = torch.allclose(op(x, w, b, "none", [], ""), torch.nn.functional.linear(x, w, b), atol=1e-5)
                 packed = torch.ops.mkldnn._reorder_linear_weight(w, None)
                 ok = ok and torch.allclose(op.binary(x, b.expand(3, 4), packed, None, "add"), x @ w.t() + b, atol=1e-5)
@@ -113,8 +118,12 @@ def _use_fast(x: Tensor, weight: Tensor, bias: Tensor | None, add: Tensor | None
         return False
     if x.dtype != torch.float32 or weight.dtype != torch.float32:
         return False
-    if (bias is not None and bias.dtype != torch.float32) or (add is not None and add.dtype != torch.float32):
-        return False
+    if bias is not None and (bias.dtype != torch.float32 or bias.shape != (weight.shape[0],)):
+        return False  # (a broadcast bias like ``[1]`` is F.linear's business)
+    if add is not None and (add.dtype != torch.float32 or add.shape != x.shape[:-1] + (weight.shape[0],)):
+        return False  # an ``add`` that broadcasts: plain ops
+    if torch._C._are_functorch_transforms_active() or torch.autograd.forward_ad._current_level >= 0:
+        return False  # torch.func transforms and forward-mode AD: no vmap/jvp rules here
     if torch.is_autocast_enabled("cpu") or torch.jit.is_tracing() or torch.jit.is_scripting():
         return False
     if torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
@@ -132,8 +141,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *, add: Tensor
         add: A tensor of the output's shape ``[..., out]`` added to the product, e.g. a recurrent
             cell's hoisted input projection (one fused operation on the oneDNN path).
     """
-    exact = add is None or add.shape == x.shape[:-1] + (weight.shape[0],)  # else broadcast: plain ops
-    if not (exact and _use_fast(x, weight, bias, add) and x.numel() * weight.shape[0] >= MIN_MACS):  # MACs
+    if not (_use_fast(x, weight, bias, add) and x.numel() * weight.shape[0] >= MIN_MACS):  # multiply-adds
         y = torch.nn.functional.linear(x, weight, bias)
         return y if add is None else y + add
     scopes = _scopes()
@@ -153,26 +161,35 @@ def _weight(weight: Tensor, scope: dict | None, transposed: bool = False) -> Ten
     key = (id(weight), transposed)
     stamp = (weight._version, weight.data_ptr())
     hit = scope.get(key)
-    if hit is None or hit[0] is not weight or hit[1] != stamp:  # first use (or changed in place)
-        scope[key] = (weight, stamp, None)  # holds ``weight``: its id cannot be reused while the scope lives
+    if hit is None or hit[0]() is not weight or hit[1] != stamp:  # first use (or changed in place)
+        # A weak reference: a weight made afresh at every step is not kept alive by the scope; when it
+        # goes, its entry goes (and a new tensor with its id cannot match the dead reference meanwhile).
+        scope[key] = (weakref.ref(weight, lambda _, key=key: scope.pop(key, None)), stamp, None)
         return None
     if hit[2] is None:
         w = weight.detach()
-        hit = (weight, stamp, torch.ops.mkldnn._reorder_linear_weight(w.t().contiguous() if transposed else w, None))
+        hit = (hit[0], stamp, _pack(w.t().contiguous() if transposed else w))
         scope[key] = hit
     return hit[2]
+
+
+def _pack(weight: Tensor) -> Tensor:
+    """``weight`` ``[out, in]`` in oneDNN's blocked layout for any number of rows."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight, None)
 
 
 class _OneDNNLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, add: Tensor | None, scope: dict | None):
-        ctx.save_for_backward(x, weight)
+        # Only what the backward needs (as F.linear): x for the weight's gradient, the weight for x's.
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, weight if ctx.needs_input_grad[0] else None)
         ctx.scope = scope
         ctx.has_bias = bias is not None
         ctx.has_add = add is not None
         w = _weight(weight, scope)
         w = weight.detach() if w is None else w
         op = torch.ops.mkldnn._linear_pointwise
+        bias = None if bias is None else bias.contiguous()  # oneDNN reads it as contiguous memory
         if add is not None:
             return op.binary(x, add.contiguous(), w, bias, "add")
         return op(x, w, bias, "none", [], "")

@@ -150,3 +150,117 @@ def test_every_built_in_cell_gives_the_same_results_on_either_path(fast, monkeyp
     torch.testing.assert_close(out.outputs, ref.outputs, atol=1e-5, rtol=1e-5)
     for got, want in zip(grads, _grads(ref.outputs, params), strict=True):  # float32 sums in another order
         torch.testing.assert_close(got, want, atol=5e-5, rtol=1e-4)
+
+
+@needs_onednn
+def test_a_bias_that_is_not_one_contiguous_vector_gives_f_linears_results(fast):
+    x = torch.randn(6, 5, requires_grad=True)
+    w = torch.randn(7, 5, requires_grad=True)
+    column = torch.randn(7, 2, requires_grad=True)
+    scalar = torch.tensor(0.3, requires_grad=True)
+    one = torch.randn(1, requires_grad=True)
+    for bias, leaf in [(column[:, 0], column), (scalar.expand(7), scalar), (one, one)]:  # strided, expanded, [1]
+        want = nn.functional.linear(x, w, bias)
+        got = ops.linear(x, w, bias)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        for a, b in zip(_grads(got, [x, w, leaf]), _grads(want, [x, w, leaf]), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert len(fast) == 2  # the [1] bias broadcasts: F.linear's business
+
+
+@needs_onednn
+def test_only_what_the_backward_needs_is_saved(fast):
+    """As with F.linear, a tensor whose partner needs no gradient may change after the forward."""
+    w = nn.Parameter(torch.randn(7, 5))
+    x = torch.randn(6, 5)
+    y = ops.linear(x, w)  # x needs no gradient: the weight is not saved
+    with torch.no_grad():
+        w.mul_(0.9)
+    y.sum().backward()
+    torch.testing.assert_close(w.grad, torch.ones(7, 6) @ x)
+    x = torch.randn(6, 5, requires_grad=True)
+    frozen = torch.randn(7, 5)
+    y = ops.linear(x, frozen)  # the weight needs no gradient: x is not saved
+    with torch.no_grad():
+        x.mul_(0.5)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, torch.ones(6, 7) @ frozen)
+    assert len(fast) == 2
+
+
+@needs_onednn
+def test_packing_happens_once_per_recurrent_weight_and_direction_of_the_pass(fast, monkeypatch):
+    packed = []
+    real = ops._pack
+    monkeypatch.setattr(ops, "_pack", lambda w: packed.append(tuple(w.shape)) or real(w))
+    runner = SequenceRunner(cell=LSTMCell, input_size=6, hidden_size=8, num_layers=2, bidirectional=True)
+    out = runner(torch.randn(3, 5, 6), torch.tensor([5, 2, 4]))
+    assert packed == [(32, 8)] * 4  # each cell's recurrent weight, at its second step; input weights never
+    out.outputs.sum().backward()
+    assert packed[4:] == [(8, 32)] * 4  # and its transpose, once, for the backward pass
+
+
+@needs_onednn
+def test_torch_func_transforms_and_forward_ad_fall_back(fast):
+    from torch.func import functional_call, grad
+
+    runner = SequenceRunner(cell=LSTMCell, input_size=6, hidden_size=8)
+    x = torch.randn(3, 5, 6)
+    params = dict(runner.named_parameters())
+    g = grad(lambda p: functional_call(runner, p, (x,)).outputs.pow(2).mean())(params)
+    want = torch.autograd.grad(runner(x).outputs.pow(2).mean(), list(params.values()))
+    for a, b in zip(g.values(), want, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    import torch.autograd.forward_ad as fwad
+
+    with fwad.dual_level():
+        out = runner(fwad.make_dual(x, torch.ones_like(x))).outputs
+        assert fwad.unpack_dual(out).tangent is not None
+
+
+@needs_onednn
+def test_seq2seq_training_and_decoding_on_the_fast_path_equal_the_plain_path(fast, monkeypatch):
+    from nlp_lib.models import Seq2Seq
+    from nlp_lib.models.decoding import beam_search, greedy
+
+    torch.manual_seed(0)
+    model = Seq2Seq(src_vocab_size=20, tgt_vocab_size=15, embedding_size=8, hidden_size=16, dropout=0.0)
+    src = torch.randint(4, 20, (4, 6))
+    lengths = torch.tensor([6, 3, 5, 1])
+    tgt = torch.randint(4, 15, (4, 5))
+    params = list(model.parameters())
+
+    def run():
+        logits = model(src, lengths, tgt).logits
+        model.eval()
+        decoded = greedy(model, src, lengths, max_length=8), beam_search(model, src, lengths, beam_size=3)
+        model.train()
+        return logits, torch.autograd.grad(logits.pow(2).sum(), params), decoded
+
+    logits, grads, (gr, beams) = run()
+    assert len(fast) > 20  # the decoder's steps went through oneDNN
+    monkeypatch.setattr(ops, "_ENABLED", False)
+    ref_logits, ref_grads, (ref_gr, ref_beams) = run()
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=5e-5, rtol=1e-4)
+    assert gr == ref_gr
+    assert [[h.tokens for h in hs] for hs in beams] == [[h.tokens for h in hs] for hs in ref_beams]
+
+
+@needs_onednn
+def test_a_scope_does_not_keep_weights_made_afresh_alive(fast):
+    import gc
+    import weakref
+
+    x = torch.randn(4, 5)
+    refs = []
+    with ops.packed_weights():
+        for _ in range(5):
+            w = torch.randn(6, 5) * 2.0  # a new weight each step (e.g. a weight-normed one)
+            refs.append(weakref.ref(w))
+            ops.linear(x, w)
+        del w
+        gc.collect()
+        assert sum(r() is not None for r in refs) == 0
+        assert ops._scopes()[-1] == {}  # and their entries went with them
