@@ -1,6 +1,5 @@
 """Per-node and per-step cells (torch only)."""
 
-from nlp_lib.cells import ops
 from nlp_lib.cells.base import Children, RecursiveState, TreeCell, TreeGRUState, TreeLSTMState
 from nlp_lib.cells.recursive_nn import RecursiveNNCell
 from nlp_lib.cells.rnn import (
@@ -34,5 +33,4 @@ __all__ = [
     "GRUCell",
     "LayerNormLSTMCell",
     "MinimalGatedCell",
-    "ops",
 ]

@@ -21,7 +21,6 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from nlp_lib.cells.ops import linear
 from nlp_lib.configurable import Configurable
 
 __all__ = [
@@ -110,11 +109,11 @@ class LSTMCell(RecurrentCellBase):
 
     def project(self, x: Tensor) -> Tensor:
         """``[..., in] -> [..., 4H]``: ``W_ih x + b_ih + b_hh`` (both biases hoisted)."""
-        return linear(x, self.weight_ih, self.bias_ih + self.bias_hh)
+        return nn.functional.linear(x, self.weight_ih, self.bias_ih + self.bias_hh)
 
     def forward(self, x_proj: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         h, c = state
-        gates = linear(h, self.weight_hh, add=x_proj)  # [B, 4H]: x_proj + h W_hh^T
+        gates = torch.addmm(x_proj, h, self.weight_hh.t())  # [B, 4H]
         i, f, g, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
@@ -140,11 +139,11 @@ class GRUCell(RecurrentCellBase):
 
     def project(self, x: Tensor) -> Tensor:
         """``[..., in] -> [..., 3H]``: ``W_ih x + b_ih`` (``b_hn`` stays inside the reset gate)."""
-        return linear(x, self.weight_ih, self.bias_ih)
+        return nn.functional.linear(x, self.weight_ih, self.bias_ih)
 
     def forward(self, x_proj: Tensor, state: RNNState) -> tuple[Tensor, RNNState]:
         (h,) = state
-        hh = linear(h, self.weight_hh, self.bias_hh)  # [B, 3H]
+        hh = torch.addmm(self.bias_hh, h, self.weight_hh.t())  # [B, 3H]
         x_rz, x_n = x_proj.split([2 * self.hidden_size, self.hidden_size], dim=1)
         h_rz, h_n = hh.split([2 * self.hidden_size, self.hidden_size], dim=1)
         r, z = torch.sigmoid(x_rz + h_rz).chunk(2, dim=1)
@@ -176,11 +175,11 @@ class LayerNormLSTMCell(RecurrentCellBase):
         self.ln_c = nn.LayerNorm(hidden_size)
 
     def project(self, x: Tensor) -> Tensor:
-        return self.ln_ih(linear(x, self.weight_ih)) + self.bias  # [..., 4H]
+        return self.ln_ih(nn.functional.linear(x, self.weight_ih)) + self.bias  # [..., 4H]
 
     def forward(self, x_proj: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         h, c = state
-        gates = x_proj + self.ln_hh(linear(h, self.weight_hh))  # [B, 4H]
+        gates = x_proj + self.ln_hh(h @ self.weight_hh.t())  # [B, 4H]
         i, f, g, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(self.ln_c(c))
@@ -204,12 +203,12 @@ class MinimalGatedCell(RecurrentCellBase):
         self.U_h = nn.Linear(hidden_size, hidden_size, bias=False)
 
     def project(self, x: Tensor) -> Tensor:
-        return linear(x, self.W.weight, self.W.bias)  # [..., 2H]
+        return self.W(x)  # [..., 2H]
 
     def forward(self, x_proj: Tensor, state: RNNState) -> tuple[Tensor, RNNState]:
         (h,) = state
         x_f, x_h = x_proj.chunk(2, dim=1)
-        f = torch.sigmoid(linear(h, self.U_f.weight, add=x_f))
-        cand = torch.tanh(linear(f * h, self.U_h.weight, add=x_h))
+        f = torch.sigmoid(x_f + self.U_f(h))
+        cand = torch.tanh(x_h + self.U_h(f * h))
         h = h + f * (cand - h)
         return h, RNNState(h)

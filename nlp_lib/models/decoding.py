@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from nlp_lib.cells.ops import packed_weights
 from nlp_lib.models.seq2seq import BOS, EOS, Encoded, Seq2Seq
 
 __all__ = ["Hypothesis", "beam_search", "beam_search_one_by_one", "greedy"]
@@ -47,7 +46,6 @@ def _select_encoded(enc: Encoded, index: Tensor) -> Encoded:
 
 
 @torch.no_grad()
-@packed_weights()
 def greedy(model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_length: int = 100) -> list[list[int]]:
     """The most likely next token at every step, for the whole batch at once; token ids without the end token."""
     enc, state = model.encode(src, src_lengths)
@@ -67,7 +65,6 @@ def greedy(model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_length: int = 1
 
 
 @torch.no_grad()
-@packed_weights()
 def beam_search(
     model: Seq2Seq,
     src: Tensor,

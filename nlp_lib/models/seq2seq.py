@@ -32,7 +32,6 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from nlp_lib.cells.ops import packed_weights
 from nlp_lib.cells.rnn import LSTMCell
 from nlp_lib.models.base import SavableModel
 from nlp_lib.modules.seq_runner import SequenceRunner
@@ -249,7 +248,6 @@ class Seq2Seq(SavableModel):
 
     # ------------------------------------------------------------------ training
 
-    @packed_weights()  # the decoder cells' weights are reordered for oneDNN once, not every step
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Seq2SeqOutput:
         """Logits for every position of ``tgt_in`` ``[B, T]`` (``BOS y_1 .. y_{T-1}``, padded).
 

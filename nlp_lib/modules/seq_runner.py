@@ -17,8 +17,6 @@ it over ``[B, T, input]`` batches whose sequences have different lengths, with n
   :class:`~nlp_lib.cells.GRUCell` (and there is no recurrent dropout), dispatch to PyTorch's fused
   ``nn.LSTM`` / ``nn.GRU`` kernels with the cells' own weights; results are the same.
 * ``compile=True``: the step function goes through ``torch.compile``.
-* On CPU, cells whose products go through :func:`nlp_lib.cells.ops.linear` (the built-in cells do)
-  run them on oneDNN, the recurrent weight packed once per call of ``forward`` (see that module).
 """
 
 from __future__ import annotations
@@ -31,7 +29,6 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from nlp_lib.cells.ops import packed_weights
 from nlp_lib.cells.rnn import GRUCell, LSTMCell
 
 __all__ = ["SequenceRunner", "SequenceOutput"]
@@ -119,11 +116,6 @@ class SequenceRunner(nn.Module):
         lengths = lengths.to(x.device)
         if self.is_fused:
             return self._fused(x, lengths)
-        with packed_weights():  # cells' ops.linear weights are reordered for oneDNN once, not every step
-            return self._forward(x, lengths)
-
-    def _forward(self, x: Tensor, lengths: Tensor) -> SequenceOutput:
-        b, t, _ = x.shape
         steps = torch.arange(t, device=x.device)
         valid = steps.unsqueeze(0) < lengths.unsqueeze(1)  # [B, T]
         rev = torch.where(valid, lengths.unsqueeze(1) - 1 - steps, steps)  # reverse within each length

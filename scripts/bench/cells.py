@@ -10,8 +10,6 @@ One training step is forward + backward of a loss over every output (batch ``--b
 * ``mgu``:       ``nlp_lib.cells.MinimalGatedCell`` (a cell nn.LSTM cannot express);
 * ``naive``:     the usual hand-written loop: ``nn.LSTMCell`` called on each step's raw input;
 * ``lstm_fused``: ``LSTMCell`` through ``SequenceRunner(fused=True)`` (dispatches to the fused kernel);
-* ``lstm_mkl``, ``layernorm_mkl``: ``lstm`` and ``layernorm`` with ``nlp_lib.cells.ops``' oneDNN path
-  turned off (PyTorch's default MKL matrix multiplies), to measure what that path gains;
 * with ``--compile``: ``lstm_compiled``, the runner's step through ``torch.compile``, measured after
   the others (once torch.compile has run in a process, eager code there runs measurably slower).
 
@@ -31,7 +29,7 @@ import torch
 from _common import median, print_json, print_table, timed  # this script's folder is on sys.path
 from torch import nn
 
-from nlp_lib.cells import LayerNormLSTMCell, LSTMCell, MinimalGatedCell, ops
+from nlp_lib.cells import LayerNormLSTMCell, LSTMCell, MinimalGatedCell
 from nlp_lib.modules import SequenceRunner
 
 
@@ -86,14 +84,9 @@ def main() -> None:
         "naive": NaiveLoop(i, h).to(dev),
         "lstm_fused": runner(LSTMCell, fused=True),
     }
-    fast_cpu = ops.fast_cpu_enabled()
-    if fast_cpu:  # the same cells with PyTorch's default matrix multiplies
-        models["lstm_mkl"] = runner(LSTMCell)
-        models["layernorm_mkl"] = runner(LayerNormLSTMCell)
     lengths = torch.full((b,), t, dtype=torch.long, device=dev)
 
     def step(name: str) -> None:
-        ops.set_fast_cpu(fast_cpu and not name.endswith("_mkl"))
         m = models[name]
         x = torch.randn(b, t, i, device=dev, requires_grad=True)
         if isinstance(m, SequenceRunner):
@@ -134,7 +127,6 @@ def main() -> None:
         "ratio_lstm_vs_naive_loop": rate["lstm"] / rate["naive"],
         "ratio_layernorm_vs_naive_loop": rate["layernorm"] / rate["naive"],
         "ratio_fused_vs_nn_lstm": rate["lstm_fused"] / rate["nn_lstm"],
-        "fast_cpu": fast_cpu,
         "batch": b,
         "seq_len": t,
         "hidden": h,
@@ -145,9 +137,6 @@ def main() -> None:
         "num_threads": torch.get_num_threads(),
         "device": str(dev),
     }
-    if fast_cpu:
-        res["ratio_lstm_onednn_vs_mkl"] = rate["lstm"] / rate["lstm_mkl"]
-        res["ratio_layernorm_onednn_vs_mkl"] = rate["layernorm"] / rate["layernorm_mkl"]
     if args.compile:
         res["lstm_compiled_tokens_per_s"] = rate["lstm_compiled"]
         res["ratio_compiled_vs_nn_lstm"] = rate["lstm_compiled"] / rate["nn_lstm"]

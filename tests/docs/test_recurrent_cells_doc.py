@@ -41,21 +41,3 @@ def test_worked_example_trains_in_a_sequence_classifier():
         loss.backward()
         opt.step()
     assert loss.item() < 0.5 * first
-
-
-def test_speed_section_cell_takes_the_onednn_path_and_matches(monkeypatch):
-    """The doc's FastCoupledLSTMCell, forced onto oneDNN at its small sizes, equals the plain cell."""
-    import pytest
-
-    from nlp_lib.cells import ops
-
-    if not ops._onednn_works():
-        pytest.skip("this torch has no usable oneDNN linear")
-    monkeypatch.setattr(ops, "_ENABLED", True)
-    monkeypatch.setattr(ops, "MIN_MACS", 0)
-    calls = []
-    real = ops._OneDNNLinear.apply
-    monkeypatch.setattr(ops._OneDNNLinear, "apply", lambda *a: calls.append(1) or real(*a))
-    ns = _doc_namespace()  # its assert_close compares the two cells' outputs
-    assert len(calls) >= 2 * 2 * 5  # the fast cell's recurrent products: 2 layers x 2 directions x 5 steps
-    assert ns["fast"].cells[0].__class__.__name__ == "FastCoupledLSTMCell"
