@@ -281,7 +281,9 @@ class Predictor:
 
     Tree classifiers take PTB-style bracketed strings (or :class:`~nlp_lib.structure.Tree` s);
     sequence classifiers take texts (split on whitespace for a word vocabulary, or sentencepiece).
-    Returns one ``{"label": name, "probs": {name: p, ...}}`` per input.
+    Returns one ``{"label": name, "probs": {name: p, ...}}`` per input; a sequence tagger returns
+    one ``{"tokens": [...], "labels": [...], "scores": [...]}`` per input instead (a label and its
+    probability per token: words for a word vocabulary, sentencepiece pieces otherwise).
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -289,6 +291,10 @@ class Predictor:
 
     @torch.no_grad()
     def __call__(self, inputs: Sequence[Any], batch_size: int = 64) -> list[dict[str, Any]]:
+        from nlp_lib.models.sequence import SequenceTagger
+
+        if isinstance(self.model, SequenceTagger):
+            return self._tag(inputs, batch_size)
         out: list[dict[str, Any]] = []
         for i in range(0, len(inputs), batch_size):
             probs = torch.softmax(self.logits(inputs[i : i + batch_size]), dim=-1).cpu()
@@ -327,11 +333,35 @@ class Predictor:
             return model(batch.to(device)).logits
         from nlp_lib.structure.sequence import SequenceBatch
 
+        ids = [i or [0] for i, _ in map(self._encode, inputs)]
+        out = model(SequenceBatch.from_lists(ids).to(device))
+        return out if isinstance(out, torch.Tensor) else out.logits  # a tagger returns its logits as they are
+
+    def _encode(self, text: Any) -> tuple[list[int], list[str]]:
+        """A text's token ids and the tokens themselves (words, or sentencepiece pieces)."""
+        tok = self.model.tokenizer
         if type(tok).__name__ == "WordVocab":
-            ids = [[tok.id(w) for w in str(x).split()] or [0] for x in inputs]
-        else:
-            ids = [tok.encode(str(x)) for x in inputs]
-        return model(SequenceBatch.from_lists(ids).to(device)).logits
+            words = str(text).split()
+            return [tok.id(w) for w in words], words
+        ids = tok.encode(str(text))
+        return ids, [tok.sp.id_to_piece(int(i)) for i in ids]
+
+    def _tag(self, inputs: Sequence[Any], batch_size: int) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(inputs), batch_size):
+            chunk = inputs[i : i + batch_size]
+            probs = torch.softmax(self.logits(chunk), dim=-1).cpu()  # [B, T, C]
+            for row, x in zip(probs, chunk, strict=True):
+                _, tokens = self._encode(x)
+                best = row[: len(tokens)].max(-1)
+                out.append(
+                    {
+                        "tokens": tokens,
+                        "labels": [self.model.labels[int(k)] for k in best.indices],
+                        "scores": [round(float(p), 6) for p in best.values],
+                    }
+                )
+        return out
 
 
 class Translator:

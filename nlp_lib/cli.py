@@ -36,7 +36,8 @@ commands:
   train [recipe=NAME] [KEY=VALUE ...]   train a recipe (default: {default}); any Hydra override,
                                         --multirun / -m for sweeps (each job gets its own run dir)
   train resume=RUN_DIR                  continue a killed run from its checkpoints/last.ckpt
-  predict bundle=DIR input=FILE         a label and probabilities per input line (text or tree);
+  predict bundle=DIR input=FILE         a label and probabilities per input line (text or tree),
+                                        a label per token for a tagger;
                                         seq2seq: one output per line from FILE or stdin (input=-),
                                         [beam_size=5] [n_best=N: "i ||| output ||| score"] [output=FILE]
   eval run=RUN_DIR [split=val|test]     metrics of a run's model on a split (data.* overrides allowed)
