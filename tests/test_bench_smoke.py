@@ -32,3 +32,41 @@ def test_data_bench_runs():
         pytest.skip("the shared data folder is absent")
     out = _bench("data.py", "--reps", "1", "--data", str(SHARED_DATA))
     assert out["cached_speedup"] > 1 and out["balanced_max_over_mean"] < 1.05
+
+
+def test_cells_bench_runs():
+    out = _bench(
+        "cells.py", "--batch", "4", "--seq-len", "5", "--hidden", "16", "--input-size", "8",
+        "--steps", "1", "--warmup", "1", "--repeats", "2",
+    )  # fmt: skip
+    names = (
+        "ratio_lstm_vs_nn_lstm",
+        "ratio_layernorm_vs_nn_lstm",
+        "ratio_lstm_vs_naive_loop",
+        "ratio_fused_vs_nn_lstm",
+    )
+    assert all(out[k] > 0 for k in names) and out["cpu"]
+
+
+def test_tree_lstm_bench_runs():
+    out = _bench(
+        "tree_lstm.py", "--data", "synthetic", "--batch", "8", "--hidden", "16", "--input-size", "8",
+        "--recursive-trees", "2", "--steps", "1", "--warmup", "1", "--repeats", "1",
+    )  # fmt: skip
+    assert out["ratio_vs_recursive"] > 0 and out["ratio_vs_lstm"] > 0 and 0 <= out["schedule_overhead_share"] < 1
+
+
+def test_seq2seq_bench_runs():
+    out = _bench(
+        "seq2seq.py", "--batch", "8", "--hidden", "16", "--embedding", "8", "--train-steps", "2", "--steps", "1",
+        "--repeats", "1", "--beam", "2", "--beam-batch", "4", "--sentences", "8", "--max-length", "10",
+    )  # fmt: skip
+    assert out["identical_share"] == 1.0 and out["beam_batched_vs_single"] > 0
+
+
+def test_sampler_bench_runs():
+    if not (SHARED_DATA / "sst" / "trees").is_dir():
+        pytest.skip("the shared data folder is absent")
+    path = SHARED_DATA / "sst" / "trees" / "dev.txt"
+    out = _bench("sampler.py", "--sst-path", str(path), "--ranks", "2", "--epochs", "1")
+    assert out["balanced_max_over_mean"] < out["distributed_max_over_mean"]

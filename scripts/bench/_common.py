@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -45,3 +46,15 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None
 def print_json(result: dict) -> None:
     """One JSON object on one line (the last line of the output, for machines to read)."""
     print(json.dumps(result, sort_keys=False), flush=True)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), to tell results from different machines apart."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -26,7 +26,7 @@ import sys
 from functools import partial
 
 import torch
-from _common import median, print_json, print_table, timed  # this script's folder is on sys.path
+from _common import cpu_name, median, print_json, print_table, timed  # this script's folder is on sys.path
 from torch import nn
 
 from nlp_lib.cells import LayerNormLSTMCell, LSTMCell, MinimalGatedCell
@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--input-size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--compile", action="store_true", help="also measure the runner with a compiled step")
@@ -134,6 +134,7 @@ def main() -> None:
         "steps": args.steps,
         "repeats": args.repeats,
         "torch_version": torch.__version__,
+        "cpu": cpu_name(),
         "num_threads": torch.get_num_threads(),
         "device": str(dev),
     }
@@ -145,7 +146,7 @@ def main() -> None:
         return
     print(
         f"training throughput (forward + backward), batch {b}, length {t}, input {i}, hidden {h}, {dev}, "
-        f"threads {torch.get_num_threads()}, torch {torch.__version__}; medians of {args.repeats} x {args.steps}"
+        f"threads {torch.get_num_threads()}, torch {torch.__version__}, {cpu_name()}; medians of {args.repeats} x {args.steps}"
     )
     print_table(
         ["method", "step ms", "tokens/s", "this / nn.LSTM"],

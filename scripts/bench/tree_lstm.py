@@ -48,7 +48,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import median, print_json, print_table, timed  # this script's folder is on sys.path
+from _common import cpu_name, median, print_json, print_table, timed  # this script's folder is on sys.path
 from torch import nn
 
 from nlp_lib.cells.tree_lstm import NaryTreeLSTMCell
@@ -312,6 +312,7 @@ def main() -> None:
         "repeats": args.repeats,
         "optimizer": f"SGD(lr={LR})",
         "torch_version": torch.__version__,
+        "cpu": cpu_name(),
         "num_threads": torch.get_num_threads(),
         "device": str(dev),
     }
