@@ -490,11 +490,16 @@ def _train_command(args: list[str]) -> int:
         try:
             metrics = train(cfg)
         except NlpLibError as e:
+            _remove_untouched_run_dir(Path(job.runtime.output_dir), existed)
             raise SystemExit(_fail(e)) from None
         finally:  # the next job of a sweep (-m) starts its own DDP processes: a fresh group and port
             _end_distributed(environ)
         if rank_zero_only.rank == 0:
             _print_summary(metrics)
+
+    # A run directory named on the command line that exists already is never removed on failure.
+    existed = {str(Path(a.split("=", 1)[1]).resolve()) for a in rest if a.startswith("run_dir=")}
+    existed = {d for d in existed if Path(d).exists()}
 
     old_argv = sys.argv
     # Hydra flags (-m, --cfg job) must come before the overrides, so ours goes last. argv[0] stays
@@ -512,6 +517,26 @@ def _train_command(args: list[str]) -> int:
 
 
 _RECIPE_ENV = "NLP_LIB_RECIPE"
+
+
+def _remove_untouched_run_dir(run_dir: Path, existed: set[str]) -> None:
+    """Remove the run directory Hydra created for a launch that failed before writing anything.
+
+    Hydra creates the directory (and its empty job log) before the config is checked; a rejected
+    ``trainer.*`` value or data path would otherwise leave an empty directory per failed launch.
+    Anything holding more than empty log files, or a directory that existed before, is kept.
+    """
+    if str(run_dir.resolve()) in existed or _is_ddp_child():
+        return
+    try:
+        entries = list(run_dir.iterdir())
+        if not all(e.is_file() and e.suffix == ".log" and e.stat().st_size == 0 for e in entries):
+            return
+        for e in entries:
+            e.unlink()
+        run_dir.rmdir()
+    except OSError:  # gone already, or not ours to remove
+        pass
 
 
 def _end_distributed(environ: dict[str, str]) -> None:

@@ -44,6 +44,16 @@ def test_missing_data_path(tmp_path):
     assert "Traceback" not in res.stderr
 
 
+def test_a_launch_rejected_before_writing_leaves_no_run_directory(tmp_path):
+    res = run_cli("train", "trainer.gradient_clip_val=-1", f"run_dir={tmp_path}/r")
+    assert res.returncode == 2 and "trainer.gradient_clip_val" in res.stderr
+    assert not (tmp_path / "r").exists()  # Hydra had created it, with an empty train.log
+    kept = tmp_path / "mine"
+    kept.mkdir()
+    res = run_cli("train", "trainer.gradient_clip_val=-1", f"run_dir={kept}")
+    assert res.returncode == 2 and kept.is_dir()  # a directory that existed before is the user's
+
+
 def test_malformed_tree_line_names_file_and_line(tmp_path):
     d = tmp_path / "trees"
     d.mkdir()
