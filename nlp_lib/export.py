@@ -373,6 +373,7 @@ class OnnxSeq2Seq:
         self.state = list(manifest["state"])
         self.max_length = int(manifest["max_length"])
         self.bos, self.eos = manifest["special_ids"]["bos"], manifest["special_ids"]["eos"]
+        self.unk = manifest["special_ids"]["unk"]
 
     def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> dict[str, np.ndarray]:
         """The step graph's inputs after the encoder (memory, keys, mask, the initial state)."""
@@ -400,7 +401,7 @@ class OnnxSeq2Seq:
                 raise ExportError(
                     f"source {i} has {len(s)} tokens, more than the exported max_length {self.max_length}"
                 )
-            src[i, : len(s)] = s
+            src[i, : lens[i]] = s if len(s) else [self.unk]  # as the library's batches: one unknown token
         feeds = self.encode(src, lens)
         y = np.full(len(sources), self.bos, dtype=np.int64)
         out: list[list[int]] = [[] for _ in sources]

@@ -18,6 +18,7 @@ from nlp_lib.cells import (  # noqa: E402
     NaryTreeLSTMCell,
     RecursiveNNCell,
 )
+from nlp_lib.data.seq2seq import Seq2SeqBatch  # noqa: E402
 from nlp_lib.export import ExportError, OnnxSeq2Seq, export_onnx, tree_inputs  # noqa: E402
 from nlp_lib.models import Seq2Seq, SequenceClassifier, TreeClassifier  # noqa: E402
 from nlp_lib.models.decoding import greedy  # noqa: E402
@@ -74,6 +75,9 @@ def test_seq2seq_onnx_parity_and_greedy_decoding(tmp_path, attention, cell, deco
         src[i, : len(s)] = torch.tensor(s)
     lengths = torch.tensor([len(s) for s in sources])
     assert runtime.greedy(sources, max_steps=12) == greedy(model.eval(), src, lengths, max_length=12)
+    # an empty source: one unknown token, as the library's batches give it (Seq2SeqBatch.from_ids)
+    empty = Seq2SeqBatch.from_ids([[], [7, 8]], [[], []], ["", ""])
+    assert runtime.greedy([[], [7, 8]], max_steps=12) == greedy(model, empty.src, empty.src_lengths, max_length=12)
     with pytest.raises(ExportError, match="more than the exported max_length 10"):
         runtime.greedy([[5] * 11])
 
