@@ -41,3 +41,32 @@ def test_worked_example_trains_in_a_sequence_classifier():
         loss.backward()
         opt.step()
     assert loss.item() < 0.5 * first
+
+
+def test_worked_example_serves_the_tagger_and_both_sides_of_seq2seq():
+    ns = _doc_namespace()
+    cell = ns["CoupledLSTMCell"]
+    assert all(type(c) is cell for c in ns["tagger"].runner.cells)
+    assert all(type(c) is cell for c in [*ns["translator"].encoder.cells, *ns["translator"].decoder_cells])
+    assert len(ns["best"]) == 2 and all(len(h) == 1 for h in ns["best"])
+
+    from nlp_lib.models import Seq2Seq
+    from nlp_lib.models.decoding import greedy
+    from nlp_lib.models.seq2seq import BOS, EOS
+
+    torch.manual_seed(0)  # it learns: reversal of short sequences with the cell on both sides
+    model = Seq2Seq(src_vocab_size=10, tgt_vocab_size=10, cell=cell, embedding_size=16, hidden_size=32, dropout=0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(250):
+        src = torch.randint(4, 10, (32, 4), generator=g)
+        tgt_in = torch.cat([torch.full((32, 1), BOS), src.flip(1)], 1)
+        tgt_out = torch.cat([src.flip(1), torch.full((32, 1), EOS)], 1)
+        logits = model(src, torch.full((32,), 4), tgt_in).logits
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tgt_out.flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    src = torch.randint(4, 10, (50, 4), generator=g)
+    out = greedy(model.eval(), src, torch.full((50,), 4), max_length=8)
+    assert sum(o == s.flip(0).tolist() for o, s in zip(out, src, strict=True)) >= 40  # 49 when written
