@@ -523,8 +523,9 @@ def _remove_untouched_run_dir(run_dir: Path, existed: set[str]) -> None:
     """Remove the run directory Hydra created for a launch that failed before writing anything.
 
     Hydra creates the directory (and its empty job log) before the config is checked; a rejected
-    ``trainer.*`` value or data path would otherwise leave an empty directory per failed launch.
-    Anything holding more than empty log files, or a directory that existed before, is kept.
+    ``trainer.*`` value would otherwise leave an empty directory per failed launch. Anything holding
+    more than empty log files (a later failure has written ``config.yaml``), or a directory that
+    existed before, is kept.
     """
     if str(run_dir.resolve()) in existed or _is_ddp_child():
         return
