@@ -261,8 +261,9 @@ def _check_csv(p: Path, delimiter: str) -> tuple[list[int], list[tuple[int, str]
             header = row
             good.extend(raws)
             continue
-        if len(row) > len(header):
-            bad.append((kept[first][0], f"{len(row)} fields, but the header has {len(header)} ({', '.join(header)})"))
+        if len(row) != len(header):  # too many fields, or too few (the record would lack a column)
+            fields = f"{len(row)} field" + ("s" if len(row) != 1 else "")
+            bad.append((kept[first][0], f"{fields}, but the header has {len(header)} ({', '.join(header)})"))
             continue
         lines.append(kept[first][0])
         good.extend(raws)

@@ -302,6 +302,19 @@ def test_text_missing_column_lists_the_files_columns(suffix: str, tmp_path: Path
     assert str(e.value) == f"{p}: no column 'text' (text_column); the file's columns: review, stars"
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_a_row_with_too_few_fields_is_a_malformed_line(suffix: str, tmp_path: Path, caplog) -> None:
+    sep = "\t" if suffix == ".tsv" else ","
+    p = tmp_path / f"t{suffix}"
+    p.write_text(f"text{sep}label\ngood film{sep}pos\njust some words\nbad film{sep}neg\n")
+    with pytest.raises(DataError) as e:
+        read_labelled_text(p)
+    assert str(e.value) == f"{p}:3: 1 field, but the header has 2 (text, label)"
+    with caplog.at_level(logging.WARNING, logger="nlp_lib.data.text"):
+        got = read_labelled_text(p, on_error="skip")
+    assert list(got) == [["good film", "bad film"], ["pos", "neg"]] and got.lines == [2, 4]
+
+
 def test_parquet_bad_records_are_named_by_number(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     rows = [{"text": "good", "label": "pos"}, {"text": "", "label": "neg"}, {"text": "fine", "label": "pos"}]
     p = _write_table(tmp_path / "t.parquet", rows)
