@@ -46,6 +46,11 @@ class TaskBase(pl.LightningModule):
         self._epoch_examples += examples
         self._epoch_units += units
 
+    def on_train_start(self) -> None:
+        # A run resumed in the middle of an epoch does not start that epoch again (no
+        # on_train_epoch_start): its throughput counts from here.
+        self.on_train_epoch_start()
+
     def on_train_epoch_start(self) -> None:
         self._epoch_examples = self._epoch_units = 0
         self._epoch_start = self._last_batch_end = time.perf_counter()

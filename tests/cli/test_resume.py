@@ -59,6 +59,17 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
         torch.testing.assert_close(wa[k], wb[k], atol=0, rtol=0, msg=k)
 
 
+def test_throughput_after_a_resume_inside_the_last_epoch_counts_from_the_resume(tmp_path):
+    cut = tmp_path / "cut"
+    res = _python("-c", KILLER, "17", *OVERRIDES, f"run_dir={cut}")  # epoch 3 of 3; last checkpoint step 15
+    assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
+    res = _python("-m", "nlp_lib", "train", f"resume={cut}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    m = json.loads((cut / "metrics.json").read_text())
+    # the seconds behind trees/s lie within the resumed run (they were counted from the clock's zero)
+    assert m["train"]["trees_per_s"] * m["wall_time_s"] >= 32  # at least one batch of 32 trees
+
+
 def test_resume_errors_are_clear(tmp_path):
     res = _python("-m", "nlp_lib", "train", f"resume={tmp_path}/nowhere")
     assert res.returncode == 2 and "not a run directory" in res.stderr and "Traceback" not in res.stderr
