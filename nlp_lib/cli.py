@@ -425,8 +425,15 @@ def _resume_command(run_dir: str, rest: list[str]) -> int:
             raise ConfigError(f"resume={run_dir}: no config.yaml there (not a run directory)")
         if not (d / "checkpoints" / "last.ckpt").is_file():
             raise ConfigError(f"resume={run_dir}: no checkpoints/last.ckpt to continue from")
+        if (d / "metrics.json").is_file():  # written last: the run has finished
+            print(
+                f"nlp-lib: resume={run_dir}: the run has finished (its metrics.json is written); nothing to do. "
+                f"To train it further, start a new run with init_from={d / 'bundle'}",
+                file=sys.stderr,
+            )
+            return 0
         cfg = OmegaConf.create(yaml.safe_load((d / "config.yaml").read_text()))
-        cfg.run_dir = str(d)
+        cfg.run_dir = str(d.resolve())
         metrics = train(cfg, resume=True)
     except NlpLibError as e:
         return _fail(e)

@@ -104,6 +104,11 @@ def test_kill_during_a_checkpoint_save_keeps_the_previous_one(tmp_path):
     res = _python("-m", "nlp_lib", "train", f"resume={run}")
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
+    # resuming the finished run again changes nothing (it used to re-evaluate and overwrite metrics.json)
+    before = {p.name: p.stat().st_mtime_ns for p in [run / "metrics.json", *(run / "checkpoints").iterdir()]}
+    res = _python("-m", "nlp_lib", "train", f"resume={run}")
+    assert res.returncode == 0 and "the run has finished" in res.stderr and "init_from=" in res.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in [run / "metrics.json", *(run / "checkpoints").iterdir()]} == before
 
 
 def test_node_budget_batches_resume_mid_epoch_too(tmp_path):
