@@ -135,6 +135,37 @@ def _instantiate(node: Any, key: str, **kwargs: Any) -> Any:
         raise ConfigError(f"{key}: {e}") from None
 
 
+def _model_kind(target: Any) -> str | None:
+    """What a model class is for, as the recipes' data and tasks see it (``None``: a class we do not know)."""
+    from nlp_lib.bundle import _import
+    from nlp_lib.models import Seq2Seq, SequenceClassifier, SequenceTagger, TreeClassifier
+
+    if not isinstance(target, str) or not target:
+        return None
+    try:
+        cls = _import(target, "model")
+    except NlpLibError:  # a user's class that does not import here: no check (building it will say)
+        return None
+    kinds = [
+        (TreeClassifier, "tree classifier"),
+        (Seq2Seq, "seq2seq model"),
+        (SequenceTagger, "sequence tagger"),
+        (SequenceClassifier, "sequence classifier"),
+    ]
+    return next((kind for base, kind in kinds if isinstance(cls, type) and issubclass(cls, base)), None)
+
+
+def _check_init_from_kind(cfg: Any, source: Any) -> None:
+    """A bundle fine-tunes only through a recipe that trains its kind of model (data, task, batches)."""
+    have, want = _model_kind(source.config.get("_target_")), _model_kind(cfg.model.get("_target_"))
+    if have and want and have != want:
+        raise ConfigError(
+            f"init_from: {source.path} holds a {have} ({source.config.get('_target_')}), but recipe "
+            f"{cfg.get('recipe')} trains a {want}; fine-tune it with a recipe for its kind "
+            f"(`nlp-lib recipes` lists them), e.g. its own recipe with init_from= and new data paths"
+        )
+
+
 def _resolve_run_dir(cfg: Any) -> Path:
     try:
         from hydra.core.hydra_config import HydraConfig
@@ -224,6 +255,7 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
         from nlp_lib import bundle
 
         source = bundle.read(str(cfg.init_from))
+        _check_init_from_kind(cfg, source)
         if not hasattr(data, "adopt_tokenizer"):
             raise ConfigError("init_from: this data module cannot reuse a trained model's tokenizer")
         data.adopt_tokenizer(source.tokenizer)

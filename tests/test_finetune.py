@@ -3,11 +3,13 @@
 import json
 import logging
 
+import pytest
 import torch
 from conftest import TINY_LISTOPS
 
 import nlp_lib
 from nlp_lib.cli import compose, train
+from nlp_lib.errors import ConfigError
 
 TOPICS = {
     "sport": ["the team won the match", "a late goal for the home side", "the striker scored twice"],
@@ -79,6 +81,10 @@ def test_tree_model_fine_tuned_keeps_known_words_and_head(tmp_path, caplog):
     # fine-tuning moved the weights, starting from the bundle's (not from scratch)
     w0, w1 = before.state["classifier.weight"], after.state["classifier.weight"]
     assert not torch.equal(w0, w1) and (w1 - w0).abs().mean() < w0.abs().mean()
+    # a tree model through the (sequence) finetune recipe: a clear error, not a crash in a training step
+    wrong = [f"data.train_path={_topics(tmp_path)}", f"init_from={base / 'bundle'}", f"run_dir={tmp_path / 'wrong'}"]
+    with pytest.raises(ConfigError, match=r"holds a tree classifier .* but recipe finetune trains a sequence classif"):
+        train(compose("finetune", wrong))
 
 
 def test_finetune_recipe_freezes_the_encoder_for_its_first_steps(tmp_path, caplog):
