@@ -19,7 +19,8 @@ from __future__ import annotations
 import functools
 import importlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -276,6 +277,32 @@ def _read_json(p: Path) -> Any:
         raise BundleError(f"{p}: cannot read it ({e})") from None
 
 
+@contextmanager
+def _inference(model: nn.Module, inputs: Any, what: str) -> Iterator[None]:
+    """Checks ``inputs`` is a sequence of inputs, and runs in eval mode (no dropout), restoring the mode after."""
+    if isinstance(inputs, (str, bytes)):
+        raise TypeError(f"{what} takes a list of inputs; for one, pass [{inputs[:40]!r}]")
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def parse_tree_input(x: Any) -> Any:
+    """A tree for a tree model: a :class:`~nlp_lib.structure.Tree` as it is, or a bracketed string
+    (PTB style with labels, or unlabelled brackets as in ListOps)."""
+    if not isinstance(x, str):
+        return x
+    from nlp_lib.structure.brackets import parse_ptb, parse_unlabelled
+
+    try:
+        return parse_ptb(x)
+    except NlpLibError:  # unlabelled brackets (ListOps style)
+        return parse_unlabelled(x)
+
+
 class Predictor:
     """``model.predict(inputs)``: labels and probabilities for raw inputs.
 
@@ -293,49 +320,43 @@ class Predictor:
     def __call__(self, inputs: Sequence[Any], batch_size: int = 64) -> list[dict[str, Any]]:
         from nlp_lib.models.sequence import SequenceTagger
 
-        if isinstance(self.model, SequenceTagger):
-            return self._tag(inputs, batch_size)
-        out: list[dict[str, Any]] = []
-        for i in range(0, len(inputs), batch_size):
-            probs = torch.softmax(self.logits(inputs[i : i + batch_size]), dim=-1).cpu()
-            for row in probs:
-                k = int(row.argmax())
-                out.append(
-                    {"label": self.model.labels[k], "probs": dict(zip(self.model.labels, row.tolist(), strict=True))}
-                )
-        return out
+        with _inference(self.model, inputs, "predict"):
+            if isinstance(self.model, SequenceTagger):
+                return self._tag(inputs, batch_size)
+            out: list[dict[str, Any]] = []
+            for i in range(0, len(inputs), batch_size):
+                probs = torch.softmax(self.logits(inputs[i : i + batch_size]), dim=-1).cpu()
+                for row in probs:
+                    k = int(row.argmax())
+                    labels = self.model.labels
+                    out.append({"label": labels[k], "probs": dict(zip(labels, row.tolist(), strict=True))})
+            return out
 
     @torch.no_grad()
     def logits(self, inputs: Sequence[Any]) -> torch.Tensor:
-        """``[len(inputs), num_classes]`` logits (inference: no autograd graph; call the model for one)."""
+        """``[len(inputs), num_classes]`` logits (inference, in eval mode: no autograd graph, no dropout;
+        call the model for a graph)."""
         from nlp_lib.models.tree_classifier import TreeClassifier
 
         model, tok = self.model, self.model.tokenizer
         device = next(model.parameters()).device
-        if isinstance(model, TreeClassifier):
-            from nlp_lib.structure import TreeBatch
-            from nlp_lib.structure.brackets import parse_ptb, parse_unlabelled
+        with _inference(model, inputs, "logits"):
+            if isinstance(model, TreeClassifier):
+                from nlp_lib.structure import TreeBatch
 
-            trees = []
-            for x in inputs:
-                if isinstance(x, str):
-                    try:
-                        x = parse_ptb(x)
-                    except NlpLibError:  # unlabelled brackets (ListOps style)
-                        x = parse_unlabelled(x)
-                trees.append(x)
-            if type(tok).__name__ == "SentencePieceTokenizer":  # words split into pieces, as in training
-                from nlp_lib.data.collate import collate_trees, encode_tree_subwords
+                trees = [parse_tree_input(x) for x in inputs]
+                if type(tok).__name__ == "SentencePieceTokenizer":  # words split into pieces, as in training
+                    from nlp_lib.data.collate import collate_trees, encode_tree_subwords
 
-                batch = collate_trees([encode_tree_subwords(t, tok.encode) for t in trees])
-            else:
-                batch = TreeBatch.from_arrays([t.parent for t in trees], [tok.encode(t.words) for t in trees])
-            return model(batch.to(device)).logits
-        from nlp_lib.structure.sequence import SequenceBatch
+                    batch = collate_trees([encode_tree_subwords(t, tok.encode) for t in trees])
+                else:
+                    batch = TreeBatch.from_arrays([t.parent for t in trees], [tok.encode(t.words) for t in trees])
+                return model(batch.to(device)).logits
+            from nlp_lib.structure.sequence import SequenceBatch
 
-        ids = [i or [0] for i, _ in map(self._encode, inputs)]
-        out = model(SequenceBatch.from_lists(ids).to(device))
-        return out if isinstance(out, torch.Tensor) else out.logits  # a tagger returns its logits as they are
+            ids = [i or [0] for i, _ in map(self._encode, inputs)]
+            out = model(SequenceBatch.from_lists(ids).to(device))
+            return out if isinstance(out, torch.Tensor) else out.logits  # a tagger returns its logits as they are
 
     def _encode(self, text: Any) -> tuple[list[int], list[str]]:
         """A text's token ids and the tokens themselves (words, or sentencepiece pieces)."""
@@ -392,17 +413,18 @@ class Translator:
         model, toks = self.model, self.model.tokenizer
         device = next(model.parameters()).device
         out: list[list[dict[str, Any]]] = []
-        for i in range(0, len(inputs), batch_size):
-            chunk = [str(x) for x in inputs[i : i + batch_size]]
-            batch = Seq2SeqBatch.from_ids([toks["source"].encode(x) for x in chunk], [[] for _ in chunk], chunk)
-            hyps = beam_search(
-                model,
-                batch.src.to(device),
-                batch.src_lengths.to(device),
-                beam_size=beam_size,
-                n_best=n_best,
-                max_length=max_length,
-                length_penalty=length_penalty,
-            )
-            out.extend([{"output": toks["target"].decode(h.tokens), "score": h.score} for h in hs] for hs in hyps)
+        with _inference(model, inputs, "translate"):
+            for i in range(0, len(inputs), batch_size):
+                chunk = [str(x) for x in inputs[i : i + batch_size]]
+                batch = Seq2SeqBatch.from_ids([toks["source"].encode(x) for x in chunk], [[] for _ in chunk], chunk)
+                hyps = beam_search(
+                    model,
+                    batch.src.to(device),
+                    batch.src_lengths.to(device),
+                    beam_size=beam_size,
+                    n_best=n_best,
+                    max_length=max_length,
+                    length_penalty=length_penalty,
+                )
+                out.extend([{"output": toks["target"].decode(h.tokens), "score": h.score} for h in hs] for hs in hyps)
         return out

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -694,27 +694,42 @@ def _predict_command(args: list[str]) -> int:
         )
         if rest or "bundle" not in opts:
             raise ConfigError(
-                "usage: nlp-lib predict bundle=<run dir>/bundle input=<file> [output=<file>] [batch_size=64]\n"
-                "       seq2seq: input=<file> or - (stdin, the default) [beam_size=5] [n_best=1] [max_length=200]"
+                "usage: nlp-lib predict bundle=<run dir>/bundle [input=<file>|-] [output=<file>] [batch_size=64]\n"
+                "       (input: a file, .jsonl with a 'text' field or one input a line; - or none: stdin)\n"
+                "       seq2seq: [beam_size=5] [n_best=1] [max_length=200] [length_penalty=1.0]"
             )
         import nlp_lib
+        from nlp_lib.bundle import parse_tree_input
         from nlp_lib.models.seq2seq import Seq2Seq
+        from nlp_lib.models.tree_classifier import TreeClassifier
 
         model = nlp_lib.load(opts["bundle"])
         if isinstance(model, Seq2Seq):
             return _translate(model, opts)
-        if "input" not in opts:
-            raise ConfigError("predict: input=<file> is required for a classifier")
-        inputs = _read_inputs(Path(opts["input"]))
+        source = opts.get("input", "-")
+        records = _read_inputs(source)
+        inputs: list[Any] = [x for _, x in records]
+        if isinstance(model, TreeClassifier):  # parsed here, so a bad tree names its line
+            inputs = [_at_line(parse_tree_input, x, source, n) for n, x in records]
         preds = model.predict(inputs, batch_size=int(opts.get("batch_size", 64)))
     except NlpLibError as e:
         return _fail(e)
     lines = [
-        json.dumps({"input": x if isinstance(x, str) else str(x), **p}, ensure_ascii=False)
-        for x, p in zip(inputs, preds, strict=True)
+        json.dumps({"line": n, "input": x, **p}, ensure_ascii=False) for (n, x), p in zip(records, preds, strict=True)
     ]
     _write_lines(lines, opts.get("output"), "predictions")
     return 0
+
+
+def _at_line(fn: Callable[[str], Any], x: str, source: str, line: int) -> Any:
+    """``fn(x)``, with an error in it named by the input's file (or stdin) and line."""
+    from nlp_lib.errors import DataError
+
+    try:
+        return fn(x)
+    except DataError as e:
+        message = str(e).split(": ", 1)[1] if e.path else str(e)
+        raise DataError(message, path="<stdin>" if source == "-" else source, line=line) from None
 
 
 def _write_lines(lines: list[str], output: str | None, what: str) -> None:
@@ -727,7 +742,6 @@ def _write_lines(lines: list[str], output: str | None, what: str) -> None:
 
 def _translate(model: Any, opts: dict[str, str]) -> int:
     """Seq2seq prediction: one input a line (file or stdin), one output a line; n-best as ``i ||| text ||| score``."""
-    from nlp_lib.errors import DataError
 
     def number(key: str, default: str, kind: type = int) -> Any:
         try:
@@ -735,14 +749,7 @@ def _translate(model: Any, opts: dict[str, str]) -> int:
         except ValueError:
             raise ConfigError(f"predict: {key} must be a number, got {opts[key]!r}") from None
 
-    source = opts.get("input", "-")
-    if source == "-":
-        inputs = [line.strip() for line in sys.stdin.read().splitlines()]
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise DataError("file does not exist" if not path.exists() else "not a file", path=str(path))
-        inputs = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    inputs = [x for _, x in _input_lines(opts.get("input", "-"))]  # blank lines too: one output a line
     n_best = number("n_best", "1")
     outs = model.translate(
         inputs,
@@ -760,26 +767,40 @@ def _translate(model: Any, opts: dict[str, str]) -> int:
     return 0
 
 
-def _read_inputs(path: Path) -> list[str]:
-    """One input per line (a text or a bracketed tree), or JSONL records with a ``text`` field."""
+def _input_lines(source: str) -> list[tuple[int, str]]:
+    """``(line number, line without surrounding blanks)`` of a file, or of stdin for ``-``."""
     from nlp_lib.errors import DataError
 
+    if source == "-":
+        return [(n, line.strip()) for n, line in enumerate(sys.stdin.read().splitlines(), 1)]
+    path = Path(source)
     if not path.is_file():
-        raise DataError("file does not exist" if not path.exists() else "not a file", path=str(path))
+        raise DataError("file does not exist" if not path.exists() else "not a file", path=source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text (byte offset {e.start})", path=source) from None
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)]
+
+
+def _read_inputs(source: str) -> list[tuple[int, str]]:
+    """``(line number, input)``: one input a non-blank line (a text or a bracketed tree), or JSONL
+    records with a ``text`` field; ``-`` reads stdin."""
+    from nlp_lib.errors import DataError
+
     out = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
+    for lineno, line in _input_lines(source):
+        if not line:
             continue
-        if path.suffix == ".jsonl":
+        if source.endswith(".jsonl"):
             try:
-                record = json.loads(line)
-                out.append(str(record["text"]))
+                out.append((lineno, str(json.loads(line)["text"])))
             except (ValueError, KeyError, TypeError):
-                raise DataError("expected a JSON object with a 'text' field", path=str(path), line=lineno) from None
+                raise DataError("expected a JSON object with a 'text' field", path=source, line=lineno) from None
         else:
-            out.append(line.strip())
+            out.append((lineno, line))
     if not out:
-        raise DataError("no inputs in the file", path=str(path))
+        raise DataError("no inputs", path="<stdin>" if source == "-" else source)
     return out
 
 

@@ -24,8 +24,10 @@ def sst_trees() -> Path:
     return SST_TREES
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run ``python -m nlp_lib ARGS`` in a fresh process, as a user would."""
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: int = 300, stdin: str | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``python -m nlp_lib ARGS`` in a fresh process, as a user would (``stdin``: text piped in)."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
         [sys.executable, "-m", "nlp_lib", *args],
@@ -34,6 +36,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subproce
         text=True,
         timeout=timeout,
         env=env,
+        input=stdin,
     )
 
 

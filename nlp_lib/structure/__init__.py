@@ -3,6 +3,7 @@
 from nlp_lib.structure.brackets import parse_ptb
 from nlp_lib.structure.dag import Dag
 from nlp_lib.structure.schedule import LevelView, TreeBatch
+from nlp_lib.structure.sequence import SequenceBatch
 from nlp_lib.structure.tree import Tree, compute_heights
 
-__all__ = ["Dag", "Tree", "TreeBatch", "LevelView", "compute_heights", "parse_ptb"]
+__all__ = ["Dag", "Tree", "TreeBatch", "SequenceBatch", "LevelView", "compute_heights", "parse_ptb"]

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from conftest import TINY_LISTOPS, run_cli
 
 from nlp_lib.cli import compose, train
@@ -10,7 +11,7 @@ from nlp_lib.data.listops import generate_listops
 
 def test_eval_reproduces_the_runs_test_metrics_and_predict_labels_inputs(tmp_path):
     run = tmp_path / "run"
-    metrics = train(compose("listops_tree_lstm", [*TINY_LISTOPS, f"run_dir={run}"]))
+    metrics = train(compose("listops_tree_lstm", [*TINY_LISTOPS, "model.dropout=0.5", f"run_dir={run}"]))
     res = run_cli("eval", f"run={run}", "split=test")
     assert res.returncode == 0, res.stderr[-2000:]
     ev = json.loads((run / "eval_test.json").read_text())
@@ -24,6 +25,31 @@ def test_eval_reproduces_the_runs_test_metrics_and_predict_labels_inputs(tmp_pat
     preds = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(preds) == 5 and all(p["label"] in [str(i) for i in range(10)] for p in preds)
     assert all(abs(sum(p["probs"].values()) - 1) < 1e-5 for p in preds)
+    assert [p["line"] for p in preds] == [1, 2, 3, 4, 5]
+
+    # stdin, blank lines skipped but every prediction names its line; the same answers as from the file
+    lines = inputs.read_text().splitlines()
+    res = run_cli("predict", f"bundle={run / 'bundle'}", stdin=f"{lines[0]}\n\n{lines[1]}\n")
+    assert res.returncode == 0, res.stderr[-2000:]
+    piped = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [(p["line"], p["input"], p["label"]) for p in piped] == [
+        (1, lines[0], preds[0]["label"]),
+        (3, lines[1], preds[1]["label"]),
+    ]
+    # a malformed tree is named by its file and line
+    bad = tmp_path / "bad.txt"
+    bad.write_text(f"{lines[0]}\n\n( MAX 1 2\n")
+    res = run_cli("predict", f"bundle={run / 'bundle'}", f"input={bad}")
+    assert res.returncode == 2 and f"{bad}:3: " in res.stderr and "Traceback" not in res.stderr
+
+    # from Python: a list of inputs, answered in eval mode whatever the model's mode
+    import nlp_lib
+
+    model = nlp_lib.load(run / "bundle").train()
+    first = model.predict(lines[:3])
+    assert model.predict(lines[:3]) == first and model.training  # same answers (no dropout); mode restored
+    with pytest.raises(TypeError, match="takes a list of inputs"):
+        model.predict(lines[0])
 
 
 def test_eval_and_predict_errors(tmp_path):
