@@ -331,6 +331,11 @@ class TextDataModule(SplitLoaders, pl.LightningDataModule):
         self.paths = {"train": train_path, "val": val_path, "test": test_path}
         self.columns = (text_column, label_column)
         self._vocab_size = vocab_size
+        if val_path is None and not 0 < val_fraction < 1:
+            raise DataError(
+                "data.val_fraction: must lie between 0 and 1 (the share of training rows held out for "
+                f"validation, which picks the best checkpoint) when there is no data.val_path; got {val_fraction}"
+            )
         self.val_fraction = val_fraction
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -441,6 +446,11 @@ class TextDataModule(SplitLoaders, pl.LightningDataModule):
             raw["val"] = tuple([column[i] for i in order[:k]] for column in (texts, labels, where))
             raw["train"] = tuple([column[i] for i in order[k:]] for column in (texts, labels, where))
         self.label_names = sorted({str(y) for y in raw["train"][1]}, key=_label_key)
+        if len(self.label_names) < 2:
+            raise DataError(
+                f"data.train_path: every training row has the label {self.label_names[0]!r}; "
+                f"a classifier needs at least two labels (files: {self.paths['train']})"
+            )
         index = {name: i for i, name in enumerate(self.label_names)}
         for split, (texts, labels, where) in raw.items():  # labels training never saw: error, or skip
             bad = [i for i, y in enumerate(labels) if str(y) not in index]

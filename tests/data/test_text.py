@@ -69,6 +69,19 @@ def test_text_classifier_missing_column_is_a_clean_error(tmp_path):
     assert "Traceback" not in res.stderr
 
 
+def test_one_label_and_no_validation_share_are_clean_errors(tmp_path):
+    one = tmp_path / "one.jsonl"
+    one.write_text("".join(json.dumps({"text": t, "label": "pos"}) + "\n" for t in GOOD * 5))
+    res = run_cli("train", "recipe=text_classifier", f"data.train_path={one}", f"run_dir={tmp_path}/r")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "data.train_path: every training row has the label 'pos'" in res.stderr and str(one) in res.stderr
+    from nlp_lib.data.text import TextDataModule
+
+    for share in (0, 1.0):  # no validation rows, or no training rows: refused before any file is read
+        with pytest.raises(DataError, match=rf"data.val_fraction: must lie between 0 and 1 .* got {share}"):
+            TextDataModule(train_path=str(tmp_path / "any.jsonl"), val_fraction=share)
+
+
 def test_text_data_globs_cache_and_token_budget(tmp_path, caplog):
     import logging
 
