@@ -130,7 +130,8 @@ def _instantiate(node: Any, key: str, **kwargs: Any) -> Any:
         cause = e.__cause__
         if isinstance(cause, NlpLibError):
             raise cause from None
-        raise ConfigError(f"{key}: cannot build it: {e}") from None
+        # Hydra names keys from the node it was given: "full_key: cell" is the recipe's model.cell
+        raise ConfigError(f"{key}: cannot build it: {str(e).replace('full_key: ', f'full_key: {key}.')}") from None
     except OmegaConfBaseException as e:
         raise ConfigError(f"{key}: {e}") from None
 
@@ -164,6 +165,25 @@ def _check_init_from_kind(cfg: Any, source: Any) -> None:
             f"{cfg.get('recipe')} trains a {want}; fine-tune it with a recipe for its kind "
             f"(`nlp-lib recipes` lists them), e.g. its own recipe with init_from= and new data paths"
         )
+
+
+def _try_optimizer(optimizer: Any, scheduler: Any, model: Any, optim: Any) -> None:
+    """Build the optimiser (and scheduler) once now: a bad value (``optim.optimizer.lr=abc``) is named
+    by its config key here, not in a traceback from inside Lightning's fit."""
+
+    def fail(key: str, e: Exception) -> ConfigError:
+        values = {k: v for k, v in optim[key].items() if not str(k).startswith("_")}
+        return ConfigError(f"optim.{key}: cannot build it from {values}: {e}")
+
+    try:
+        probe = optimizer(model.parameters())
+    except (TypeError, ValueError, KeyError) as e:
+        raise fail("optimizer", e) from None
+    if scheduler is not None:
+        try:
+            scheduler(probe)
+        except (TypeError, ValueError, KeyError) as e:
+            raise fail("scheduler", e) from None
 
 
 def _resolve_run_dir(cfg: Any) -> Path:
@@ -208,6 +228,13 @@ def _check_trainer(trainer: Any) -> None:
     accumulate = trainer.get("accumulate_grad_batches", 1)
     if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
         raise ConfigError(f"trainer.accumulate_grad_batches: must be an integer >= 1, got {accumulate!r}")
+    # counts Lightning checks only after the data is read (an AssertionError or TypeError with a traceback)
+    counts = {"max_epochs": -1, "min_epochs": 0, "max_steps": -1, "num_nodes": 1, "log_every_n_steps": 1}
+    counts |= {"check_val_every_n_epoch": 1}
+    for key, low in counts.items():
+        value = trainer.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ConfigError(f"trainer.{key}: must be an integer >= {low} (or null), got {value!r}")
 
 
 def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
@@ -309,6 +336,7 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
         )
     optimizer = _instantiate(cfg.optim.optimizer, "optim.optimizer")
     scheduler = _instantiate(cfg.optim.scheduler, "optim.scheduler") if cfg.optim.get("scheduler") else None
+    _try_optimizer(optimizer, scheduler, model, cfg.optim)
     task = _instantiate(cfg.task, "task", model=model, optimizer=optimizer, scheduler=scheduler)
     if rank_zero_only.rank == 0:
         data.save(run_dir)

@@ -44,6 +44,14 @@ def test_missing_data_path(tmp_path):
     assert "Traceback" not in res.stderr
 
 
+def test_bad_optimiser_and_model_values_name_their_keys(tmp_path):
+    res = run_cli("train", "optim.optimizer.lr=abc", *TINY_LISTOPS, f"run_dir={tmp_path}/a")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "optim.optimizer: cannot build it from {'lr': 'abc'" in res.stderr
+    res = run_cli("train", *TINY_LISTOPS, "model.cell.hidden_size=-5", f"run_dir={tmp_path}/b")
+    assert res.returncode == 2 and "Traceback" not in res.stderr and "full_key: model.cell" in res.stderr
+
+
 def test_a_launch_rejected_before_writing_leaves_no_run_directory(tmp_path):
     res = run_cli("train", "trainer.gradient_clip_val=-1", f"run_dir={tmp_path}/r")
     assert res.returncode == 2 and "trainer.gradient_clip_val" in res.stderr

@@ -62,6 +62,8 @@ def test_misspelled_precision_option_lists_the_choices():
         ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches"),
         ("trainer.gradient_clip_algorithm=nrm", "trainer.gradient_clip_algorithm"),
         ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val"),
+        ("trainer.max_epochs=abc", "trainer.max_epochs"),
+        ("+trainer.max_steps=1.5", "trainer.max_steps"),
     ],
 )
 def test_bad_trainer_value_names_its_key_before_anything_is_written(override, key, tmp_path):
