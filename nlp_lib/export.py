@@ -8,7 +8,8 @@ random inputs of many shapes before the call returns.
 * **Sequence classifiers** (``model.onnx``): ``(tokens [B, max_length], lengths [B]) -> logits
   [B, C]``. Inputs are padded (id 0) to ``max_length``; the time loop is unrolled to it and masked
   by ``lengths``, so one file serves every length up to ``max_length``, with any recurrent cell (a
-  user's own included).
+  user's own included). **Sequence taggers** export the same way, with ``logits [B, max_length, C]``
+  (a label per position; rows past a sequence's length are padding).
 * **Seq2seq** (``encoder.onnx`` + ``decoder_step.onnx``): the encoder maps ``(src [B, max_length],
   src_lengths [B])`` to the attention memory and the decoder's initial state; one decoder step maps
   ``(y_prev [B], memory, keys, mask, state...)`` to ``log_probs [B, V]``, the next state and the
@@ -62,8 +63,8 @@ def export_onnx(
     """Write ``model`` as ONNX into ``directory`` (see the module docstring) and check it.
 
     Args:
-        model: A :class:`~nlp_lib.models.SequenceClassifier`, :class:`~nlp_lib.models.Seq2Seq` or
-            :class:`~nlp_lib.models.TreeClassifier`.
+        model: A :class:`~nlp_lib.models.SequenceClassifier`, :class:`~nlp_lib.models.SequenceTagger`,
+            :class:`~nlp_lib.models.Seq2Seq` or :class:`~nlp_lib.models.TreeClassifier`.
         directory: Folder for the ``.onnx`` file(s) and ``onnx.json`` (created if needed).
         max_length: The longest input sequence the graph takes (shorter ones are padded).
         max_depth: Tree models: the number of level steps unrolled (trees up to that many levels).
@@ -80,7 +81,7 @@ def export_onnx(
             'nlp-lib[export]'``), or outputs that differ by more than ``atol``.
     """
     from nlp_lib.models.seq2seq import Seq2Seq
-    from nlp_lib.models.sequence import SequenceClassifier
+    from nlp_lib.models.sequence import SequenceClassifier, SequenceTagger
     from nlp_lib.models.tree_classifier import TreeClassifier
 
     try:
@@ -94,7 +95,7 @@ def export_onnx(
     was_training = model.training
     model.eval()
     try:
-        if isinstance(model, SequenceClassifier):
+        if isinstance(model, SequenceClassifier | SequenceTagger):
             manifest = _export_sequence(model, out, max_length, opset, check)
         elif isinstance(model, Seq2Seq):
             manifest = _export_seq2seq(model, out, max_length, opset, check)
@@ -102,7 +103,8 @@ def export_onnx(
             manifest = _export_tree(model, out, max_depth, opset, check)
         else:
             raise ExportError(
-                f"ONNX export supports SequenceClassifier, Seq2Seq and TreeClassifier models, not {type(model).__name__}"
+                "ONNX export supports SequenceClassifier, SequenceTagger, Seq2Seq and TreeClassifier models, "
+                f"not {type(model).__name__}"
             )
     finally:
         model.train(was_training)
@@ -162,7 +164,8 @@ class _SequenceGraph(nn.Module):
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         from nlp_lib.structure.sequence import SequenceBatch
 
-        return self.model(SequenceBatch(tokens, lengths)).logits
+        out = self.model(SequenceBatch(tokens, lengths))
+        return out if isinstance(out, Tensor) else out.logits  # a tagger returns its [B, T, C] logits as they are
 
 
 def _random_tokens(g: torch.Generator, vocab: int, batch: int, max_length: int) -> tuple[Tensor, Tensor]:
@@ -186,12 +189,19 @@ def _export_sequence(model: nn.Module, out: Path, max_length: int, opset: int, c
         {"tokens": {0: "batch"}, "lengths": {0: "batch"}, "logits": {0: "batch"}},
         opset,
     )
+    from nlp_lib.models.sequence import SequenceTagger
+
+    tagger = isinstance(model, SequenceTagger)
     manifest: dict[str, Any] = {
-        "kind": "sequence_classifier",
+        "kind": "sequence_tagger" if tagger else "sequence_classifier",
         "files": ["model.onnx"],
         "max_length": max_length,
         "inputs": {"tokens": "int64 [batch, max_length], padded with 0", "lengths": "int64 [batch]"},
-        "outputs": {"logits": "float32 [batch, num_classes]"},
+        "outputs": {
+            "logits": "float32 [batch, max_length, num_classes] (rows past a sequence's length: padding)"
+            if tagger
+            else "float32 [batch, num_classes]"
+        },
     }
     if check:
         session, worst = _session(out / "model.onnx"), 0.0

@@ -20,7 +20,7 @@ from nlp_lib.cells import (  # noqa: E402
 )
 from nlp_lib.data.seq2seq import Seq2SeqBatch  # noqa: E402
 from nlp_lib.export import ExportError, OnnxSeq2Seq, export_onnx, tree_inputs  # noqa: E402
-from nlp_lib.models import Seq2Seq, SequenceClassifier, TreeClassifier  # noqa: E402
+from nlp_lib.models import Seq2Seq, SequenceClassifier, SequenceTagger, TreeClassifier  # noqa: E402
 from nlp_lib.models.decoding import greedy  # noqa: E402
 from nlp_lib.structure import TreeBatch  # noqa: E402
 
@@ -42,6 +42,14 @@ def test_sequence_classifier_onnx_parity(tmp_path, cell, bidirectional, layers):
     assert manifest["max_abs_diff"] <= 1e-4
     assert json.loads((tmp_path / "onnx" / "onnx.json").read_text())["kind"] == "sequence_classifier"
     assert (tmp_path / "onnx" / "model.onnx").stat().st_size > 0
+
+
+def test_sequence_tagger_onnx_parity(tmp_path):
+    torch.manual_seed(0)
+    model = SequenceTagger(vocab_size=40, num_classes=5, cell=GRUCell, embedding_size=8, hidden_size=12).eval()
+    manifest = export_onnx(model, tmp_path / "onnx", max_length=16)
+    assert manifest["max_abs_diff"] <= 1e-4 and manifest["kind"] == "sequence_tagger"
+    assert "max_length, num_classes" in manifest["outputs"]["logits"]
 
 
 @pytest.mark.parametrize(
