@@ -914,13 +914,20 @@ def evaluate(cfg: Any, run: Path, split: str) -> dict[str, Any]:
         metrics = _evaluate_seq2seq(model, loader(), source.tokenizer["target"], cfg.get("task") or {}, split)
         (run / f"eval_{split}.json").write_text(json.dumps(metrics, indent=2))
         return metrics
+    # the run's own task computes the loss, so it is the one training logged (a tree task's includes
+    # its phrase-level term, node_loss_weight), averaged over examples as Lightning does
+    task = _instantiate(cfg.task, "task", model=model, optimizer=None) if cfg.get("task") else None
     correct = total = 0
     loss = 0.0
     with torch.no_grad():
         for batch in loader():
-            logits = model(batch).logits
-            target = batch.labels[batch.roots] if hasattr(batch, "roots") else batch.labels
-            loss += float(F.cross_entropy(logits, target, reduction="sum"))
+            if task is not None:
+                batch_loss, logits, target = task.loss_and_targets(batch)
+                loss += float(batch_loss) * int(target.numel())
+            else:
+                logits = model(batch).logits
+                target = batch.labels[batch.roots] if hasattr(batch, "roots") else batch.labels
+                loss += float(F.cross_entropy(logits, target, reduction="sum"))
             correct += int((logits.argmax(-1) == target).sum())
             total += int(target.numel())
     metrics = {"split": split, "accuracy": correct / max(total, 1), "loss": loss / max(total, 1), "examples": total}

@@ -16,6 +16,7 @@ def test_eval_reproduces_the_runs_test_metrics_and_predict_labels_inputs(tmp_pat
     assert res.returncode == 0, res.stderr[-2000:]
     ev = json.loads((run / "eval_test.json").read_text())
     assert abs(ev["accuracy"] - metrics["test"]["accuracy"]) < 1e-6 and ev["examples"] == 50
+    assert abs(ev["loss"] - metrics["test"]["loss"]) < 1e-4
 
     inputs = tmp_path / "exprs.txt"
     inputs.write_text("\n".join(e.expression for e in generate_listops(5, seed=9, max_depth=3)) + "\n")
@@ -50,6 +51,17 @@ def test_eval_reproduces_the_runs_test_metrics_and_predict_labels_inputs(tmp_pat
     assert model.predict(lines[:3]) == first and model.training  # same answers (no dropout); mode restored
     with pytest.raises(TypeError, match="takes a list of inputs"):
         model.predict(lines[0])
+
+
+def test_eval_gives_the_loss_training_logged_for_sst_trees_with_phrase_labels(tmp_path, sst_trees):
+    run = tmp_path / "sst"
+    short = ["trainer.limit_train_batches=3", "trainer.max_epochs=1", "model.embeddings.path=null"]
+    metrics = train(compose("sst_tree_lstm", [f"data.path={sst_trees}", *short, f"run_dir={run}"]))
+    res = run_cli("eval", f"run={run}", "split=val")
+    assert res.returncode == 0, res.stderr[-2000:]
+    ev = json.loads((run / "eval_val.json").read_text())
+    assert abs(ev["accuracy"] - metrics["val"]["accuracy"]) < 1e-6
+    assert abs(ev["loss"] - metrics["val"]["loss"]) < 1e-4  # the root and the phrase terms (node_loss_weight)
 
 
 def test_eval_and_predict_errors(tmp_path):
