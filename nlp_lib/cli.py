@@ -197,6 +197,20 @@ def _resolve_run_dir(cfg: Any) -> Path:
     return Path(str(cfg.run_dir))
 
 
+def _check_new_run_dir(run_dir: Path) -> None:
+    """A new run never writes into another run's directory (its checkpoints, logs and metrics would mix)."""
+    from pytorch_lightning.utilities import rank_zero_only
+
+    if rank_zero_only.rank != 0:  # the other ranks of a data-parallel run share rank 0's directory
+        return
+    ckpts = run_dir / "checkpoints"
+    if (run_dir / "metrics.json").is_file() or (ckpts.is_dir() and any(ckpts.glob("*.ckpt"))):
+        raise ConfigError(
+            f"run_dir={run_dir}: another run's directory (it holds checkpoints or metrics.json); continue that "
+            f"run with `nlp-lib train resume={run_dir}`, or give this one a new run_dir= or run_name="
+        )
+
+
 def _check_trainer(trainer: Any) -> None:
     """Precision, clipping and accumulation values Lightning would reject, named by their config key.
 
@@ -260,6 +274,8 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
     start = time.perf_counter()
     _check_trainer(cfg.trainer)  # before anything is read or written
     run_dir = _resolve_run_dir(cfg)
+    if not resume:
+        _check_new_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)

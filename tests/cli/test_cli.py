@@ -52,6 +52,16 @@ def test_bad_optimiser_and_model_values_name_their_keys(tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr and "full_key: model.cell" in res.stderr
 
 
+def test_a_new_run_refuses_another_runs_directory(tmp_path):
+    run = tmp_path / "run"
+    train(compose("listops_tree_lstm", [*TINY_LISTOPS, "trainer.max_epochs=1", f"run_dir={run}"]))
+    before = {p.relative_to(run): p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    res = run_cli("train", *TINY_LISTOPS, f"run_dir={run}")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "another run's directory" in res.stderr and f"resume={run}" in res.stderr
+    assert {p: (run / p).stat().st_mtime_ns for p in before} == before  # nothing of the first run touched
+
+
 def test_a_launch_rejected_before_writing_leaves_no_run_directory(tmp_path):
     res = run_cli("train", "trainer.gradient_clip_val=-1", f"run_dir={tmp_path}/r")
     assert res.returncode == 2 and "trainer.gradient_clip_val" in res.stderr
