@@ -197,6 +197,29 @@ def _resolve_run_dir(cfg: Any) -> Path:
     return Path(str(cfg.run_dir))
 
 
+_DATA_PATH_KEYS = ("path", "train_path", "val_path", "test_path", "cache_dir")
+
+
+def _absolute_paths(resolved: dict[str, Any]) -> None:
+    """Data paths and ``init_from`` made absolute in a run's ``config.yaml``, so ``resume=`` and
+    ``nlp-lib eval`` work from any directory (they were relative to where training was launched)."""
+
+    from nlp_lib.data.text import HUB_PREFIX  # hub:NAME@SPLIT is a Hugging Face dataset, not a path
+
+    def absolute(value: Any) -> Any:
+        if not isinstance(value, str) or not value or value.startswith(HUB_PREFIX) or os.path.isabs(value):
+            return value
+        return os.path.abspath(os.path.expanduser(value))
+
+    data = resolved.get("data")
+    if isinstance(data, dict):
+        for key in _DATA_PATH_KEYS:
+            if key in data:
+                data[key] = absolute(data[key])
+    if "init_from" in resolved:
+        resolved["init_from"] = absolute(resolved["init_from"])
+
+
 def _check_new_run_dir(run_dir: Path) -> None:
     """A new run never writes into another run's directory (its checkpoints, logs and metrics would mix)."""
     from pytorch_lightning.utilities import rank_zero_only
@@ -283,6 +306,7 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
         raise ConfigError(f"cannot resolve the config: {e}") from None
     resolved.pop("hydra", None)
     resolved["run_dir"] = str(run_dir)
+    _absolute_paths(resolved)
     from pytorch_lightning.utilities import rank_zero_only
 
     if rank_zero_only.rank == 0:  # DDP: only rank 0 writes files

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import yaml
 from conftest import TINY_LISTOPS, run_cli
 
 from nlp_lib.cli import compose, train
@@ -62,6 +63,22 @@ def test_eval_gives_the_loss_training_logged_for_sst_trees_with_phrase_labels(tm
     ev = json.loads((run / "eval_val.json").read_text())
     assert abs(ev["accuracy"] - metrics["val"]["accuracy"]) < 1e-6
     assert abs(ev["loss"] - metrics["val"]["loss"]) < 1e-4  # the root and the phrase terms (node_loss_weight)
+
+
+def test_a_run_launched_with_relative_paths_evaluates_from_anywhere(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    rows = [("a truly great film", "pos"), ("wonderful acting", "pos"), ("a dull mess", "neg"), ("awful script", "neg")]
+    (work / "reviews.jsonl").write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows * 10))
+    res = run_cli(
+        "train", "recipe=text_classifier", "data.train_path=reviews.jsonl", "data.vocab_size=40",
+        "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "run_dir=run", cwd=work,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    saved = yaml.safe_load((work / "run" / "config.yaml").read_text())
+    assert saved["data"]["train_path"] == str(work / "reviews.jsonl")  # absolute: the run is usable elsewhere
+    res = run_cli("eval", f"run={work / 'run'}", "split=val", cwd=tmp_path)  # another directory
+    assert res.returncode == 0, res.stderr[-2000:]
 
 
 def test_eval_and_predict_errors(tmp_path):
