@@ -680,9 +680,25 @@ def _ddp_child_args(args: list[str]) -> list[str]:
     return [f"recipe={os.environ[_RECIPE_ENV]}", *job["overrides"], f"hydra.run.dir={job['dir']}", *added]
 
 
+def _quiet_dependencies() -> None:
+    """Drop two notices every run printed that are not about the run: Lightning's advert for its
+    cloud logger and a deprecation inside Lightning's own code (its ``LeafSpec`` check on torch 2.13)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+    class _NoAdverts(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "litlogger" not in record.getMessage()
+
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_NoAdverts())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``nlp-lib`` and ``python -m nlp_lib``."""
     args = list(sys.argv[1:] if argv is None else argv)
+    _quiet_dependencies()
     if _is_ddp_child():
         return _train_command(_ddp_child_args(args))  # the recipe by its file path
     if not args or args[0] in ("-h", "--help", "help"):

@@ -116,6 +116,7 @@ def test_cli_run_prints_summary_and_multirun_gives_each_job_a_dir(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "run directory" in res.stdout and "trees/s" in res.stdout
+    assert "litlogger" not in res.stdout + res.stderr  # Lightning's advert, filtered
     for job in ("0", "1"):
         m = json.loads((sweep / job / "metrics.json").read_text())
         assert m["run_dir"] == str(sweep / job)
