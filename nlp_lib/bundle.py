@@ -144,6 +144,8 @@ def read(path: str | Path) -> BundleContents:
     d = Path(path)
     if not d.is_dir():
         raise BundleError(f"{d}: no such bundle directory")
+    if not (d / "meta.json").exists() and (d / "bundle" / "meta.json").is_file():
+        raise BundleError(f"{d}: a run directory, not a bundle; its bundle is {d / 'bundle'}")
     meta = _read_json(d / "meta.json")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:

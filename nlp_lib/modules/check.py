@@ -49,7 +49,13 @@ def check_cell(
 
     Raises:
         AssertionError: naming the state field or parameter that differs, and by how much.
+        TypeError: a recurrent cell (this checks tree cells).
     """
+    if hasattr(cell, "project") and hasattr(cell, "initial_state"):
+        raise TypeError(
+            f"check_cell checks tree cells; {type(cell).__name__} is a recurrent cell (project/initial_state): "
+            "SequenceRunner does the masking and directions for any such cell (docs/recurrent_cells.md)"
+        )
     rng = random.Random(seed)
     arity = getattr(cell, "arity", None)
     if graphs is None:

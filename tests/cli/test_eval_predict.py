@@ -43,6 +43,8 @@ def test_eval_reproduces_the_runs_test_metrics_and_predict_labels_inputs(tmp_pat
     bad.write_text(f"{lines[0]}\n\n( MAX 1 2\n")
     res = run_cli("predict", f"bundle={run / 'bundle'}", f"input={bad}")
     assert res.returncode == 2 and f"{bad}:3: " in res.stderr and "Traceback" not in res.stderr
+    res = run_cli("predict", f"bundle={run}", f"input={inputs}")  # the run, not its bundle
+    assert res.returncode == 2 and f"a run directory, not a bundle; its bundle is {run / 'bundle'}" in res.stderr
 
     # from Python: a list of inputs, answered in eval mode whatever the model's mode
     import nlp_lib

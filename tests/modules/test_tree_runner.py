@@ -221,6 +221,10 @@ def test_check_cell_passes_built_ins_and_catches_a_level_wide_reduction():
 
     with pytest.raises(AssertionError, match="batched and one-at-a-time"):
         check_cell(Leaky())
+    from nlp_lib.cells import LSTMCell
+
+    with pytest.raises(TypeError, match="check_cell checks tree cells; LSTMCell is a recurrent cell"):
+        check_cell(LSTMCell(4, 4))
 
 
 def test_distinct_words_projected_once_equal_every_occurrence():
