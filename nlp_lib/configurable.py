@@ -84,6 +84,14 @@ def _target(obj: Any, where: str) -> str:
             f"{where}: {obj!r} cannot be written to config.yaml: define it at the top level of a module "
             "(a lambda or a class inside a function cannot be imported back)"
         )
+    if module == "__main__":  # loads only in a process that runs this same script as its main
+        import warnings
+
+        warnings.warn(
+            f"{where}: {name} is defined in the script being run (__main__); the bundle will load only where "
+            f"`__main__.{name}` exists. Move it into a module you import to load the bundle anywhere.",
+            stacklevel=3,
+        )
     return f"{module}.{name}"
 
 

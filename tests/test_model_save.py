@@ -158,6 +158,17 @@ def test_save_says_what_it_cannot_write(tmp_path):
         model.save(tmp_path / "z", tokenizer=WORDS)
 
 
+class ScriptCell(LSTMCell):
+    """Stands for a cell a user defines in the script they run (its module is ``__main__``)."""
+
+
+def test_save_warns_when_a_class_lives_in_the_running_script(tmp_path, monkeypatch):
+    monkeypatch.setattr(ScriptCell, "__module__", "__main__")
+    model = SequenceClassifier(vocab_size=WORDS.vocab_size, num_classes=2, cell=ScriptCell, hidden_size=4)
+    with pytest.warns(UserWarning, match=r"ScriptCell is defined in the script being run \(__main__\)"):
+        model.save(tmp_path / "main", tokenizer=WORDS, labels=["a", "b"])
+
+
 class ForgetfulTreeCell(nn.Module):  # does not derive from the library: nothing recorded
     def __init__(self, input_size: int, hidden_size: int, scale: float = 2.0) -> None:
         super().__init__()
