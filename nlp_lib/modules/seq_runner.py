@@ -187,7 +187,14 @@ def _step(
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """One step; with ``valid_t`` masked: finished sequences keep their state and output zeros."""
     fed = state if mask is None else type(state)(state[0] * mask, *state[1:])
-    out, new = cell(x_t, fed)
+    res = cell(x_t, fed)
+    if not (isinstance(res, tuple) and len(res) == 2):
+        raise TypeError(
+            f"{type(cell).__name__}.forward must return (output, new_state), got {type(res).__name__}"
+            + (f" of {len(res)}" if isinstance(res, tuple) else "")
+            + " (docs/recurrent_cells.md, 'The protocol')"
+        )
+    out, new = res
     if valid_t is None:
         return out, new
     new = type(new)(*(torch.where(valid_t, n, s) for n, s in zip(new, state, strict=True)))

@@ -111,3 +111,14 @@ def test_tagger_gives_a_label_per_token_and_ignores_padding():
     assert logits.shape == (2, 3, 3)
     alone = tagger(SequenceBatch.from_lists([[4]]))
     torch.testing.assert_close(logits[1, :1], alone[0])
+
+
+class _NoState(LSTMCell):
+    def forward(self, x_proj, state):  # forgets to return its state
+        return super().forward(x_proj, state)[0]
+
+
+def test_a_cell_that_does_not_return_its_state_is_named():
+    runner = SequenceRunner(cell=_NoState, input_size=3, hidden_size=4)
+    with pytest.raises(TypeError, match=r"_NoState.forward must return \(output, new_state\), got Tensor"):
+        runner(torch.randn(2, 5, 3))
