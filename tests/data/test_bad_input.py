@@ -302,29 +302,33 @@ def test_text_missing_column_lists_the_files_columns(suffix: str, tmp_path: Path
     assert str(e.value) == f"{p}: no column 'text' (text_column); the file's columns: review, stars"
 
 
+def _raises_then_skips(p: Path, error: str, kept: list, lines: list[int], caplog: pytest.LogCaptureFixture) -> str:
+    """``p`` raises ``error`` by default; with ``on_error=skip`` it keeps ``kept`` (from ``lines``). The log."""
+    with pytest.raises(DataError) as e:
+        read_labelled_text(p)
+    assert str(e.value) == error
+    with caplog.at_level(logging.WARNING, logger="nlp_lib.data.text"):
+        got = read_labelled_text(p, on_error="skip")
+    assert list(got) == kept and got.lines == lines
+    return caplog.text
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".tsv"])
 def test_a_row_with_too_few_fields_is_a_malformed_line(suffix: str, tmp_path: Path, caplog) -> None:
     sep = "\t" if suffix == ".tsv" else ","
     p = tmp_path / f"t{suffix}"
     p.write_text(f"text{sep}label\ngood film{sep}pos\njust some words\nbad film{sep}neg\n")
-    with pytest.raises(DataError) as e:
-        read_labelled_text(p)
-    assert str(e.value) == f"{p}:3: 1 field, but the header has 2 (text, label)"
-    with caplog.at_level(logging.WARNING, logger="nlp_lib.data.text"):
-        got = read_labelled_text(p, on_error="skip")
-    assert list(got) == [["good film", "bad film"], ["pos", "neg"]] and got.lines == [2, 4]
+    problem = "1 field, but the header has 2 (text, label)"
+    log = _raises_then_skips(p, f"{p}:3: {problem}", [["good film", "bad film"], ["pos", "neg"]], [2, 4], caplog)
+    assert f"{p}: skipped 1 bad" in log and problem in log
 
 
 def test_parquet_bad_records_are_named_by_number(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     rows = [{"text": "good", "label": "pos"}, {"text": "", "label": "neg"}, {"text": "fine", "label": "pos"}]
     p = _write_table(tmp_path / "t.parquet", rows)
-    with pytest.raises(DataError) as e:
-        read_labelled_text(p)
-    assert str(e.value) == f"{p}: record 2: empty or missing 'text'"
-    with caplog.at_level(logging.WARNING, logger="nlp_lib.data.text"):
-        got = read_labelled_text(p, on_error="skip")
-    assert list(got) == [["good", "fine"], ["pos", "pos"]] and got.lines == [1, 3]
-    assert f"{p}: skipped 1 bad record(s), the first at record 2 (record 2: empty or missing 'text')" in caplog.text
+    error = f"{p}: record 2: empty or missing 'text'"
+    log = _raises_then_skips(p, error, [["good", "fine"], ["pos", "pos"]], [1, 3], caplog)
+    assert f"{p}: skipped 1 bad record(s), the first at record 2 (record 2: empty or missing 'text')" in log
     (tmp_path / "junk.parquet").write_bytes(b"not parquet")
     with pytest.raises(DataError, match="junk.parquet: cannot read it as parquet"):
         read_labelled_text(tmp_path / "junk.parquet")
