@@ -266,8 +266,14 @@ def _check_trainer(trainer: Any) -> None:
     if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
         raise ConfigError(f"trainer.accumulate_grad_batches: must be an integer >= 1, got {accumulate!r}")
     # counts Lightning checks only after the data is read (an AssertionError or TypeError with a traceback)
-    counts = {"max_epochs": -1, "min_epochs": 0, "max_steps": -1, "num_nodes": 1, "log_every_n_steps": 1}
-    counts |= {"check_val_every_n_epoch": 1}
+    counts = {
+        "max_epochs": -1,
+        "min_epochs": 0,
+        "max_steps": -1,
+        "num_nodes": 1,
+        "log_every_n_steps": 1,
+        "check_val_every_n_epoch": 1,
+    }
     for key, low in counts.items():
         value = trainer.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
@@ -692,7 +698,9 @@ def _quiet_dependencies() -> None:
             return "litlogger" not in record.getMessage()
 
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
-        logging.getLogger(name).addFilter(_NoAdverts())
+        logger = logging.getLogger(name)
+        if not any(type(f).__name__ == "_NoAdverts" for f in logger.filters):  # main() may run many times
+            logger.addFilter(_NoAdverts())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
