@@ -279,11 +279,15 @@ def _read_json(p: Path) -> Any:
         raise BundleError(f"{p}: cannot read it ({e})") from None
 
 
+def _check_inputs(inputs: Any, what: str) -> None:
+    if isinstance(inputs, (str, bytes)):  # a string is a sequence too: of characters
+        raise TypeError(f"{what} takes a list of inputs; for one, pass [{inputs[:40]!r}]")
+
+
 @contextmanager
 def _inference(model: nn.Module, inputs: Any, what: str) -> Iterator[None]:
     """Checks ``inputs`` is a sequence of inputs, and runs in eval mode (no dropout), restoring the mode after."""
-    if isinstance(inputs, (str, bytes)):
-        raise TypeError(f"{what} takes a list of inputs; for one, pass [{inputs[:40]!r}]")
+    _check_inputs(inputs, what)
     was_training = model.training
     model.eval()
     try:
@@ -322,17 +326,17 @@ class Predictor:
     def __call__(self, inputs: Sequence[Any], batch_size: int = 64) -> list[dict[str, Any]]:
         from nlp_lib.models.sequence import SequenceTagger
 
-        with _inference(self.model, inputs, "predict"):
-            if isinstance(self.model, SequenceTagger):
-                return self._tag(inputs, batch_size)
-            out: list[dict[str, Any]] = []
-            for i in range(0, len(inputs), batch_size):
-                probs = torch.softmax(self.logits(inputs[i : i + batch_size]), dim=-1).cpu()
-                for row in probs:
-                    k = int(row.argmax())
-                    labels = self.model.labels
-                    out.append({"label": labels[k], "probs": dict(zip(labels, row.tolist(), strict=True))})
-            return out
+        _check_inputs(inputs, "predict")  # self.logits runs the model in eval mode
+        if isinstance(self.model, SequenceTagger):
+            return self._tag(inputs, batch_size)
+        out: list[dict[str, Any]] = []
+        labels = self.model.labels
+        for i in range(0, len(inputs), batch_size):
+            probs = torch.softmax(self.logits(inputs[i : i + batch_size]), dim=-1).cpu()
+            for row in probs:
+                k = int(row.argmax())
+                out.append({"label": labels[k], "probs": dict(zip(labels, row.tolist(), strict=True))})
+        return out
 
     @torch.no_grad()
     def logits(self, inputs: Sequence[Any]) -> torch.Tensor:

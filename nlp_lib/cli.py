@@ -693,14 +693,12 @@ def _quiet_dependencies() -> None:
 
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
-    class _NoAdverts(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return "litlogger" not in record.getMessage()
-
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
-        logger = logging.getLogger(name)
-        if not any(type(f).__name__ == "_NoAdverts" for f in logger.filters):  # main() may run many times
-            logger.addFilter(_NoAdverts())
+        logging.getLogger(name).addFilter(_no_adverts)  # the same filter object: added once however often
+
+
+def _no_adverts(record: logging.LogRecord) -> bool:
+    return "litlogger" not in record.getMessage()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -820,8 +818,7 @@ def _at_line(fn: Callable[[str], Any], x: str, source: str, line: int) -> Any:
     try:
         return fn(x)
     except DataError as e:
-        message = str(e).split(": ", 1)[1] if e.path else str(e)
-        raise DataError(message, path="<stdin>" if source == "-" else source, line=line) from None
+        raise DataError(e.message, path="<stdin>" if source == "-" else source, line=line) from None
 
 
 def _write_lines(lines: list[str], output: str | None, what: str) -> None:
@@ -959,7 +956,6 @@ def _eval_command(args: list[str]) -> int:
 def evaluate(cfg: Any, run: Path, split: str) -> dict[str, Any]:
     """Accuracy and loss of a run's bundled model on a split of the (possibly overridden) data."""
     import torch
-    import torch.nn.functional as F
 
     from nlp_lib import bundle
 
@@ -980,18 +976,13 @@ def evaluate(cfg: Any, run: Path, split: str) -> dict[str, Any]:
         return metrics
     # the run's own task computes the loss, so it is the one training logged (a tree task's includes
     # its phrase-level term, node_loss_weight), averaged over examples as Lightning does
-    task = _instantiate(cfg.task, "task", model=model, optimizer=None) if cfg.get("task") else None
+    task = _instantiate(cfg.task, "task", model=model, optimizer=None)
     correct = total = 0
     loss = 0.0
     with torch.no_grad():
         for batch in loader():
-            if task is not None:
-                batch_loss, logits, target = task.loss_and_targets(batch)
-                loss += float(batch_loss) * int(target.numel())
-            else:
-                logits = model(batch).logits
-                target = batch.labels[batch.roots] if hasattr(batch, "roots") else batch.labels
-                loss += float(F.cross_entropy(logits, target, reduction="sum"))
+            batch_loss, logits, target = task.loss_and_targets(batch)
+            loss += float(batch_loss) * int(target.numel())
             correct += int((logits.argmax(-1) == target).sum())
             total += int(target.numel())
     metrics = {"split": split, "accuracy": correct / max(total, 1), "loss": loss / max(total, 1), "examples": total}

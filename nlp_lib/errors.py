@@ -34,6 +34,7 @@ class DataError(NlpLibError):
     """
 
     def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        self.message = message
         self.path = path
         self.line = line
         where = ""
