@@ -13,8 +13,15 @@ measures the difference).
 * Where: ``data.cache_dir=`` or ``$NLP_LIB_CACHE`` or ``~/.cache/nlp_lib``; ``data.cache=false``
   turns it off. Entries are folders ``<kind>-<fingerprint>/``; deleting any of them is safe.
 * Safety: an entry is written into a temporary folder and renamed into place, so a killed run or
-  two DDP ranks preparing at once never leave a half-written entry; an entry that fails to load is
-  ignored (with a warning) and rebuilt.
+  two DDP ranks preparing at once never leave a half-written entry.
+* Verified, not trusted: the entry's ``manifest.json`` (written with it, inside the same rename)
+  lists every file of the entry with its size and sha256. Each load checks the entry against it
+  before reading anything else (:meth:`DataCache.verify`: each file hashed once, streamed): a
+  missing, extra, resized or changed file, anything but a plain file or folder (a symbolic link),
+  an unreadable or malformed manifest (the manifest is untrusted input too: its paths must be plain
+  relative paths inside the entry), or no manifest at all (an entry of an older version) is
+  damage. A damaged entry, or one whose files then fail to load, is deleted and rebuilt, with a
+  warning naming the entry and the file.
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import stat
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -34,6 +43,7 @@ from typing import Any
 __all__ = [
     "DATA_FORMAT",
     "DataCache",
+    "MANIFEST",
     "columns",
     "default_cache_dir",
     "file_fingerprints",
@@ -46,6 +56,14 @@ log = logging.getLogger(__name__)
 
 DATA_FORMAT = 1
 """Bumped whenever what an entry holds changes, so older entries are not read."""
+
+MANIFEST = "manifest.json"
+"""The file of an entry that lists every other one with its size and sha256, checked on each load."""
+
+_MANIFEST_FORMAT = 1
+_MANIFEST_MAX_BYTES = 1 << 20  # an entry has a dozen files: a bigger manifest is not one of ours
+_CHUNK = 1 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def default_cache_dir() -> Path:
@@ -89,25 +107,70 @@ class DataCache:
         self.path = self.root / f"{kind}-{self.fingerprint}"
 
     def load(self) -> tuple[Any, dict[str, Any]] | None:
-        """``(DatasetDict, meta)`` of a complete entry, or ``None`` (absent or unreadable: rebuilt)."""
-        meta_file = self.path / "meta.json"
-        if not meta_file.is_file():
+        """``(DatasetDict, meta)`` of a complete, intact entry, or ``None`` (absent; or damaged or
+        unreadable: deleted with a warning, to be rebuilt)."""
+        if not os.path.lexists(self.path):
             return None
         try:
+            problem = self.verify()  # before anything of the entry is parsed
+            if problem is None:
+                meta = json.loads((self.path / "meta.json").read_bytes())
+                if not isinstance(meta, dict):
+                    problem = "meta.json: not a JSON object"
+            if problem is not None:
+                log.warning("data cache %s is damaged (%s); rebuilding it", self.path, problem)
+                self._remove()
+                return None
             from datasets import DatasetDict
 
-            meta = json.loads(meta_file.read_text())
             data = DatasetDict.load_from_disk(str(self.path / "data"))
         except Exception as e:  # a damaged entry is not fatal: it is rebuilt
-            log.warning("data cache %s is unreadable (%s: %s); rebuilding it", self.path, type(e).__name__, e)
-            shutil.rmtree(self.path, ignore_errors=True)
+            self.discard(e)
             return None
         return data, meta
+
+    def verify(self) -> str | None:
+        """What is wrong with the entry's files (``"FILE: what"``), or ``None`` when every file is
+        exactly the one :data:`MANIFEST` lists: the same set of files, sizes and sha256 digests.
+
+        Each file is read once, in 1 MiB chunks. Symbolic links and other non-regular files are
+        damage even when they lead to the right bytes. Errors reading the files (permissions, a
+        file deleted meanwhile) are raised as ``OSError`` (:meth:`load` counts them as damage too).
+        What is verified is the files as they are now: ``load`` reads them right after.
+        """
+        try:
+            if self.path.is_symlink() or not self.path.is_dir():
+                raise _Damaged(".", "the entry is not a folder (a symbolic link?)")
+            listed = _read_manifest(self.path)
+            present = [rel for rel in _listing(self.path) if rel != MANIFEST]
+            for rel in present:
+                if rel not in listed:
+                    raise _Damaged(rel, f"not listed in {MANIFEST}")
+            missing = set(listed).difference(present)
+            if missing:
+                raise _Damaged(min(missing), "missing")
+            for rel, (size, _) in listed.items():  # sizes first: a truncated file costs no hashing
+                actual = os.lstat(self.path / rel).st_size
+                if actual != size:
+                    raise _Damaged(rel, f"{actual} bytes, {MANIFEST} says {size}")
+            for rel, (_, digest) in listed.items():
+                if _sha256(self.path, rel) != digest:
+                    raise _Damaged(rel, f"its contents do not match their sha256 in {MANIFEST}")
+        except _Damaged as e:
+            return str(e)
+        return None
 
     def discard(self, error: BaseException) -> None:
         """An entry whose files fail to load (a damaged tokenizer file...): warn and delete it."""
         log.warning("data cache %s is unreadable (%s: %s); rebuilding it", self.path, type(error).__name__, error)
-        shutil.rmtree(self.path, ignore_errors=True)
+        self._remove()
+
+    def _remove(self) -> None:
+        if self.path.is_symlink() or not self.path.is_dir():
+            with contextlib.suppress(OSError):
+                self.path.unlink()  # the link, never what it points to
+        else:
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def file(self, name: str) -> Path:
         """A file stored with the entry (tokenizer models)."""
@@ -133,6 +196,7 @@ class DataCache:
             if write_files is not None:
                 write_files(tmp)
             (tmp / "meta.json").write_text(json.dumps(meta))
+            _write_manifest(tmp)
             try:
                 os.rename(tmp, self.path)
             except OSError:  # another process (a DDP rank) stored the same entry first
@@ -142,6 +206,111 @@ class DataCache:
         except Exception as e:  # noqa: BLE001 - a cache that cannot be written never stops a run
             shutil.rmtree(tmp, ignore_errors=True)
             log.warning("data cache: cannot write %s (%s); continuing without it", self.path, e)
+
+
+class _Damaged(Exception):
+    """A file of an entry (its path relative to the entry) is not what the manifest says."""
+
+    def __init__(self, file: str, problem: str) -> None:
+        super().__init__(f"{file}: {problem}")
+
+
+def _listing(folder: Path, prefix: str = "") -> Iterator[str]:
+    """Relative POSIX paths of the regular files under ``folder`` (sorted); anything else but a
+    folder (a symbolic link, a FIFO...) is damage."""
+    with os.scandir(folder) as items:
+        for item in sorted(items, key=lambda i: i.name):
+            rel = prefix + item.name
+            if item.is_dir(follow_symlinks=False):
+                yield from _listing(Path(item.path), rel + "/")
+            elif item.is_file(follow_symlinks=False):
+                yield rel
+            else:
+                raise _Damaged(rel, "not a regular file or folder (a symbolic link?)")
+
+
+def _open_regular(folder: Path, rel: str) -> Any:
+    """``folder/rel`` opened for reading (binary, unbuffered), never through a symbolic link and
+    never blocking on a FIFO; ``_Damaged`` when it is not a regular file."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(folder / rel, flags)
+    f = os.fdopen(fd, "rb", buffering=0)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        raise _Damaged(rel, "not a regular file")
+    return f
+
+
+def _sha256(folder: Path, rel: str) -> str:
+    """The sha256 of ``folder/rel``, read once in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    buf = bytearray(_CHUNK)
+    view = memoryview(buf)
+    with _open_regular(folder, rel) as f:
+        while n := f.readinto(buf):
+            digest.update(view[:n])
+    return digest.hexdigest()
+
+
+def _write_manifest(folder: Path) -> None:
+    files = {rel: {"size": os.lstat(folder / rel).st_size, "sha256": _sha256(folder, rel)} for rel in _listing(folder)}
+    doc = {"format": _MANIFEST_FORMAT, "algorithm": "sha256", "files": files}
+    (folder / MANIFEST).write_text(json.dumps(doc, indent=1, sort_keys=True))
+
+
+def _plain_relative(rel: str) -> bool:
+    """A path inside the entry as the manifest writes it: ``a/b``, never ``/a``, ``../a``, ``./a``, ``a//b``."""
+    parts = rel.split("/")
+    return (
+        rel != MANIFEST
+        and "\\" not in rel
+        and "\0" not in rel
+        and all(p not in ("", ".", "..") for p in parts)
+        and not os.path.isabs(rel)
+    )
+
+
+def _read_manifest(folder: Path) -> dict[str, tuple[int, str]]:
+    """``{relative path: (size, sha256)}`` of an entry's manifest, which is untrusted input: any
+    other shape is damage."""
+    try:
+        with _open_regular(folder, MANIFEST) as f:
+            raw = f.read(_MANIFEST_MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise _Damaged(MANIFEST, "missing (an entry of an older nlp_lib, without checksums, or damaged)") from None
+    except OSError as e:  # a symbolic link (O_NOFOLLOW), a folder...
+        raise _Damaged(MANIFEST, f"cannot be opened as a regular file ({e.strerror})") from None
+    if len(raw) > _MANIFEST_MAX_BYTES:
+        raise _Damaged(MANIFEST, f"larger than {_MANIFEST_MAX_BYTES} bytes")
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):  # UnicodeDecodeError included; nested too deep
+        raise _Damaged(MANIFEST, "not valid JSON") from None
+    expected = {"format": _MANIFEST_FORMAT, "algorithm": "sha256"}
+    if (
+        not isinstance(doc, dict)
+        or set(doc) != {*expected, "files"}
+        or any(type(doc[k]) is not type(v) or doc[k] != v for k, v in expected.items())
+        or not isinstance(doc["files"], dict)
+    ):
+        raise _Damaged(MANIFEST, f"not a manifest of this version ({expected} and a 'files' object expected)")
+    files: dict[str, tuple[int, str]] = {}
+    for rel, record in doc["files"].items():
+        if not _plain_relative(rel):
+            raise _Damaged(MANIFEST, f"lists {rel!r}, not a plain relative path inside the entry")
+        if (
+            not isinstance(record, dict)
+            or set(record) != {"size", "sha256"}
+            or type(record["size"]) is not int
+            or record["size"] < 0
+            or not isinstance(record["sha256"], str)
+            or not _SHA256.fullmatch(record["sha256"])
+        ):
+            raise _Damaged(MANIFEST, f"the record of {rel!r} is not {{'size': bytes, 'sha256': 64 hex digits}}")
+        files[rel] = (record["size"], record["sha256"])
+    if "meta.json" not in files:
+        raise _Damaged(MANIFEST, "does not list meta.json")
+    return files
 
 
 def load_entry(module: Any, entry: DataCache, fill: Any, state: tuple[str, ...]) -> bool:

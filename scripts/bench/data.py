@@ -11,6 +11,11 @@ tokenising):
 
 ``first``: the cache folder emptied before each repetition; ``cached``: the entry the first run
 wrote. Medians over ``--reps``; ``cached_speedup`` is the smaller of the two datasets' ratios.
+A cached run checks its entry against the entry's manifest before loading it (every file's size
+and sha256, :meth:`nlp_lib.data.cache.DataCache.verify`); the cached child then times that check
+once more on its own (the files in the page cache, as in the run): ``<data>_verify_s`` (and
+``<data>_entry_mb``, what it reads), and ``<data>_verify_share``, its share of a cached run
+(1 - share: a cached run without it); ``verify_share`` is the larger of the two.
 Also the balanced sampler figure of ``scripts/bench/sampler.py`` (8 ranks over SST, node budget
 2,000): ``balanced_max_over_mean`` (1.0 = every rank the same work each step).
 
@@ -38,24 +43,39 @@ import json, sys, time
 import datasets, pyarrow, sentencepiece  # imports are not reading or tokenising: before the clock
 from nlp_lib.data.seq2seq import parallel_data
 from nlp_lib.data.sources import ptb_tree_data
-t1 = time.perf_counter()
 kind, path = sys.argv[1], sys.argv[2]
-if kind == "multi30k":
-    dm = parallel_data(path=path, source="en", target="de", val="val", test="test_2016_flickr", vocab_size=8000)
-else:
-    dm = ptb_tree_data(path=path)
+def make():
+    if kind == "multi30k":
+        return parallel_data(path=path, source="en", target="de", val="val", test="test_2016_flickr", vocab_size=8000)
+    return ptb_tree_data(path=path)
+t1 = time.perf_counter()
+dm = make()
 dm.prepare()
 t2 = time.perf_counter()
-print(json.dumps({"seconds": t2 - t1, "examples": {k: len(v) for k, v in dm.splits.items()}}))
+out = {"seconds": t2 - t1, "examples": {k: len(v) for k, v in dm.splits.items()}}
+if sys.argv[3] == "cached":
+    entry = make()._cache_entry()  # the entry this run loaded (a private method: the bench reaches in)
+    t3 = time.perf_counter()
+    problem = entry.verify()  # what every cached run does before loading: each file hashed once
+    out["verify_seconds"] = time.perf_counter() - t3
+    out["entry_bytes"] = sum(f.stat().st_size for f in entry.path.rglob("*") if f.is_file())
+    if problem is not None:
+        sys.exit(f"the entry the cached run loaded fails its check: {problem}")
+print(json.dumps(out))
 """
 
 
-def run_child(kind: str, path: Path, cache: Path) -> dict:
+def run_child(kind: str, path: Path, cache: Path, run: str) -> dict:
     import os
 
     env = {**os.environ, "NLP_LIB_CACHE": str(cache), "PYTHONWARNINGS": "ignore"}
     res = subprocess.run(
-        [sys.executable, "-c", CHILD, kind, str(path)], capture_output=True, text=True, env=env, cwd=REPO, check=False
+        [sys.executable, "-c", CHILD, kind, str(path), run],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        check=False,
     )
     if res.returncode != 0:
         sys.exit(f"error: {kind} run failed:\n{res.stderr[-2000:]}")
@@ -77,17 +97,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
         for name, path in sets.items():
-            first, cached = [], []
+            first, cached, verify = [], [], []
             for _ in range(args.reps):
                 shutil.rmtree(cache, ignore_errors=True)
-                first.append(run_child(name, path, cache)["seconds"])
-                cached.append(run_child(name, path, cache)["seconds"])
-            f, c = statistics.median(first), statistics.median(cached)
+                first.append(run_child(name, path, cache, "first")["seconds"])
+                hit = run_child(name, path, cache, "cached")
+                cached.append(hit["seconds"])
+                verify.append(hit["verify_seconds"])
+            f, c, v = statistics.median(first), statistics.median(cached), statistics.median(verify)
+            mb = hit["entry_bytes"] / 1e6
             result[f"{name}_first_s"] = round(f, 3)
             result[f"{name}_cached_s"] = round(c, 3)
             result[f"{name}_speedup"] = round(f / c, 1)
-            rows.append([name, f"{f:.2f}", f"{c:.3f}", f"{f / c:.1f}x"])
+            result[f"{name}_entry_mb"] = round(mb, 1)
+            result[f"{name}_verify_s"] = round(v, 4)
+            result[f"{name}_verify_share"] = round(v / c, 4)
+            rows.append([name, f"{f:.2f}", f"{c:.3f}", f"{f / c:.1f}x", f"{mb:.1f}", f"{v:.4f}", f"{v / c:.1%}"])
     result["cached_speedup"] = min(result["multi30k_speedup"], result["sst_speedup"])
+    result["verify_share"] = max(result["multi30k_verify_share"], result["sst_verify_share"])
     from nlp_lib.data.ptb import read_ptb_trees
 
     sizes = [len(t) for t in read_ptb_trees(sets["sst"] / "train.txt").trees]
@@ -95,7 +122,9 @@ def main() -> None:
     result["balanced_max_over_mean"] = bal["balanced_max_over_mean"]
     result["distributed_max_over_mean"] = bal["distributed_max_over_mean"]
     print(f"prepare() in a fresh process, median of {args.reps}")
-    print_table(["data", "first run s", "cached run s", "speedup"], rows)
+    print_table(
+        ["data", "first run s", "cached run s", "speedup", "entry MB", "verify s", "verify share of cached"], rows
+    )
     print(
         f"8 ranks over SST, node budget 2,000: max/mean rank nodes {bal['balanced_max_over_mean']:.4f} balanced, "
         f"{bal['distributed_max_over_mean']:.4f} DistributedSampler with fixed-size batches"

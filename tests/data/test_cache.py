@@ -1,5 +1,6 @@
 """The prepared-data cache: a second prepare loads the same data from Arrow; any change rebuilds it."""
 
+import json
 import logging
 import os
 
@@ -97,7 +98,7 @@ def test_damaged_or_disabled_cache(tmp_path, caplog):
         f.write_bytes(b"not arrow")
     with caplog.at_level(logging.WARNING):
         again, hit = _prepared(make, caplog)
-    assert not hit and "unreadable" in caplog.text and again.splits == first.splits
+    assert not hit and "is damaged (data/" in caplog.text and again.splits == first.splits
     _, hit = _prepared(make, caplog)
     assert hit  # the damaged entry was replaced by the rebuilt one
 
@@ -173,7 +174,264 @@ def test_a_damaged_tokenizer_file_in_an_entry_is_a_cache_miss(tmp_path, caplog):
     (entry / "tokenizer.model").write_bytes(b"truncated")
     with caplog.at_level(logging.WARNING):
         again, hit = _prepared(make, caplog)
-    assert not hit and "unreadable" in caplog.text
+    assert not hit and "is damaged (tokenizer.model:" in caplog.text
     assert again.splits == first.splits and again.vocab_size == first.vocab_size
     _, hit = _prepared(make, caplog)
     assert hit  # rebuilt and stored again
+
+
+# ---------------------------------------------------------------- verified, not trusted (docs/data.md)
+# Every file of an entry is listed in its manifest with its size and sha256 and checked on each
+# load: damage of any kind is a warning naming the entry and the file, and a rebuilt entry.
+
+TRAIN_ARROW = "data/train/data-00000-of-00001.arrow"
+
+
+def _listops(cache):
+    return lambda: listops_data(train_size=200, val_size=20, test_size=0, generator_seed=3, cache_dir=str(cache))
+
+
+def _built_entry(tmp_path, caplog):
+    """A fresh ListOps build (the reference) and its cache entry's folder."""
+    cache = tmp_path / "cache"
+    make = _listops(cache)
+    fresh, hit = _prepared(make, caplog)
+    assert not hit
+    (entry,) = cache.iterdir()
+    return make, fresh, entry
+
+
+def _assert_rebuilt(make, fresh, entry, caplog, file):
+    """The next prepare warns that ``entry`` is damaged at ``file``, rebuilds the data of a fresh
+    build and stores an intact entry, which the prepare after loads."""
+    again, hit = _prepared(make, caplog)
+    damaged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "is damaged" in r.message]
+    assert not hit and len(damaged) == 1, caplog.text
+    assert str(entry) in damaged[0] and f"({file}:" in damaged[0], damaged[0]
+    assert again.splits == fresh.splits and again.vocab.words == fresh.vocab.words
+    assert again.num_classes == fresh.num_classes
+    third, hit = _prepared(make, caplog)
+    assert hit and "WARNING" not in caplog.text and third.splits == fresh.splits
+
+
+def _overwrite(path, offset, data):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def _zeros_in_the_middle(entry):
+    f = entry / TRAIN_ARROW
+    _overwrite(f, f.stat().st_size // 2 - 1024, bytes(2048))
+    return TRAIN_ARROW
+
+
+def _random_bytes(entry):
+    import random
+
+    f = entry / TRAIN_ARROW
+    _overwrite(f, f.stat().st_size // 3, random.Random(0).randbytes(512))
+    return TRAIN_ARROW
+
+
+def _truncated(entry):
+    f = entry / TRAIN_ARROW
+    os.truncate(f, f.stat().st_size // 2)
+    return TRAIN_ARROW
+
+
+def _deleted_arrow(entry):
+    (entry / TRAIN_ARROW).unlink()
+    return TRAIN_ARROW
+
+
+def _deleted_vocabulary(entry):
+    (entry / "vocab.json").unlink()
+    return "vocab.json"
+
+
+def _one_changed_byte_in_meta(entry):
+    f = entry / "meta.json"
+    f.write_text(f.read_text().replace('"num_classes": 10', '"num_classes": 11'))
+    return "meta.json"
+
+
+def _an_extra_file(entry):
+    (entry / "data" / "train" / "cache-0001.arrow").write_bytes(b"x")
+    return "data/train/cache-0001.arrow"
+
+
+def _a_symlink_to_the_same_bytes(entry):
+    f = entry / TRAIN_ARROW
+    copy = entry.parent.parent / "outside.arrow"
+    copy.write_bytes(f.read_bytes())
+    f.unlink()
+    f.symlink_to(copy)  # the right bytes, but not the entry's own file
+    return TRAIN_ARROW
+
+
+def _a_fifo(entry):
+    os.mkfifo(entry / "data" / "pipe")  # opening it for reading would block
+    return "data/pipe"
+
+
+def _a_written_by_old_code(entry):
+    (entry / "manifest.json").unlink()  # what every entry of the versions before checksums is like
+    return "manifest.json"
+
+
+DAMAGE = [
+    _zeros_in_the_middle,
+    _random_bytes,
+    _truncated,
+    _deleted_arrow,
+    _deleted_vocabulary,
+    _one_changed_byte_in_meta,
+    _an_extra_file,
+    _a_symlink_to_the_same_bytes,
+    _a_fifo,
+    _a_written_by_old_code,
+]
+
+
+@pytest.mark.parametrize("damage", DAMAGE, ids=[d.__name__.lstrip("_") for d in DAMAGE])
+def test_a_damaged_entry_is_rebuilt_with_a_warning_naming_the_file(tmp_path, caplog, damage):
+    make, fresh, entry = _built_entry(tmp_path, caplog)
+    file = damage(entry)
+    _assert_rebuilt(make, fresh, entry, caplog, file)
+
+
+def _manifest_edit(edit):
+    def tamper(entry):
+        f = entry / "manifest.json"
+        doc = json.loads(f.read_text())
+        f.write_text(json.dumps(edit(doc)))
+        return "manifest.json"
+
+    return tamper
+
+
+def _raw_manifest(text):
+    def tamper(entry):
+        (entry / "manifest.json").write_text(text)
+        return "manifest.json"
+
+    return tamper
+
+
+def _changed_digest(doc):
+    doc["files"][TRAIN_ARROW]["sha256"] = "0" * 64
+    return doc
+
+
+def _renamed_path(new):
+    def edit(doc):
+        doc["files"][new] = doc["files"].pop("vocab.json")
+        return doc
+
+    return edit
+
+
+def _record(rel, record):
+    def edit(doc):
+        doc["files"][rel] = record
+        return doc
+
+    return edit
+
+
+def _manifest_as_a_symlink(entry):
+    f = entry / "manifest.json"
+    copy = entry.parent.parent / "manifest-copy.json"
+    copy.write_bytes(f.read_bytes())
+    f.unlink()
+    f.symlink_to(copy)
+    return "manifest.json"
+
+
+TAMPERED = {
+    "a_list": _manifest_edit(lambda doc: [doc]),
+    "a_string": _manifest_edit(lambda doc: "files"),
+    "not_json": _raw_manifest('{"format": 1, "files": {'),
+    "not_utf8": lambda entry: (entry / "manifest.json").write_bytes(b'{"format": 1, "\xff": 2}') and "manifest.json",
+    "files_a_list": _manifest_edit(lambda doc: {**doc, "files": list(doc["files"])}),
+    "format_true": _manifest_edit(lambda doc: {**doc, "format": True}),
+    "another_algorithm": _manifest_edit(lambda doc: {**doc, "algorithm": "md5"}),
+    "size_a_string": _manifest_edit(_record("vocab.json", {"size": "126", "sha256": "0" * 64})),
+    "size_a_bool": _manifest_edit(_record("vocab.json", {"size": True, "sha256": "0" * 64})),
+    "digest_a_number": _manifest_edit(_record("vocab.json", {"size": 1, "sha256": 7})),
+    "record_a_list": _manifest_edit(_record("vocab.json", [1, "0" * 64])),
+    "dot_dot_path": _manifest_edit(_renamed_path("../x")),
+    "nested_dot_dot_path": _manifest_edit(_renamed_path("data/../../vocab.json")),
+    "absolute_path": _manifest_edit(_renamed_path("/etc/passwd")),
+    "dot_path": _manifest_edit(_renamed_path("./vocab.json")),
+    "changed_digest": _manifest_edit(_changed_digest),
+    "a_file_dropped": _manifest_edit(
+        lambda doc: {**doc, "files": {k: v for k, v in doc["files"].items() if k != TRAIN_ARROW}}
+    ),
+    "meta_dropped": _manifest_edit(
+        lambda doc: {**doc, "files": {k: v for k, v in doc["files"].items() if k != "meta.json"}}
+    ),
+    "a_symlink": _manifest_as_a_symlink,
+    "a_folder": lambda entry: (
+        ((entry / "manifest.json").unlink(), (entry / "manifest.json").mkdir()) and "manifest.json"
+    ),
+}
+# what each of them names: the manifest itself, or the file it fails to vouch for
+NAMES = {"changed_digest": TRAIN_ARROW, "a_file_dropped": TRAIN_ARROW}
+
+
+@pytest.mark.parametrize("name", list(TAMPERED))
+def test_a_tampered_manifest_rebuilds_the_entry(tmp_path, caplog, name):
+    make, fresh, entry = _built_entry(tmp_path, caplog)
+    TAMPERED[name](entry)
+    _assert_rebuilt(make, fresh, entry, caplog, NAMES.get(name, "manifest.json"))
+
+
+def test_an_entry_that_is_a_symlink_is_rebuilt_and_its_target_left_alone(tmp_path, caplog):
+    make, fresh, entry = _built_entry(tmp_path, caplog)
+    target = tmp_path / "elsewhere"
+    entry.rename(target)
+    entry.symlink_to(target)  # an intact entry, but not inside the cache folder
+    _assert_rebuilt(make, fresh, entry, caplog, ".")
+    assert (target / "manifest.json").is_file() and not entry.is_symlink()
+
+
+def test_an_intact_entry_is_loaded_and_each_of_its_files_hashed_once(tmp_path, caplog, monkeypatch):
+    from nlp_lib.data import cache as cache_module
+
+    make, fresh, entry = _built_entry(tmp_path, caplog)
+    manifest = json.loads((entry / "manifest.json").read_text())
+    on_disk = sorted(str(p.relative_to(entry)) for p in entry.rglob("*") if p.is_file())
+    assert sorted(manifest["files"]) == [p for p in on_disk if p != "manifest.json"]
+    assert TRAIN_ARROW in manifest["files"] and "vocab.json" in manifest["files"]
+
+    folder = entry.stat().st_ino
+    hashed = []
+    real = cache_module._sha256
+    monkeypatch.setattr(cache_module, "_sha256", lambda folder, rel: hashed.append(rel) or real(folder, rel))
+    with caplog.at_level(logging.WARNING):
+        second, hit = _prepared(make, caplog)
+    assert hit and "WARNING" not in caplog.text and second.splits == fresh.splits
+    assert sorted(hashed) == sorted(manifest["files"])  # once per file, per load
+    assert entry.stat().st_ino == folder  # the same folder: not deleted, not rebuilt
+
+
+def test_the_other_datamodules_are_verified_too(tmp_path, caplog):
+    """One mechanism in DataCache: a seq2seq entry (two tokenizers) is checked the same way."""
+    d, cache = tmp_path / "par", tmp_path / "cache"
+    d.mkdir()
+    for split in ("train", "val"):
+        (d / f"{split}.en").write_text("\n".join(["a small dog", "two cats sleep", "the dog runs"] * 30) + "\n")
+        (d / f"{split}.de").write_text("\n".join(["ein kleiner Hund", "zwei Katzen", "der Hund rennt"] * 30) + "\n")
+
+    def make():
+        return parallel_data(path=str(d), source="en", target="de", tokenizer="word", cache_dir=str(cache))
+
+    fresh, _ = _prepared(make, caplog)
+    (entry,) = cache.iterdir()
+    _overwrite(entry / "target.vocab.json", 2, b"!!")
+    again, hit = _prepared(make, caplog)
+    assert not hit and f"{entry} is damaged (target.vocab.json:" in caplog.text
+    assert again.splits == fresh.splits
+    assert again.tokenizers["target"].decode(again.splits["val"][1][1]) == "zwei Katzen"
