@@ -3,9 +3,12 @@
 The order of an epoch's examples depends only on ``(seed, epoch)``. The loader's state (the epoch
 and how many of its batches the training loop has processed) is saved in every checkpoint
 (Lightning stores the ``state_dict`` of loaders that have one), and restoring it makes the next
-iteration skip exactly the batches already trained on. With the task's random-number state saved
-too (:class:`~nlp_lib.tasks.base.ClassificationTask`), a resumed run ends with the same weights as
-an uninterrupted one.
+iteration skip exactly the batches already trained on. The loader draws nothing from torch's global
+generator: its worker seed comes from a generator of its own, seeded by ``seed`` (a plain
+``DataLoader`` takes one from the global generator each time an iterator starts, which a resumed
+run does at another point than the uninterrupted one). With each training batch's random numbers
+drawn from a stream keyed by its place in training (:mod:`nlp_lib.tasks.randomness`), a resumed
+run ends with the same weights as an uninterrupted one, bit for bit, dropout included.
 """
 
 from __future__ import annotations
@@ -138,7 +141,12 @@ class ResumableLoader(DataLoader):
         else:  # batches by a node budget, balanced across ranks
             kwargs = {"batch_sampler": batch_sampler}
         super().__init__(
-            dataset, collate_fn=collate_fn, num_workers=num_workers, persistent_workers=num_workers > 0, **kwargs
+            dataset,
+            collate_fn=collate_fn,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+            generator=torch.Generator().manual_seed(seed),  # the workers' seed: never the global generator's
+            **kwargs,
         )
         self._progress = progress
 

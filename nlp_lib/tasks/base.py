@@ -1,9 +1,8 @@
-"""The Lightning machinery every task shares (throughput, random state, optimisers) and classification's metrics."""
+"""The Lightning machinery every task shares (throughput, random streams, optimisers) and classification's metrics."""
 
 from __future__ import annotations
 
 import abc
-import random
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -13,6 +12,8 @@ import torch
 import torchmetrics
 from torch import nn
 
+from nlp_lib.tasks.randomness import BatchRandomness
+
 __all__ = ["ClassificationTask", "OptimizerFactory", "SchedulerFactory", "TaskBase"]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -20,9 +21,15 @@ SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LR
 
 
 class TaskBase(pl.LightningModule):
-    """Examples/s and units/s in training, the random state in checkpoints, optimiser and scheduler.
+    """Examples/s and units/s in training, each training batch's own random stream, optimiser and scheduler.
 
     A subclass counts examples and units in each training batch with :meth:`add_throughput`.
+
+    A training batch's random numbers (dropout masks, scheduled sampling) come from generators
+    seeded by ``(seed, rank, epoch, batch index)`` (:mod:`nlp_lib.tasks.randomness`), so a run
+    resumed mid-epoch draws exactly what an uninterrupted one draws. ``seed`` is torch's initial
+    seed when the task is built (``nlp-lib train`` sets it to the run's ``seed=`` with
+    ``pl.seed_everything`` first).
 
     Args:
         model: The model (a plain ``nn.Module``).
@@ -39,6 +46,7 @@ class TaskBase(pl.LightningModule):
         self.model = model
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.randomness = BatchRandomness(torch.initial_seed())
         self._epoch_examples = self._epoch_units = 0
         self._epoch_start = self._last_batch_end = 0.0
 
@@ -55,7 +63,12 @@ class TaskBase(pl.LightningModule):
         self._epoch_examples = self._epoch_units = 0
         self._epoch_start = self._last_batch_end = time.perf_counter()
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # batch_idx counts from the epoch's start in a resumed epoch too (Lightning restores it)
+        self.randomness.begin(self.device, self.global_rank, self.current_epoch, batch_idx)
+
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self.randomness.end()
         self._last_batch_end = time.perf_counter()
 
     def on_train_epoch_end(self) -> None:
@@ -63,16 +76,6 @@ class TaskBase(pl.LightningModule):
         seconds = max(self._last_batch_end - self._epoch_start, 1e-9)
         self.log(f"train/{self.example_name}_per_s", self._epoch_examples / seconds, sync_dist=True, reduce_fx="sum")
         self.log(f"train/{self.unit_name}_per_s", self._epoch_units / seconds, sync_dist=True, reduce_fx="sum")
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # The random state (dropout masks), so a resumed run continues exactly where it stopped.
-        checkpoint["nlp_lib_rng"] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        rng = checkpoint.get("nlp_lib_rng")
-        if rng is not None:
-            torch.set_rng_state(rng["torch"])
-            random.setstate(rng["python"])
 
     def configure_optimizers(self):  # noqa: ANN201
         opt = self.optimizer_factory(self.model.parameters())

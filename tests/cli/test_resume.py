@@ -1,4 +1,10 @@
-"""A run killed with SIGKILL mid-epoch resumes from its last checkpoint and ends as if never stopped."""
+"""A run killed with SIGKILL mid-epoch resumes from its last checkpoint and ends as if never stopped.
+
+Bit for bit: the same weights (every tensor of ``last.ckpt`` and of the bundle) and the same
+validation and test metrics, for the default recipe (no dropout) and for the recipes with dropout
+(sst_tree_lstm, text_classifier, scan_seq2seq with scheduled sampling too; DataLoader workers in
+one of them), whose dropout masks a resume used to shift.
+"""
 
 import json
 import os
@@ -8,20 +14,23 @@ import sys
 
 import torch
 from conftest import REPO, TINY_LISTOPS
+from safetensors.torch import load_file
 
-# Train in a child process that SIGKILLs itself in the middle of an epoch (at a given global step).
+# Train a recipe in a child process that SIGKILLs itself at the start of a given global step.
 KILLER = """
 import os, signal, sys
 from nlp_lib.cli import compose, train
-from nlp_lib.tasks.tree_classification import TreeClassificationTask
+from nlp_lib.tasks import ClassificationTask, Seq2SeqTask
 kill_at = int(sys.argv[1])
-step = TreeClassificationTask.training_step
-def dying_step(self, batch, batch_idx):
-    if self.global_step == kill_at:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return step(self, batch, batch_idx)
-TreeClassificationTask.training_step = dying_step
-train(compose("listops_tree_lstm", sys.argv[2:]))
+def dying(step):
+    def dying_step(self, batch, batch_idx):
+        if self.global_step == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return step(self, batch, batch_idx)
+    return dying_step
+for task in (ClassificationTask, Seq2SeqTask):
+    task.training_step = dying(task.training_step)
+train(compose(sys.argv[2], sys.argv[3:]))
 """
 
 OVERRIDES = [*TINY_LISTOPS, "trainer.max_epochs=3", "checkpoint_every_n_steps=3"]  # 7 batches an epoch
@@ -37,12 +46,42 @@ def _final_weights(run_dir):
     return ckpt["state_dict"], ckpt["global_step"]
 
 
+def _kill_and_resume(tmp_path, recipe, overrides, kill_at):
+    """An uninterrupted run and one SIGKILLed at step ``kill_at`` then resumed: their run dirs."""
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    res = _python("-m", "nlp_lib", "train", f"recipe={recipe}", *overrides, f"run_dir={whole}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = _python("-c", KILLER, str(kill_at), recipe, *overrides, f"run_dir={cut}")
+    assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
+    assert not (cut / "metrics.json").exists()
+    res = _python("-m", "nlp_lib", "train", f"resume={cut}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    return whole, cut
+
+
+def _assert_same_run(whole, cut):
+    """Bit-identical weights (last checkpoint and bundle) and the same val/test metrics."""
+    a, b = json.loads((whole / "metrics.json").read_text()), json.loads((cut / "metrics.json").read_text())
+    assert a["epochs"] == b["epochs"]
+    for split in ("val", "test"):
+        assert a.get(split) == b.get(split), split
+    wa, sa = _final_weights(whole)
+    wb, sb = _final_weights(cut)
+    assert sa == sb and wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    ba, bb = (load_file(run / "bundle" / "model.safetensors") for run in (whole, cut))
+    assert ba.keys() == bb.keys()
+    for k in ba:
+        assert torch.equal(ba[k], bb[k]), k
+
+
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     res = _python("-m", "nlp_lib", "train", *OVERRIDES, f"run_dir={whole}")
     assert res.returncode == 0, res.stderr[-2000:]
     # global step 10 is batch 4 of epoch 2; the last checkpoint before it is step 9 (mid-epoch)
-    res = _python("-c", KILLER, "10", *OVERRIDES, f"run_dir={cut}")
+    res = _python("-c", KILLER, "10", "listops_tree_lstm", *OVERRIDES, f"run_dir={cut}")
     assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
     assert not (cut / "metrics.json").exists()
     _, step = _final_weights(cut)
@@ -61,7 +100,9 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
 
 def test_throughput_after_a_resume_inside_the_last_epoch_counts_from_the_resume(tmp_path):
     cut = tmp_path / "cut"
-    res = _python("-c", KILLER, "17", *OVERRIDES, f"run_dir={cut}")  # epoch 3 of 3; last checkpoint step 15
+    res = _python(
+        "-c", KILLER, "17", "listops_tree_lstm", *OVERRIDES, f"run_dir={cut}"
+    )  # epoch 3 of 3; last checkpoint step 15
     assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
     res = _python("-m", "nlp_lib", "train", f"resume={cut}")
     assert res.returncode == 0, res.stderr[-2000:]
@@ -115,7 +156,7 @@ def test_node_budget_batches_resume_mid_epoch_too(tmp_path):
     budget = [*OVERRIDES, "data.node_budget=250"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert _python("-m", "nlp_lib", "train", *budget, f"run_dir={whole}").returncode == 0
-    res = _python("-c", KILLER, "8", *budget, f"run_dir={cut}")
+    res = _python("-c", KILLER, "8", "listops_tree_lstm", *budget, f"run_dir={cut}")
     assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
     res = _python("-m", "nlp_lib", "train", f"resume={cut}")
     assert res.returncode == 0, res.stderr[-2000:]
@@ -138,3 +179,70 @@ def test_last_checkpoint_follows_every_epoch_even_without_a_new_best(tmp_path):
     )
     _, step = _final_weights(run)
     assert step == 21
+
+
+# With dropout (and scheduled sampling), a resumed run draws exactly the random numbers the
+# uninterrupted one drew: kill at step 10, one step after the mid-epoch checkpoint of step 9
+# (8 batches an epoch, a checkpoint every 3 steps), 2 epochs.
+MID_EPOCH = ["trainer.max_epochs=2", "checkpoint_every_n_steps=3", "trainer.enable_progress_bar=false"]
+
+
+def test_sst_tree_lstm_with_dropout_resumes_bit_for_bit(tmp_path, sst_trees):
+    trees = tmp_path / "trees"  # the first 160 / 40 real SST trees: 8 batches of 20
+    trees.mkdir()
+    for name, n in (("train.txt", 160), ("dev.txt", 40)):
+        lines = (sst_trees / name).read_text(encoding="utf-8").splitlines(keepends=True)
+        (trees / name).write_text("".join(lines[:n]), encoding="utf-8")
+    overrides = [
+        f"data.path={trees}",
+        "data.batch_size=20",
+        "model.embeddings.path=null",
+        "model.cell.input_size=16",
+        "model.cell.hidden_size=16",
+        *MID_EPOCH,
+    ]  # the recipe's dropout 0.3 and phrase-level loss
+    whole, cut = _kill_and_resume(tmp_path, "sst_tree_lstm", overrides, kill_at=10)
+    assert _final_weights(cut)[1] == 16
+    _assert_same_run(whole, cut)
+
+
+def test_text_classifier_with_dropout_and_workers_resumes_bit_for_bit(tmp_path):
+    good, bad = ["good", "great", "lovely", "fine"], ["bad", "dull", "awful", "poor"]
+    nouns = ["film", "plot", "story", "acting", "music", "cast"]
+    rows = [
+        {"text": f"a {words[i % 4]} {nouns[i % 6]} and {words[(i // 4) % 4]} {nouns[(i // 6) % 6]}", "label": label}
+        for i in range(65)
+        for words, label in ((good, "pos"), (bad, "neg"))
+    ]
+    data = tmp_path / "reviews.jsonl"  # 130 rows: 117 train (8 batches of 16), 13 val
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    overrides = [
+        f"data.train_path={data}",
+        "data.vocab_size=40",
+        "data.batch_size=16",
+        "data.num_workers=1",  # batches built in a worker process
+        "model.embedding_size=16",
+        "model.hidden_size=16",
+        *MID_EPOCH,
+    ]  # the recipe's dropout 0.2
+    whole, cut = _kill_and_resume(tmp_path, "text_classifier", overrides, kill_at=10)
+    assert _final_weights(cut)[1] == 16
+    _assert_same_run(whole, cut)
+
+
+def test_scan_seq2seq_with_dropout_and_scheduled_sampling_resumes_bit_for_bit(tmp_path):
+    overrides = [
+        "data.batch_size=16",
+        "data.eval_batch_size=32",
+        "model.embedding_size=16",
+        "model.hidden_size=32",
+        "model.teacher_forcing=0.5",  # scheduled sampling draws a coin per target position
+        "task.test_beam_size=1",
+        "trainer.limit_train_batches=8",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        *MID_EPOCH,
+    ]  # the recipe's dropout 0.1
+    whole, cut = _kill_and_resume(tmp_path, "scan_seq2seq", overrides, kill_at=10)
+    assert _final_weights(cut)[1] == 16
+    _assert_same_run(whole, cut)
