@@ -11,11 +11,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
+from pathlib import Path
 from typing import Literal
 
 from nlp_lib.errors import DataError
 
-__all__ = ["OnError", "check_on_error", "decode_line", "no_records", "report_skipped", "unseen_label"]
+__all__ = [
+    "MAX_INFERRED_CLASSES",
+    "OnError",
+    "check_on_error",
+    "decode_line",
+    "no_records",
+    "regular_file",
+    "report_skipped",
+    "unseen_label",
+]
 
 OnError = Literal["raise", "skip"]
 """``"raise"``: stop at the first bad line with a :class:`DataError`; ``"skip"``: leave it out and report it."""
@@ -23,11 +33,34 @@ OnError = Literal["raise", "skip"]
 SHOWN = 3
 """How many skipped lines the warning quotes."""
 
+MAX_INFERRED_CLASSES = 1000
+"""The most classes a reader infers from integer labels (0..999) when none is declared: a stray
+label such as ``99999999999`` would otherwise make a model of 10^11 classes."""
+
 
 def check_on_error(on_error: str) -> None:
     """Raise ``ValueError`` unless ``on_error`` is ``"raise"`` or ``"skip"``."""
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+
+
+def regular_file(path: str | Path) -> Path:
+    """``path`` as a :class:`Path`, checked to be a regular file (or a link to one).
+
+    Raises:
+        DataError: It does not exist, is a directory, or is something else (a FIFO, a device...),
+            which a reader could block on.
+    """
+    p = Path(path)
+    if not p.is_file():
+        if p.is_dir():
+            problem = "is a directory, not a file"
+        elif p.exists():
+            problem = "not a regular file"
+        else:
+            problem = "file does not exist"
+        raise DataError(problem, path=str(p))
+    return p
 
 
 def decode_line(raw: bytes) -> str:

@@ -38,7 +38,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from nlp_lib.data.bad_input import OnError, check_on_error, decode_line, no_records, report_skipped, unseen_label
+from nlp_lib.data.bad_input import (
+    OnError,
+    check_on_error,
+    decode_line,
+    no_records,
+    regular_file,
+    report_skipped,
+    unseen_label,
+)
 from nlp_lib.errors import DataError, NlpLibError, TreeFormatError
 from nlp_lib.structure.brackets import parse_unlabelled
 from nlp_lib.structure.tree import Tree
@@ -501,9 +509,7 @@ def read_listops(
         ValueError: ``on_error`` is neither ``"raise"`` nor ``"skip"``.
     """
     check_on_error(on_error)
-    p = Path(path)
-    if not p.is_file():
-        raise DataError("file does not exist" if not p.exists() else "not a file", path=str(p))
+    p = regular_file(path)
     known = None if known_labels is None else set(known_labels)
     out = ListOpsData()
     with p.open("rb") as f:

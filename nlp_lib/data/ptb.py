@@ -13,7 +13,15 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nlp_lib.data.bad_input import OnError, check_on_error, decode_line, no_records, report_skipped, unseen_label
+from nlp_lib.data.bad_input import (
+    OnError,
+    check_on_error,
+    decode_line,
+    no_records,
+    regular_file,
+    report_skipped,
+    unseen_label,
+)
 from nlp_lib.errors import DataError, NlpLibError
 from nlp_lib.structure.brackets import parse_ptb
 from nlp_lib.structure.conllu import DependencyTree, parse_conllu
@@ -43,13 +51,6 @@ class ReadResult:
         return {y for t in self.trees if t.labels is not None for y in t.labels if y != -1}
 
 
-def _file(path: str | Path) -> Path:
-    p = Path(path)
-    if not p.is_file():
-        raise DataError("file does not exist" if not p.exists() else "not a file", path=str(p))
-    return p
-
-
 def read_ptb_trees(
     path: str | Path,
     *,
@@ -75,7 +76,7 @@ def read_ptb_trees(
         ValueError: ``on_error`` is neither ``"raise"`` nor ``"skip"``.
     """
     check_on_error(on_error)
-    p = _file(path)
+    p = regular_file(path)
     known = None if known_labels is None else set(known_labels)
     out = ReadResult()
     with p.open("rb") as f:
@@ -119,7 +120,7 @@ def read_conllu(path: str | Path, *, on_error: OnError = "raise") -> list[Depend
         ValueError: ``on_error`` is neither ``"raise"`` nor ``"skip"``.
     """
     check_on_error(on_error)
-    p = _file(path)
+    p = regular_file(path)
     # Undecodable bytes become lone surrogates, which parse_conllu reports (or skips) by line.
     text = p.read_bytes().decode("utf-8", errors="surrogateescape")
     skipped: list[tuple[int, str]] = []

@@ -51,7 +51,7 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from nlp_lib.data.bad_input import OnError, check_on_error, decode_line, no_records, report_skipped
+from nlp_lib.data.bad_input import OnError, check_on_error, decode_line, no_records, regular_file, report_skipped
 from nlp_lib.errors import ConfigError, DataError
 
 __all__ = [
@@ -192,9 +192,7 @@ def read_scan(path: str | Path, *, on_error: OnError = "raise") -> list[Example]
         ValueError: ``on_error`` is neither ``"raise"`` nor ``"skip"``.
     """
     check_on_error(on_error)
-    p = Path(path)
-    if not p.is_file():
-        raise DataError("file does not exist" if not p.exists() else "not a file", path=str(p))
+    p = regular_file(path)
     out: list[Example] = []
     bad: list[tuple[int, str]] = []
     for lineno, raw in enumerate(_raw_lines(p), start=1):
@@ -247,7 +245,8 @@ def read_scan_split(directory: str | Path, split: str, *, on_error: OnError = "r
     for part, rel in zip(("train", "test"), SPLIT_FILES[name], strict=True):
         p = root / rel
         if not p.is_file():
-            raise DataError(f"data.path: SCAN {name!r} {part} file not found at '{p}' (expected {rel} under '{root}')")
+            found = "is a directory, not a file" if p.is_dir() else "not found"
+            raise DataError(f"data.path: SCAN {name!r} {part} file {found} at '{p}' (expected {rel} under '{root}')")
         out[part] = read_scan(p, on_error=on_error)
     return out
 

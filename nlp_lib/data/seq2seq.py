@@ -30,7 +30,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from nlp_lib.data.bad_input import check_on_error, decode_line, no_records, report_skipped
+from nlp_lib.data.bad_input import check_on_error, decode_line, no_records, regular_file, report_skipped
 from nlp_lib.data.cache import file_fingerprints
 from nlp_lib.data.resumable import SplitLoaders
 from nlp_lib.data.sampling import BucketBatchSampler
@@ -156,8 +156,7 @@ class Seq2SeqBatch:
 
 def _open_lines(path: Path) -> list[bytes]:
     """The file's lines (gzip decompressed), without their ``\\n`` or ``\\r\\n``; decoded one by one later."""
-    if not path.is_file():
-        raise DataError("file does not exist" if not path.exists() else "not a file", path=str(path))
+    regular_file(path)
     try:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
@@ -530,10 +529,15 @@ def parallel_data(
         raise ConfigError(f"data.path: {root} is not a directory")
 
     def find(prefix: str, lang: str, key: str) -> Path:
-        for name in (f"{prefix}.{lang}", f"{prefix}.{lang}.gz"):
-            if (root / name).is_file():
-                return root / name
-        raise ConfigError(f"data.{key}: neither {root / f'{prefix}.{lang}'} nor its .gz exists")
+        candidates = [root / f"{prefix}.{lang}", root / f"{prefix}.{lang}.gz"]
+        for p in candidates:
+            if p.is_file():
+                return p
+        for p in candidates:  # there, but not a file: say what it is, not that it is missing
+            if p.exists():
+                what = "a directory" if p.is_dir() else "not a regular file"
+                raise ConfigError(f"data.{key}: {p} is {what}; the {key} split's {lang} side must be a text file")
+        raise ConfigError(f"data.{key}: neither {candidates[0]} nor its .gz exists")
 
     files = {
         split: (find(prefix, source, split), find(prefix, target, split))

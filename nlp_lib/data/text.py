@@ -24,7 +24,15 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from nlp_lib.data.bad_input import OnError, check_on_error, decode_line, no_records, report_skipped, unseen_label
+from nlp_lib.data.bad_input import (
+    OnError,
+    check_on_error,
+    decode_line,
+    no_records,
+    regular_file,
+    report_skipped,
+    unseen_label,
+)
 from nlp_lib.data.resumable import SplitLoaders
 from nlp_lib.data.sampling import BucketBatchSampler
 from nlp_lib.data.tokenizers import SentencePieceTokenizer
@@ -104,9 +112,7 @@ def read_labelled_text(
     if str(path).startswith(HUB_PREFIX):
         ds, p = _load_hub(str(path)), Path(str(path))
         return _records(ds, p, None, [], text_column, label_column, on_error)
-    p = Path(path)
-    if not p.is_file():
-        raise DataError("file does not exist" if not p.exists() else "not a file", path=str(p))
+    p = regular_file(path)
     kind = _FORMATS.get(p.suffix.lower())
     if kind is None:
         raise DataError(f"unknown file kind '{p.suffix}': use .jsonl, .csv, .tsv or .parquet", path=str(p))

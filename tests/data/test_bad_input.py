@@ -493,3 +493,31 @@ def test_real_conllu_reads_cleanly(caplog: pytest.LogCaptureFixture) -> None:
         for f in files:
             assert read_conllu(f, on_error="skip")
     assert not caplog.records
+
+
+# ---- a path that is a directory -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("r", READERS, ids=IDS)
+def test_a_directory_is_named_as_one(r: Reader, tmp_path: Path) -> None:
+    d = tmp_path / f"split{r.suffix}"
+    d.mkdir()
+    with pytest.raises(DataError) as e:
+        r.read(d, "skip")
+    assert str(e.value) == f"{d}: is a directory, not a file"
+
+
+def test_a_parallel_file_that_is_a_directory_is_named_as_one(tmp_path: Path) -> None:
+    from nlp_lib.data.seq2seq import parallel_data
+    from nlp_lib.errors import ConfigError
+
+    (tmp_path / "train.en").write_text("a\n")
+    (tmp_path / "train.de").mkdir()
+    with pytest.raises(ConfigError) as e:
+        parallel_data(path=str(tmp_path), source="en", target="de", val=None)
+    assert (
+        str(e.value)
+        == f"data.train: {tmp_path / 'train.de'} is a directory; the train split's de side must be a text file"
+    )
+    with pytest.raises(DataError, match=r"train\.de: is a directory, not a file$"):
+        read_parallel(tmp_path / "train.en", tmp_path / "train.de")
