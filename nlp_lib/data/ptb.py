@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nlp_lib.data.bad_input import (
+    MAX_INFERRED_CLASSES,
     OnError,
     check_on_error,
     decode_line,
@@ -57,6 +58,8 @@ def read_ptb_trees(
     on_error: OnError = "raise",
     numeric_labels: bool = True,
     known_labels: Collection[int] | None = None,
+    num_classes: int | None = None,
+    classes_note: str | None = None,
 ) -> ReadResult:
     """Read a file of PTB-style trees (blank lines are ignored).
 
@@ -64,15 +67,23 @@ def read_ptb_trees(
         path: The file.
         on_error: ``"raise"`` stops at the first bad line; ``"skip"`` skips it, records it in
             :attr:`ReadResult.skipped` and logs one warning at the end (file, count, first lines).
-        numeric_labels: Labels must be integers (see :func:`~nlp_lib.structure.brackets.parse_ptb`).
+        numeric_labels: Labels must be class ids 0, 1, 2... (see :func:`~nlp_lib.structure.brackets.parse_ptb`).
         known_labels: The labels training saw (``ReadResult.labels()`` of the training file);
             when given, a tree with any other label on a node is a bad line. For validation and
             test files.
+        num_classes: The declared number of classes (``data.num_classes``): a label outside
+            ``0..num_classes - 1`` on any node is a bad line. ``None``: labels up to
+            :data:`~nlp_lib.data.bad_input.MAX_INFERRED_CLASSES` ``- 1`` are taken (the model's
+            classes are inferred from them), a larger one is a bad line whose message says to
+            set ``data.num_classes``.
+        classes_note: Where ``num_classes`` comes from, for the message (default
+            ``data.num_classes=N``).
 
     Raises:
         DataError: The file does not exist or holds no tree (empty, or every line skipped), or
             (``on_error="raise"``) a line is not valid UTF-8 (the byte offset and the bad bytes are
-            named), not a tree, or has an unseen label; the message names the file and the line.
+            named), not a tree (a negative label is one), has a label out of range or an unseen
+            label; the message names the file and the line.
         ValueError: ``on_error`` is neither ``"raise"`` nor ``"skip"``.
     """
     check_on_error(on_error)
@@ -86,6 +97,10 @@ def read_ptb_trees(
                 if not line:
                     continue
                 tree = parse_ptb(line, numeric_labels=numeric_labels)
+                if tree.labels is not None:
+                    top = max(tree.labels)
+                    if top >= (num_classes if num_classes is not None else MAX_INFERRED_CLASSES):
+                        raise DataError(_out_of_range(top, num_classes, classes_note))
                 if known is not None and tree.labels is not None:
                     bad = next((y for y in tree.labels if y != -1 and y not in known), None)
                     if bad is not None:
@@ -101,6 +116,19 @@ def read_ptb_trees(
     if not out.trees:
         raise no_records(p, "trees", out.skipped)
     return out
+
+
+def _out_of_range(label: int, num_classes: int | None, note: str | None) -> str:
+    if num_classes is None:
+        top = MAX_INFERRED_CLASSES - 1
+        return (
+            f"label {label} is larger than {top}: with no declared number of classes, labels are class ids "
+            f"0..{top}; set data.num_classes to the number of classes to allow larger ones"
+        )
+    return (
+        f"label {label} is outside the {num_classes} classes 0..{num_classes - 1} "
+        f"({note or f'data.num_classes={num_classes}'})"
+    )
 
 
 def read_conllu(path: str | Path, *, on_error: OnError = "raise") -> list[DependencyTree]:

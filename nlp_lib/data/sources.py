@@ -53,12 +53,18 @@ def _files_key(reader: str, directory: Path, files: dict[str, str | None], **opt
 
 
 def _read_ptb_splits(
-    directory: Path, files: dict[str, str | None], on_error: OnError, binary: bool = False
+    directory: Path,
+    files: dict[str, str | None],
+    on_error: OnError,
+    binary: bool = False,
+    num_classes: int | None = None,
 ) -> TreeSplits:
     splits: TreeSplits = {}
     known = None  # the training labels: validation and test trees with another label are bad lines
+    # labels outside the declared classes (or, undeclared, above a sane maximum) are bad lines
+    classes, note = (5, "data.binary=true reads SST's fine-grained labels 0..4") if binary else (num_classes, None)
     for split, f in _split_paths(directory, files):
-        res = read_ptb_trees(f, on_error=on_error, known_labels=known)  # skipped lines: one warning
+        res = read_ptb_trees(f, on_error=on_error, known_labels=known, num_classes=classes, classes_note=note)
         if split == "train":
             known = res.labels()
         trees = res.trees
@@ -85,7 +91,9 @@ def ptb_tree_data(
         train_file: Training split file name.
         val_file: Validation split file name.
         test_file: Test split file name (read if present).
-        on_error: ``"raise"`` on a malformed line, or ``"skip"`` it and report the count.
+        on_error: ``"raise"`` on a malformed line, or ``"skip"`` it and report the count. A label
+            that is not a class id in range is a malformed line: below 0, at or above
+            ``num_classes`` (in ``datamodule_kwargs``), or, with no ``num_classes``, above 999.
         binary: SST-2 (see :func:`sst_binary`): positive / negative, neutral sentences dropped and
             neutral phrases unlabelled. Set ``num_classes`` to 2.
         **datamodule_kwargs: Passed to :class:`TreeDataModule` (``batch_size``, ``lowercase``...).
@@ -128,7 +136,7 @@ def _ptb_module(
         raise DataError(f"data.binary=true needs data.num_classes=2, got {datamodule_kwargs['num_classes']}")
     if binary:
         datamodule_kwargs["num_classes"] = 2
-    load = partial(_read_ptb_splits, directory, files, on_error, binary)
+    load = partial(_read_ptb_splits, directory, files, on_error, binary, datamodule_kwargs.get("num_classes"))
     key = _files_key("ptb", directory, files, on_error=on_error, binary=binary)
     return cls(load=load, cache_key=key, **datamodule_kwargs)
 

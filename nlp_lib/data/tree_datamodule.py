@@ -9,6 +9,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from nlp_lib.data.bad_input import MAX_INFERRED_CLASSES
 from nlp_lib.data.collate import EncodedTree, collate_trees, encode_tree, encode_tree_subwords
 from nlp_lib.data.resumable import SplitLoaders
 from nlp_lib.data.sampling import BalancedBatchSampler
@@ -34,7 +35,10 @@ class TreeDataModule(SplitLoaders, pl.LightningDataModule):
         batch_size: Trees per training batch.
         eval_batch_size: Trees per evaluation batch (default: ``batch_size``).
         num_workers: DataLoader worker processes (schedules are built in the workers).
-        num_classes: Number of labels; default: the largest label in ``train`` plus one.
+        num_classes: Number of labels; default: the largest label in ``train`` plus one, at most
+            :data:`~nlp_lib.data.bad_input.MAX_INFERRED_CLASSES` (a larger label is an error
+            asking for ``data.num_classes``). The PTB readers check every label against it, by
+            file and line.
         lowercase: Lower-case words before looking them up.
         min_freq: Words seen fewer times in ``train`` map to ``<unk>``.
         seed: Seed of the training shuffle.
@@ -147,16 +151,25 @@ class TreeDataModule(SplitLoaders, pl.LightningDataModule):
                 known = set(self._base_vocab.words)
                 extra = [w for w in self.vocab.words[1:] if w not in known]
                 self.vocab = WordVocab(self._base_vocab.words + extra, lowercase=self._base_vocab.lowercase)
+        declared = self._num_classes is not None
         if self._num_classes is None:
             self._num_classes = 1 + max(max(t.labels) for t in raw["train"] if t.labels is not None)
+        if self._num_classes > MAX_INFERRED_CLASSES and not declared:  # the readers name the file and line
+            raise DataError(
+                f"the training labels go up to {self._num_classes - 1}: with no declared number of classes, "
+                f"labels are class ids 0..{MAX_INFERRED_CLASSES - 1}; set data.num_classes to allow more"
+            )
+        classes = f"data.num_classes={self._num_classes}" if declared else "the largest training label + 1"
         for name, trees in raw.items():
-            for i, t in enumerate(trees):
+            for i, t in enumerate(trees):  # trees from a custom `load`: the readers check their files by line
                 if t.labels is None or t.labels[-1] < 0:
                     raise DataError(f"split '{name}', tree {i + 1}: the root has no label")
+                if min(t.labels) < -1:
+                    raise DataError(f"split '{name}', tree {i + 1}: label {min(t.labels)} is negative (-1: no label)")
                 if max(t.labels) >= self._num_classes:
                     raise DataError(
                         f"split '{name}', tree {i + 1}: label {max(t.labels)} is outside the "
-                        f"{self._num_classes} classes seen in training"
+                        f"{self._num_classes} classes 0..{self._num_classes - 1} ({classes})"
                     )
             self.splits[name] = [self.encode(t) for t in trees]
         self._log_summary()

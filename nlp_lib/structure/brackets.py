@@ -15,10 +15,21 @@ from nlp_lib.structure.tree import Tree
 __all__ = ["parse_ptb", "parse_unlabelled", "to_ptb"]
 
 _TOKEN = re.compile(r"\(|\)|[^\s()]+")
+_CLASS_ID = re.compile(r"[0-9]+")  # ASCII digits only: int() would also take "+3", "1_0" and "٣"
 
 
 def _err(msg: str, col: int) -> TreeFormatError:
     return TreeFormatError(f"{msg} (column {col + 1})")
+
+
+def _bad_label(label: str) -> str:
+    if label.startswith("-") and _CLASS_ID.fullmatch(label[1:]):
+        return f"label {label} is negative: labels are class ids 0, 1, 2, ..."
+    try:
+        int(label)
+    except ValueError:
+        return f"label {label!r} is not an integer"
+    return f"label {label!r} is not written as a class id (the digits 0-9 only)"
 
 
 def parse_ptb(text: str, *, numeric_labels: bool = True) -> Tree:
@@ -29,15 +40,16 @@ def parse_ptb(text: str, *, numeric_labels: bool = True) -> Tree:
 
     Args:
         text: One tree.
-        numeric_labels: Labels must be integers (SST); ``False`` parses any label and returns
-            an unlabelled tree (e.g. ``(S (NP ...))``).
+        numeric_labels: Labels must be class ids, integers 0, 1, 2... (SST); ``False`` parses any
+            label and returns an unlabelled tree (e.g. ``(S (NP ...))``).
 
     Returns:
         The tree, with the words at the leaves and one label per node.
 
     Raises:
-        TreeFormatError: Unbalanced brackets, an empty node, a non-integer label, a node with both
-            a word and children, or text after the tree.
+        TreeFormatError: Unbalanced brackets, an empty node, a label that is not an integer or is
+            negative (``-1`` would read as "no label"), a node with both a word and children, or
+            text after the tree.
     """
     parent: list[int] = []
     words: list[str] = []
@@ -65,10 +77,9 @@ def parse_ptb(text: str, *, numeric_labels: bool = True) -> Tree:
             if word is None and not kids:
                 raise _err(f"node {label!r} has neither a word nor children", ocol)
             if numeric_labels:
-                try:
-                    lab = int(label)
-                except ValueError:
-                    raise _err(f"label {label!r} is not an integer", ocol) from None
+                if not _CLASS_ID.fullmatch(label):
+                    raise _err(_bad_label(label), ocol)
+                lab = int(label)
             else:
                 lab = -1
             nid = len(parent)

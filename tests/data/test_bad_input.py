@@ -521,3 +521,85 @@ def test_a_parallel_file_that_is_a_directory_is_named_as_one(tmp_path: Path) -> 
     )
     with pytest.raises(DataError, match=r"train\.de: is a directory, not a file$"):
         read_parallel(tmp_path / "train.en", tmp_path / "train.de")
+
+
+# ---- PTB labels: class ids in a declared (or sane) range ----------------------------------------
+
+PTB_LABELS = [
+    ("(3 (-2 a) (2 b))", "label -2 is negative: labels are class ids 0, 1, 2, ... (column 4)"),
+    ("(-3 (2 a) (2 b))", "label -3 is negative: labels are class ids 0, 1, 2, ... (column 1)"),
+    ("(3 (-1 a) (2 b))", "label -1 is negative: labels are class ids 0, 1, 2, ... (column 4)"),
+    ("(+3 (2 a) (2 b))", "label '+3' is not written as a class id (the digits 0-9 only) (column 1)"),
+    (
+        "(99999999999 (2 a) (2 b))",
+        "label 99999999999 is larger than 999: with no declared number of classes, labels are class ids "
+        "0..999; set data.num_classes to the number of classes to allow larger ones",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("tree", "problem"), PTB_LABELS, ids=["negative", "negative_root", "minus_one", "plus", "huge"]
+)
+def test_ptb_label_out_of_range_is_a_bad_line(
+    tree: str, problem: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    r = READERS[0]
+    p = r.write(tmp_path / "train.txt", _layout(r, tree + "\n")[0])
+    with pytest.raises(DataError) as e:
+        read_ptb_trees(p)
+    assert str(e.value) == f"{p}:2: {problem}"
+    with caplog.at_level(logging.WARNING, logger="nlp_lib.data.ptb"):
+        assert _ptb_records(read_ptb_trees(p, on_error="skip")) == r.expected
+    assert f"{p}: skipped 1 bad line(s), the first at line 2 (line 2: {problem})" in caplog.text
+
+
+def test_ptb_labels_beyond_the_declared_classes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    r = READERS[0]
+    p = r.write(tmp_path / "train.txt", r.good)  # labels up to 4
+    with pytest.raises(DataError) as e:
+        read_ptb_trees(p, num_classes=4)
+    assert str(e.value) == f"{p}:1: label 4 is outside the 4 classes 0..3 (data.num_classes=4)"
+    assert len(read_ptb_trees(p, num_classes=4, on_error="skip").trees) == 2
+    big = r.write(tmp_path / "big.txt", ["(1500 (2 a) (1499 b))\n"])
+    assert read_ptb_trees(big, num_classes=1501).labels() == {2, 1499, 1500}  # declared: no cap
+
+
+def test_ptb_label_range_through_the_data_module(tmp_path: Path) -> None:
+    from nlp_lib.data.sources import ptb_tree_data
+
+    r = READERS[0]
+    r.write(tmp_path / "train.txt", _layout(r, "(99999999999 (2 a) (2 b))\n")[0])
+    r.write(tmp_path / "dev.txt", ["(3 (2 a) (4 b))\n", "(7 (2 a) (4 b))\n"])
+    with pytest.raises(DataError, match=rf"^{tmp_path / 'train.txt'}:2: label 99999999999 is larger than 999: .*"):
+        ptb_tree_data(path=str(tmp_path), cache=False).prepare()
+    r.write(tmp_path / "train.txt", r.good)
+    with pytest.raises(DataError) as e:
+        ptb_tree_data(path=str(tmp_path), cache=False, num_classes=5).prepare()
+    assert str(e.value) == f"{tmp_path / 'dev.txt'}:2: label 7 is outside the 5 classes 0..4 (data.num_classes=5)"
+    with pytest.raises(DataError) as e:
+        ptb_tree_data(path=str(tmp_path), cache=False, binary=True).prepare()
+    assert str(e.value) == (
+        f"{tmp_path / 'dev.txt'}:2: label 7 is outside the 5 classes 0..4 "
+        "(data.binary=true reads SST's fine-grained labels 0..4)"
+    )
+    dm = ptb_tree_data(path=str(tmp_path), cache=False, num_classes=5, on_error="skip")
+    dm.prepare()
+    assert dm.num_classes == 5 and len(dm.splits["val"]) == 1
+
+
+def test_tree_data_module_refuses_labels_out_of_range_from_a_custom_loader() -> None:
+    from nlp_lib.data.tree_datamodule import TreeDataModule
+    from nlp_lib.structure.tree import Tree
+
+    def load(*labels: tuple[int, ...]) -> Callable[[], dict]:
+        trees = [Tree(parent=[2, 2, -1], words=["a", "b", ""], labels=y) for y in labels]
+        return lambda: {"train": trees, "val": trees}
+
+    with pytest.raises(DataError, match=r"^the training labels go up to 99999999999: .*set data.num_classes"):
+        TreeDataModule(load=load((1, 0, 99999999999)), cache=False).prepare()
+    with pytest.raises(DataError, match=r"^split 'train', tree 1: label -2 is negative \(-1: no label\)$"):
+        TreeDataModule(load=load((-2, 0, 1)), cache=False).prepare()
+    with pytest.raises(DataError) as e:
+        TreeDataModule(load=load((1, 0, 1), (3, 0, 2)), num_classes=3, cache=False).prepare()
+    assert str(e.value) == "split 'train', tree 2: label 3 is outside the 3 classes 0..2 (data.num_classes=3)"
