@@ -19,6 +19,8 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import os
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +31,9 @@ import torch
 import yaml
 from torch import nn
 
-from nlp_lib.errors import BundleError, NlpLibError
+from nlp_lib import trust as trust_mod
+from nlp_lib.constraints import FiniteFloat, PositiveInt
+from nlp_lib.errors import BundleError, DataError, NlpLibError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -43,7 +47,20 @@ __all__ = [
     "Translator",
 ]
 
+# Tokenizer kinds meta.json may name, and the file each is saved in (seq2seq: "<side>.<suffix>").
 _TOKENIZER_FILES = {"WordVocab": "vocab.json", "Seq2SeqVocab": "vocab.json", "SentencePieceTokenizer": "model"}
+_SIDES = ("source", "target")
+
+# Size limits per file (bytes): generous for real models, small enough that a hostile bundle
+# cannot exhaust memory. A weights file is memory-mapped, not read.
+LIMITS = {
+    "config.yaml": 1 << 20,
+    "meta.json": 4 << 20,
+    "labels.json": 64 << 20,
+    "vocab.json": 512 << 20,
+    "model": 256 << 20,
+    "model.safetensors": 64 << 30,
+}
 
 
 def save_tokenizers(tokenizers: dict[str, Any], directory: Path) -> dict[str, str]:
@@ -58,18 +75,26 @@ def save_tokenizers(tokenizers: dict[str, Any], directory: Path) -> dict[str, st
     return kinds
 
 
-def _load_tokenizer(kind: str, path: Path) -> Any:
+def _load_tokenizer(kind: Any, d: Path, name: str) -> Any:
+    """A tokenizer of a known ``kind`` from ``d/name``, read defensively; a bad file is a BundleError."""
+    from nlp_lib.data.tokenizers import SentencePieceTokenizer
+    from nlp_lib.data.vocab import Seq2SeqVocab, WordVocab
+
+    if kind not in _TOKENIZER_FILES:
+        raise BundleError(f"{d / 'meta.json'}: unknown tokenizer {kind!r}; expected one of {sorted(_TOKENIZER_FILES)}")
+    limit = LIMITS[name.rpartition(".")[2] if kind == "SentencePieceTokenizer" else "vocab.json"]
     if kind == "SentencePieceTokenizer":
-        from nlp_lib.data.tokenizers import SentencePieceTokenizer
-
-        return SentencePieceTokenizer.load(path)
-    if kind == "Seq2SeqVocab":
-        from nlp_lib.data.seq2seq import Seq2SeqVocab
-
-        return Seq2SeqVocab.load(path)
-    from nlp_lib.data.vocab import WordVocab
-
-    return WordVocab.load(path)
+        data = trust_mod.read_bytes(d, name, limit)
+        try:
+            return SentencePieceTokenizer(data)
+        except (RuntimeError, ValueError, TypeError) as e:
+            raise BundleError(f"{d / name}: not a sentencepiece model ({e})") from None
+    data = trust_mod.read_json(d, name, limit, dict)
+    cls = Seq2SeqVocab if kind == "Seq2SeqVocab" else WordVocab
+    try:
+        return cls.from_json(data, str(d / name))
+    except DataError as e:
+        raise BundleError(str(e)) from None
 
 
 FORMAT_VERSION = 1
@@ -102,8 +127,10 @@ def save(
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(out / "model.safetensors"))
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    save_file(state, str(out / "model.safetensors"))
+    # safetensors creates its file 0600; give it the mode every other file of the bundle gets (umask)
+    os.chmod(out / "model.safetensors", stat.S_IMODE((out / "config.yaml").stat().st_mode))
     kind: Any = type(tokenizer).__name__
     if isinstance(tokenizer, dict):  # seq2seq: one per side
         kind = save_tokenizers(tokenizer, out)
@@ -131,12 +158,20 @@ class BundleContents:
     meta: dict[str, Any]
 
 
-def read(path: str | Path) -> BundleContents:
-    """Read a bundle's files (see :func:`load`, which also builds the model).
+def read(path: str | Path, *, trust_code: bool = False, trust: Sequence[str] = ()) -> BundleContents:
+    """Read a bundle's files and check them (see :func:`load`, which also builds the model).
+
+    Nothing the bundle names is imported: the config's targets are checked against the allow-list
+    (:mod:`nlp_lib.trust`) first. Every file is read defensively (regular files inside the bundle,
+    size limits, YAML without aliases) and its shape checked.
+
+    Args:
+        trust_code: Allow any ``_target_`` (a bundle you trust as you trust code you run).
+        trust: Prefixes of importable names to allow besides nlp_lib's own (``["my_pkg.cells"]``).
 
     Raises:
-        BundleError: the folder or a file is missing or corrupt, or the bundle was written by a
-            newer, incompatible format.
+        BundleError: the folder or a file is missing, corrupt or of the wrong shape, a target is not
+            allowed, or the bundle was written by a newer, incompatible format.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -146,47 +181,79 @@ def read(path: str | Path) -> BundleContents:
         raise BundleError(f"{d}: no such bundle directory")
     if not (d / "meta.json").exists() and (d / "bundle" / "meta.json").is_file():
         raise BundleError(f"{d}: a run directory, not a bundle; its bundle is {d / 'bundle'}")
-    meta = _read_json(d / "meta.json")
+    meta = trust_mod.read_json(d, "meta.json", LIMITS["meta.json"], dict)
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise BundleError(f"{d / 'meta.json'}: format_version must be a whole number >= 1, got {version!r}")
+    if version > FORMAT_VERSION:
         raise BundleError(
             f"{d}: bundle format {version!r} is newer than this nlp_lib understands ({FORMAT_VERSION}); "
             f"it was written by nlp_lib {meta.get('nlp_lib_version', '?')}: upgrade nlp_lib"
         )
-    try:
-        config = yaml.safe_load((d / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise BundleError(f"{d / 'config.yaml'}: cannot read it ({e})") from None
-    try:
-        state = load_file(str(d / "model.safetensors"))
-    except (OSError, SafetensorError) as e:
-        raise BundleError(f"{d / 'model.safetensors'}: not a readable safetensors file ({e})") from None
-    kind = meta.get("tokenizer")
+    config = trust_mod.read_yaml(d, "config.yaml", LIMITS["config.yaml"], dict)
+    if "_target_" not in config:
+        raise BundleError(f"{d / 'config.yaml'}: expected the model's _target_ and its arguments")
+    trust_mod.check_targets(config, _bundle_trust(trust, trust_code), str(d / "config.yaml"))
+    labels = trust_mod.read_json(d, "labels.json", LIMITS["labels.json"], list)
+    bad = next((i for i, x in enumerate(labels) if not isinstance(x, str)), None)
+    if bad is not None:
+        raise BundleError(f"{d / 'labels.json'}: label {bad} is {labels[bad]!r}, not a string")
+    if len(set(labels)) != len(labels):
+        raise BundleError(f"{d / 'labels.json'}: a label name appears twice")
+    kind = meta.get("tokenizer", "WordVocab")
     tokenizer: Any
-    if isinstance(kind, dict):  # seq2seq
+    if isinstance(kind, dict):  # seq2seq: one per side
+        if sorted(kind) != sorted(_SIDES):
+            raise BundleError(f"{d / 'meta.json'}: tokenizer must name a source and a target tokenizer, got {kind!r}")
         tokenizer = {
-            side: _load_tokenizer(k, d / f"{side}.{_TOKENIZER_FILES.get(k, 'model')}") for side, k in kind.items()
+            side: _load_tokenizer(k, d, f"{side}.{_TOKENIZER_FILES.get(k, 'model')}") for side, k in kind.items()
         }
     elif kind == "SentencePieceTokenizer":
-        tokenizer = _load_tokenizer(kind, d / "tokenizer.model")
+        tokenizer = _load_tokenizer(kind, d, "tokenizer.model")
+    elif kind == "WordVocab":
+        tokenizer = _load_tokenizer(kind, d, "vocab.json")
     else:
-        tokenizer = _load_tokenizer("WordVocab", d / "vocab.json")
-    return BundleContents(d, config, state, tokenizer, _read_json(d / "labels.json"), meta)
+        raise BundleError(f"{d / 'meta.json'}: unknown tokenizer {kind!r}; expected one of {sorted(_TOKENIZER_FILES)}")
+    weights = trust_mod.checked_path(d, "model.safetensors", LIMITS["model.safetensors"])
+    try:
+        state = load_file(str(weights))
+    except (OSError, SafetensorError, ValueError) as e:
+        raise BundleError(f"{d / 'model.safetensors'}: not a readable safetensors file ({e})") from None
+    return BundleContents(d, config, state, tokenizer, labels, meta)
 
 
-def load(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
+def _bundle_trust(trust: Sequence[str], trust_code: bool) -> trust_mod.Trust:
+    return trust_mod.Trust(trust_mod.BUNDLE_TARGETS, trust, trust_code=trust_code)
+
+
+def load(
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    trust_code: bool = False,
+    trust: Sequence[str] = (),
+) -> nn.Module:
     """Load a bundle: the model in eval mode, with ``.tokenizer``, ``.labels`` and ``.predict``.
 
+    Loading runs no code the bundle names unless you allow it: the model's config may build only
+    nlp_lib's own models, cells and layers (and ``torch.nn``'s). A model that uses your own cell or
+    model class loads with ``trust=["my_pkg.cells"]`` (prefixes of importable names) or, for a
+    bundle you trust completely, ``trust_code=True``.
+
     Raises:
-        BundleError: the folder or a file is missing or corrupt, or the bundle was written by a
-            newer, incompatible format.
+        BundleError: the folder or a file is missing, corrupt or inconsistent (labels, vocabulary
+            and weights are checked against the model), a target is not allowed, or the bundle was
+            written by a newer, incompatible format.
     """
-    b = read(path)
-    model = build(b.config, where=str(b.path / "config.yaml"))
+    b = read(path, trust_code=trust_code, trust=trust)
+    model = build(b.config, where=str(b.path / "config.yaml"), trust=trust, trust_code=trust_code)
+    if not isinstance(model, nn.Module):
+        raise BundleError(f"{b.path / 'config.yaml'}: builds a {type(model).__name__}, not a model (nn.Module)")
     try:
         model.load_state_dict(b.state)
     except RuntimeError as e:
         raise BundleError(f"{b.path / 'model.safetensors'}: weights do not fit the model in config.yaml: {e}") from None
+    _check_parts(b, model)
     model.to(device).eval()
     model.tokenizer = b.tokenizer
     model.labels = b.labels
@@ -199,6 +266,38 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
     else:
         model.predict = Predictor(model)  # instance attribute: the model class stays the plain one
     return model
+
+
+def _check_parts(b: BundleContents, model: nn.Module) -> None:
+    """Labels and vocabularies agree with the model they were saved with (else predict would crash)."""
+    num_classes = getattr(model, "num_classes", None)
+    if isinstance(num_classes, int) and len(b.labels) != num_classes:
+        raise BundleError(
+            f"{b.path / 'labels.json'}: {len(b.labels)} labels, but the model in config.yaml has {num_classes} classes"
+        )
+    sides = b.tokenizer if isinstance(b.tokenizer, dict) else {"": b.tokenizer}
+    embeddings = {"": "embedding", "source": "src_embedding", "target": "tgt_embedding"}
+    for side, tok in sides.items():
+        table = getattr(model, embeddings[side], None)
+        rows = getattr(table, "num_embeddings", None)
+        size = getattr(tok, "vocab_size", None)
+        if isinstance(rows, int) and isinstance(size, int) and size > rows:
+            what = f"{side} tokenizer" if side else "tokenizer"
+            raise BundleError(
+                f"{b.path}: the {what} has {size} entries, but the model's embedding has only {rows} rows "
+                "(the tokenizer and the weights come from different models)"
+            )
+    if isinstance(b.tokenizer, dict) != _is_seq2seq(model):
+        raise BundleError(
+            f"{b.path / 'meta.json'}: its tokenizer entry does not fit the model in config.yaml (a seq2seq model "
+            "has a source and a target tokenizer; other models have one)"
+        )
+
+
+def _is_seq2seq(model: nn.Module) -> bool:
+    from nlp_lib.models.seq2seq import Seq2Seq
+
+    return isinstance(model, Seq2Seq)
 
 
 def transfer(model: nn.Module, source: BundleContents, new_labels: Sequence[str], new_vocab_size: int) -> list[str]:
@@ -244,39 +343,46 @@ def transfer(model: nn.Module, source: BundleContents, new_labels: Sequence[str]
     return notes
 
 
-def build(node: Any, where: str = "config") -> Any:
-    """Build objects from ``_target_`` nodes (the subset of Hydra's ``instantiate`` bundles need)."""
+def build(node: Any, where: str = "config", *, trust: Sequence[str] = (), trust_code: bool = False) -> Any:
+    """Build objects from ``_target_`` nodes (the subset of Hydra's ``instantiate`` bundles need).
+
+    Only targets the allow-list permits are imported (:mod:`nlp_lib.trust`): nlp_lib's models,
+    cells and layers and ``torch.nn``'s, plus the ``trust`` prefixes; everything with
+    ``trust_code=True``.
+
+    Raises:
+        BundleError: a target that is not allowed, does not import or does not accept the arguments.
+    """
+    allowed = _bundle_trust(trust, trust_code)
+    trust_mod.check_targets(node, allowed, where)  # the whole tree, before anything is imported
+    return _build(node, where, allowed)
+
+
+def _build(node: Any, where: str, allowed: trust_mod.Trust, key: str = "") -> Any:
     if isinstance(node, list):
-        return [build(v, where) for v in node]
+        return [_build(v, where, allowed, f"{key}[{i}]") for i, v in enumerate(node)]
     if not isinstance(node, dict):
         return node
     if "_target_" not in node:
-        return {k: build(v, where) for k, v in node.items()}
-    target = _import(node["_target_"], where)
-    kwargs = {k: build(v, where) for k, v in node.items() if not k.startswith("_")}
+        return {k: _build(v, where, allowed, trust_mod.join(key, k)) for k, v in node.items()}
+    at = f"{where}: {trust_mod.join(key, '_target_')}"
+    target = trust_mod.resolve_target(node["_target_"], allowed, at)
+    kwargs = {k: _build(v, where, allowed, trust_mod.join(key, k)) for k, v in node.items() if not k.startswith("_")}
     if node.get("_partial_"):
         return functools.partial(target, **kwargs)
     try:
         return target(**kwargs)
-    except TypeError as e:
-        raise BundleError(f"{where}: cannot build {node['_target_']}: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise BundleError(f"{where}: {key or 'the top level'}: cannot build {node['_target_']}: {e}") from None
 
 
 def _import(path: str, where: str) -> Any:
+    """The object a dotted name refers to (for names the caller has already decided to trust)."""
     module, _, name = str(path).rpartition(".")
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError):
         raise BundleError(f"{where}: cannot import {path!r} (is the package that defines it installed?)") from None
-
-
-def _read_json(p: Path) -> Any:
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BundleError(f"{p}: missing (not a complete bundle)") from None
-    except (OSError, ValueError) as e:
-        raise BundleError(f"{p}: cannot read it ({e})") from None
 
 
 def _check_inputs(inputs: Any, what: str) -> None:
@@ -323,7 +429,7 @@ class Predictor:
         self.model = model
 
     @torch.no_grad()
-    def __call__(self, inputs: Sequence[Any], batch_size: int = 64) -> list[dict[str, Any]]:
+    def __call__(self, inputs: Sequence[Any], batch_size: PositiveInt = 64) -> list[dict[str, Any]]:
         from nlp_lib.models.sequence import SequenceTagger
 
         _check_inputs(inputs, "predict")  # self.logits runs the model in eval mode
@@ -373,7 +479,7 @@ class Predictor:
         ids = tok.encode(str(text))
         return ids, [tok.sp.id_to_piece(int(i)) for i in ids]
 
-    def _tag(self, inputs: Sequence[Any], batch_size: int) -> list[dict[str, Any]]:
+    def _tag(self, inputs: Sequence[Any], batch_size: PositiveInt) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for i in range(0, len(inputs), batch_size):
             chunk = inputs[i : i + batch_size]
@@ -406,15 +512,15 @@ class Translator:
     def __call__(
         self,
         inputs: Sequence[str],
-        batch_size: int = 64,
+        batch_size: PositiveInt = 64,
         *,
-        beam_size: int = 5,
-        n_best: int = 1,
-        max_length: int = 200,
-        length_penalty: float = 1.0,
+        beam_size: PositiveInt = 5,
+        n_best: PositiveInt = 1,
+        max_length: PositiveInt = 200,
+        length_penalty: FiniteFloat = 1.0,
     ) -> list[list[dict[str, Any]]]:
-        from nlp_lib.data.seq2seq import Seq2SeqBatch
         from nlp_lib.models.decoding import beam_search
+        from nlp_lib.structure.seq2seq import Seq2SeqBatch
 
         model, toks = self.model, self.model.tokenizer
         device = next(model.parameters()).device

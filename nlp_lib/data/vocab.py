@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from nlp_lib.errors import DataError
 
-__all__ = ["WordVocab"]
+__all__ = ["WordVocab", "Seq2SeqVocab"]
 
 
 class WordVocab:
@@ -58,8 +59,89 @@ class WordVocab:
     @classmethod
     def load(cls, path: str | Path) -> WordVocab:
         """Read a vocabulary written by :meth:`save`."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            return cls(data["words"], lowercase=bool(data["lowercase"]))
-        except (OSError, ValueError, KeyError) as e:
-            raise DataError(f"cannot read vocabulary: {e}", path=str(path)) from None
+        return _load(cls, path)
+
+    @classmethod
+    def from_json(cls, data: Any, path: str) -> WordVocab:
+        """A vocabulary from :meth:`save`'s JSON (parsed), checked: ``path`` names it in errors."""
+        return _from_json(cls, data, path)
+
+
+class Seq2SeqVocab:
+    """Whitespace-word vocabulary with the seq2seq special ids ``<pad>=0, <unk>=1, <s>=2, </s>=3``.
+
+    Args:
+        words: Every token in id order, the four specials first.
+        lowercase: Lower-case text before looking words up.
+    """
+
+    SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
+
+    def __init__(self, words: Sequence[str], *, lowercase: bool = False) -> None:
+        if tuple(words[:4]) != self.SPECIALS:
+            raise ValueError(f"a seq2seq vocabulary starts with {self.SPECIALS}")
+        self.words = list(words)
+        self.lowercase = lowercase
+        self._index = {w: i for i, w in enumerate(self.words)}
+
+    @classmethod
+    def build(cls, texts: Iterable[str], *, min_freq: int = 1, lowercase: bool = False) -> Seq2SeqVocab:
+        """The words of ``texts`` seen at least ``min_freq`` times, most frequent first."""
+        counts = Counter(w for t in texts for w in (t.lower() if lowercase else t).split())
+        kept = sorted(
+            (w for w, c in counts.items() if c >= min_freq and w not in cls.SPECIALS), key=lambda w: (-counts[w], w)
+        )
+        return cls([*cls.SPECIALS, *kept], lowercase=lowercase)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.words)
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of the text's words (unknown words get 1)."""
+        return [self._index.get(w, 1) for w in (text.lower() if self.lowercase else text).split()]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The words of ``ids``, space-separated, special ids dropped (``<unk>`` kept)."""
+        return " ".join(self.words[i] for i in map(int, ids) if i == 1 or i > 3)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({"lowercase": self.lowercase, "words": self.words}, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Seq2SeqVocab:
+        """Read a vocabulary written by :meth:`save`."""
+        return _load(cls, path)
+
+    @classmethod
+    def from_json(cls, data: Any, path: str) -> Seq2SeqVocab:
+        """A vocabulary from :meth:`save`'s JSON (parsed), checked: ``path`` names it in errors."""
+        return _from_json(cls, data, path)
+
+
+def _load(cls: Any, path: str | Path) -> Any:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except RecursionError:
+        raise DataError("cannot read vocabulary: nested too deeply", path=str(path)) from None
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read vocabulary: {e}", path=str(path)) from None
+    return _from_json(cls, data, str(path))
+
+
+def _from_json(cls: Any, data: Any, path: str) -> Any:
+    """``{"lowercase": bool, "words": [str, ...]}`` as a vocabulary of class ``cls``."""
+    if not isinstance(data, dict) or not isinstance(data.get("words"), list):
+        raise DataError('expected a JSON object {"lowercase": ..., "words": [...]}', path=path)
+    words, lowercase = data["words"], data.get("lowercase", False)
+    bad = next((i for i, w in enumerate(words) if not isinstance(w, str)), None)
+    if bad is not None:
+        raise DataError(f"words[{bad}] is {words[bad]!r}, not a string", path=path)
+    if not isinstance(lowercase, bool):
+        raise DataError(f"lowercase must be true or false, got {lowercase!r}", path=path)
+    if len(set(words)) != len(words):
+        raise DataError("a word appears twice in the vocabulary", path=path)
+    try:
+        return cls(words, lowercase=lowercase)
+    except ValueError as e:
+        raise DataError(f"not a vocabulary: {e}", path=path) from None

@@ -1,0 +1,303 @@
+"""Untrusted bundles: loading one never runs code it names, and every bad file is a BundleError
+naming the file (nlp_lib/trust.py, nlp_lib/bundle.py)."""
+
+import json
+import os
+import shutil
+import stat
+import sys
+import textwrap
+
+import pytest
+import torch
+import yaml
+from conftest import run_cli
+
+import nlp_lib
+from nlp_lib import bundle
+from nlp_lib.cells import LSTMCell
+from nlp_lib.data.vocab import WordVocab
+from nlp_lib.errors import BundleError
+from nlp_lib.models import SequenceClassifier
+
+WORDS = WordVocab.build("a great film an awful dull movie".split())
+
+
+@pytest.fixture
+def good(tmp_path):
+    """A small, valid sequence-classifier bundle (5 classes)."""
+    torch.manual_seed(0)
+    model = SequenceClassifier(
+        vocab_size=WORDS.vocab_size, num_classes=5, cell=LSTMCell, embedding_size=4, hidden_size=3
+    )
+    return model.save(tmp_path / "good", tokenizer=WORDS, labels=list("abcde"))
+
+
+def _with_config(src, dest, config):
+    shutil.copytree(src, dest)
+    (dest / "config.yaml").write_text(yaml.safe_dump(config) if not isinstance(config, str) else config)
+    return dest
+
+
+def _config(b):
+    return yaml.safe_load((b / "config.yaml").read_text())
+
+
+# ----------------------------------------------------------------------------- code in config.yaml
+
+
+def _payloads(marker, victim):
+    touch = f"touch {marker}"
+    return {
+        "os.system": {"_target_": "os.system", "command": touch},
+        "cell subprocess.Popen": "cell",
+        "nested check_output": {
+            "_target_": "nlp_lib.models.SequenceClassifier",
+            "vocab_size": 8,
+            "num_classes": 5,
+            "cell": {"_target_": "nlp_lib.cells.LSTMCell", "_partial_": True},
+            "extra": [{"x": {"_target_": "subprocess.check_output", "args": ["sh", "-c", touch]}}],
+        },
+        "shutil.rmtree": {"_target_": "shutil.rmtree", "path": str(victim)},
+        "builtins.eval": {"_target_": "builtins.eval", "source": f"open({str(marker)!r}, 'w')"},
+        "a function of nlp_lib": {"_target_": "nlp_lib.models.decoding.beam_search"},
+        "a class found through an allowed module": {"_target_": "nlp_lib.models.base.Path", "x": str(marker)},
+        "hydra's _args_": {"_target_": "nlp_lib.cells.LSTMCell", "_args_": [4, 3]},
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "os.system",
+        "cell subprocess.Popen",
+        "nested check_output",
+        "shutil.rmtree",
+        "builtins.eval",
+        "a function of nlp_lib",
+        "a class found through an allowed module",
+        "hydra's _args_",
+    ],
+)
+def test_a_bundle_naming_code_runs_nothing(good, tmp_path, name):
+    marker, victim = tmp_path / "marker", tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("x")
+    payload = _payloads(marker, victim)[name]
+    if payload == "cell":
+        payload = {
+            **_config(good),
+            "cell": {"_target_": "subprocess.Popen", "_partial_": True, "args": ["touch", str(marker)]},
+        }
+    b = _with_config(good, tmp_path / "evil", payload)
+    with pytest.raises(BundleError) as e:
+        nlp_lib.load(b)
+    assert "config.yaml" in str(e.value)
+    assert not marker.exists() and (victim / "keep.txt").is_file()
+    # the command line refuses it the same way (exit 2, no traceback)
+    res = run_cli("predict", f"bundle={b}", stdin="a great film\n")
+    assert res.returncode == 2 and "Traceback" not in res.stderr and "config.yaml" in res.stderr
+    assert not marker.exists() and (victim / "keep.txt").is_file()
+
+
+def test_a_target_outside_the_allow_list_is_never_imported(good, tmp_path, monkeypatch):
+    """The import of a module can run code: a refused target's module is not imported at all."""
+    pkg = tmp_path / "pkgs"
+    pkg.mkdir()
+    marker = tmp_path / "imported"
+    (pkg / "evil_cells.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass Cell: pass\n")
+    monkeypatch.syspath_prepend(str(pkg))
+    b = _with_config(
+        good, tmp_path / "evil", {**_config(good), "cell": {"_target_": "evil_cells.Cell", "_partial_": True}}
+    )
+    with pytest.raises(BundleError, match=r"evil_cells\.Cell.*trust=\['evil_cells'\]"):
+        nlp_lib.load(b)
+    assert not marker.exists() and "evil_cells" not in sys.modules
+    with pytest.raises(BundleError, match="evil_cells"):  # a prefix is matched at dots, not as text
+        nlp_lib.load(b, trust=["evil_cell"])
+    assert not marker.exists()
+
+
+USER_CELL = textwrap.dedent(
+    """
+    from torch import nn
+    from nlp_lib.cells import LSTMCell
+
+
+    class MyCell(LSTMCell):
+        pass
+    """
+)
+
+
+def test_a_users_cell_loads_when_trusted(tmp_path, monkeypatch):
+    pkg = tmp_path / "pkgs" / "my_pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "cells.py").write_text(USER_CELL)
+    monkeypatch.syspath_prepend(str(pkg.parent))
+    from my_pkg.cells import MyCell
+
+    model = SequenceClassifier(vocab_size=WORDS.vocab_size, num_classes=2, cell=MyCell, embedding_size=4, hidden_size=3)
+    b = model.save(tmp_path / "mine", tokenizer=WORDS, labels=["n", "p"])
+    with pytest.raises(BundleError, match=r"my_pkg\.cells\.MyCell.*trust=\['my_pkg\.cells'\]"):
+        nlp_lib.load(b)
+    for trusted in ({"trust": ["my_pkg.cells"]}, {"trust": ["my_pkg"]}, {"trust_code": True}):
+        loaded = nlp_lib.load(b, **trusted)
+        assert type(loaded.runner.cells[0]) is MyCell
+    res = run_cli("predict", f"bundle={b}", "trust=my_pkg.cells", stdin="a great film\n", cwd=pkg.parent)
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = run_cli("predict", f"bundle={b}", "trust_code=maybe", stdin="a\n")
+    assert res.returncode == 2 and "trust_code: must be true or false" in res.stderr
+
+
+# ----------------------------------------------------------------------------- hostile files
+
+
+ALIAS_BOMB = "\n".join(
+    ["a: &a ['x','x','x','x','x','x','x','x','x']"]
+    + [f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]" for i in range(9)]
+    + ["_target_: nlp_lib.models.SequenceClassifier"]
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("config alias bomb", ALIAS_BOMB, "aliases"),
+        ("config nested 50k deep", "[" * 50_000 + "]" * 50_000, "nested deeper"),
+        ("config empty", "", "expected a mapping at the top level, got empty"),
+        ("config a list", "- 1\n- 2\n", "expected a mapping at the top level, got a list"),
+        ("config a string", "hello\n", "got a str"),
+        ("config a python tag", "!!python/object/apply:os.system ['true']\n", "not valid YAML"),
+        ("config a binary value", "_target_: nlp_lib.cells.LSTMCell\nx: !!binary aGVsbG8=\n", "bytes values"),
+        ("config non-string key", "_target_: nlp_lib.cells.LSTMCell\n1: 2\n", "is not a string"),
+        ("config not utf-8", b"\xff\xfe_target_: x".decode("latin-1"), "not UTF-8"),
+    ],
+)
+def test_a_hostile_config_yaml_is_a_bundle_error(good, tmp_path, name, text, message):
+    b = tmp_path / "b"
+    shutil.copytree(good, b)
+    (b / "config.yaml").write_bytes(text.encode("latin-1") if name == "config not utf-8" else text.encode())
+    with pytest.raises(BundleError, match=message) as e:
+        nlp_lib.load(b)
+    assert "config.yaml" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "message"),
+    [
+        ("meta.json", "[]", "expected a mapping"),
+        ("meta.json", '""', "got a str"),
+        ("meta.json", "", "not valid JSON"),
+        ("meta.json", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("meta.json", '{"format_version": "1", "tokenizer": "WordVocab"}', "format_version must be a whole number"),
+        ("meta.json", '{"format_version": true, "tokenizer": "WordVocab"}', "format_version must be a whole number"),
+        ("meta.json", '{"format_version": 1, "tokenizer": "os.system"}', "unknown tokenizer"),
+        ("labels.json", '{"a": 1}', "expected a list"),
+        ("labels.json", '["a", {"x": 1}, "c", "d", "e"]', "label 1 is"),
+        ("labels.json", '["a", "b"]', "2 labels, but the model in config.yaml has 5 classes"),
+        ("vocab.json", "[]", "vocab.json"),
+        ("vocab.json", '{"words": ["<unk>", 3], "lowercase": false}', r"words\[1\]"),
+        ("vocab.json", '{"words": ["<unk>", "a"], "lowercase": "no"}', "lowercase must be"),
+        (
+            "vocab.json",
+            json.dumps({"words": ["<unk>", *[f"w{i}" for i in range(100)]], "lowercase": False}),
+            "embedding has only",
+        ),
+    ],
+)
+def test_bad_json_files_are_named(good, file, content, message):
+    (good / file).write_text(content)
+    with pytest.raises(BundleError, match=message) as e:
+        nlp_lib.load(good)
+    assert file in str(e.value) or "tokenizer has" in str(e.value)
+
+
+def test_files_that_are_not_regular_or_lie_outside_are_refused(good, tmp_path):
+    outside = tmp_path / "secret.json"
+    outside.write_text('["a", "b", "c", "d", "e"]')
+    (good / "labels.json").unlink()
+    (good / "labels.json").symlink_to(outside)
+    with pytest.raises(BundleError, match="labels.json: a link to .*outside"):
+        nlp_lib.load(good)
+    (good / "labels.json").unlink()
+    os.mkfifo(good / "labels.json")  # opening a FIFO to read would block forever
+    with pytest.raises(BundleError, match="labels.json: a FIFO, not a regular file"):
+        nlp_lib.load(good)
+    (good / "labels.json").unlink()
+    (good / "labels.json").mkdir()
+    with pytest.raises(BundleError, match="labels.json: a directory"):
+        nlp_lib.load(good)
+    (good / "labels.json").rmdir()
+    (good / "labels.json").symlink_to("/dev/zero")
+    with pytest.raises(BundleError, match="labels.json"):
+        nlp_lib.load(good)
+    (good / "labels.json").unlink()
+    with pytest.raises(BundleError, match="labels.json: missing"):
+        nlp_lib.load(good)
+
+
+def test_a_file_over_its_size_limit_is_refused_before_it_is_read(good, monkeypatch):
+    monkeypatch.setitem(bundle.LIMITS, "vocab.json", 20)
+    with pytest.raises(BundleError, match=r"vocab.json: \d+ bytes, over the 20-byte limit"):
+        nlp_lib.load(good)
+
+
+def test_missing_or_corrupt_tokenizers_are_named(tmp_path):
+    from nlp_lib.data.tokenizers import SentencePieceTokenizer
+
+    tok = SentencePieceTokenizer.train(["a great film", "an awful dull movie", "long and dull"] * 20, vocab_size=30)
+    model = SequenceClassifier(vocab_size=tok.vocab_size, num_classes=2, cell=LSTMCell, embedding_size=4, hidden_size=3)
+    b = model.save(tmp_path / "sp", tokenizer=tok, labels=["n", "p"])
+    (b / "tokenizer.model").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(BundleError, match="tokenizer.model: not a sentencepiece model"):
+        nlp_lib.load(b)
+    (b / "tokenizer.model").unlink()
+    with pytest.raises(BundleError, match="tokenizer.model: missing"):
+        nlp_lib.load(b)
+
+
+def test_weights_are_written_with_the_mode_of_the_other_files(good):
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in good.iterdir()}
+    assert modes["model.safetensors"] == modes["config.yaml"] == modes["labels.json"], modes
+
+
+# ----------------------------------------------------------------------------- run directories
+
+
+def _evil_run(tmp_path, marker):
+    run = tmp_path / "run"
+    (run / "bundle").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    config = {"seed": 0, "data": {"_target_": "os.system", "command": f"touch {marker}"}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    return run
+
+
+def test_eval_and_resume_of_a_handed_over_run_run_no_code(tmp_path):
+    marker = tmp_path / "marker"
+    run = _evil_run(tmp_path, marker)
+    for args in (("eval", f"run={run}"), ("train", f"resume={run}")):
+        res = run_cli(*args)
+        assert res.returncode == 2, res.stderr[-2000:]
+        assert "data._target_" in res.stderr and "os.system" in res.stderr and "Traceback" not in res.stderr
+        assert not marker.exists()
+    # an override cannot smuggle one in either
+    (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "data": {"path": "x"}}))
+    res = run_cli("eval", f"run={run}", f"data.path={{_target_: os.system, command: 'touch {marker}'}}")
+    assert res.returncode == 2 and "os.system" in res.stderr and not marker.exists()
+
+
+def test_init_from_a_hostile_bundle_runs_no_code(good, tmp_path):
+    from conftest import TINY_LISTOPS
+
+    from nlp_lib.cli import compose, train
+
+    marker = tmp_path / "marker"
+    evil = _with_config(good, tmp_path / "evil", {"_target_": "os.system", "command": f"touch {marker}"})
+    cfg = compose("listops_tree_lstm", [*TINY_LISTOPS, f"init_from={evil}", f"run_dir={tmp_path / 'run'}"])
+    with pytest.raises(BundleError, match="os.system"):
+        train(cfg)
+    assert not marker.exists()
