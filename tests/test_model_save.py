@@ -73,7 +73,7 @@ def test_sequence_classifier_saved_from_python_loads_back_identical(tmp_path, ce
         vocab_size=WORDS.vocab_size, num_classes=2, cell=cell, embedding_size=6, hidden_size=5, bidirectional=True
     ).eval()
     path = model.save(tmp_path / "b", tokenizer=WORDS, labels=["neg", "pos"])
-    loaded = nlp_lib.load(path)
+    loaded = nlp_lib.load(path, trust=[__name__])  # the user cells live in this test module
     assert type(loaded.runner.cells[0]) is type(model.runner.cells[0])
     if isinstance(cell, functools.partial) and cell.keywords:
         assert loaded.runner.cells[0].gain == 0.5
@@ -190,7 +190,7 @@ def test_kwargs_subclasses_save_and_models_pickle(tmp_path):
         extra_note="hi", vocab_size=WORDS.vocab_size, num_classes=2, cell=LSTMCell, hidden_size=4
     ).eval()
     assert model.config()["hidden_size"] == 4 and model.config()["extra_note"] == "hi"
-    loaded = nlp_lib.load(model.save(tmp_path / "kw", tokenizer=WORDS, labels=["a", "b"]))
+    loaded = nlp_lib.load(model.save(tmp_path / "kw", tokenizer=WORDS, labels=["a", "b"]), trust=[__name__])
     assert type(loaded) is KeywordsClassifier and loaded.extra_note == "hi"
     # pickling keeps the record as config; a lambda cell factory pickles as before (no record)
     again = pickle.loads(pickle.dumps(model))

@@ -29,7 +29,7 @@ _EXPORTS = {
     "TextDataModule": "nlp_lib.data.text",
     "read_labelled_text": "nlp_lib.data.text",
     "Seq2SeqDataModule": "nlp_lib.data.seq2seq",
-    "Seq2SeqVocab": "nlp_lib.data.seq2seq",
+    "Seq2SeqVocab": "nlp_lib.data.vocab",
     "scan_data": "nlp_lib.data.seq2seq",
     "parallel_data": "nlp_lib.data.seq2seq",
     "read_parallel": "nlp_lib.data.seq2seq",

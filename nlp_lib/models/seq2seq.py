@@ -33,13 +33,13 @@ import torch
 from torch import Tensor, nn
 
 from nlp_lib.cells.rnn import LSTMCell
+from nlp_lib.constraints import PositiveInt, Probability
 from nlp_lib.models.base import SavableModel
 from nlp_lib.modules.seq_runner import SequenceRunner
+from nlp_lib.structure.seq2seq import BOS, EOS, PAD, UNK  # special ids every seq2seq vocabulary uses
 
 __all__ = ["Attention", "DecoderState", "Encoded", "Seq2Seq", "Seq2SeqOutput", "PAD", "UNK", "BOS", "EOS"]
 
-# Special ids every seq2seq vocabulary uses (nlp_lib.data.seq2seq builds them so).
-PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
 AttentionKind = Literal["dot", "general", "additive"]
 CellFactory = Callable[[int, int], nn.Module]
@@ -55,7 +55,9 @@ class Attention(nn.Module):
         attention_size: Hidden size of the additive scorer (default ``query_size``).
     """
 
-    def __init__(self, kind: AttentionKind, query_size: int, memory_size: int, attention_size: int | None = None):
+    def __init__(
+        self, kind: AttentionKind, query_size: int, memory_size: int, attention_size: PositiveInt | None = None
+    ):
         super().__init__()
         if kind not in ("dot", "general", "additive"):
             raise ValueError(f"attention must be 'dot', 'general' or 'additive', got {kind!r}")
@@ -147,21 +149,21 @@ class Seq2Seq(SavableModel):
     def __init__(
         self,
         *,
-        src_vocab_size: int,
-        tgt_vocab_size: int,
+        src_vocab_size: PositiveInt,
+        tgt_vocab_size: PositiveInt,
         cell: CellFactory = LSTMCell,
         decoder_cell: CellFactory | None = None,
-        embedding_size: int = 128,
-        hidden_size: int = 256,
-        num_layers: int = 1,
-        decoder_layers: int | None = None,
+        embedding_size: PositiveInt = 128,
+        hidden_size: PositiveInt = 256,
+        num_layers: PositiveInt = 1,
+        decoder_layers: PositiveInt | None = None,
         bidirectional: bool = True,
         attention: AttentionKind = "general",
         input_feeding: bool = True,
-        dropout: float = 0.1,
+        dropout: Probability = 0.1,
         tie_embeddings: bool = False,
         share_embeddings: bool = False,
-        teacher_forcing: float = 1.0,
+        teacher_forcing: Probability = 1.0,
     ) -> None:
         super().__init__()
         if bidirectional and hidden_size % 2:

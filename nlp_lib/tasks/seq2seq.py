@@ -7,16 +7,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nlp_lib.data.seq2seq import Seq2SeqBatch
+from nlp_lib.constraints import FiniteFloat, PositiveInt, Probability
 from nlp_lib.models.decoding import beam_search, greedy
 from nlp_lib.models.seq2seq import PAD, Seq2Seq
+from nlp_lib.structure.seq2seq import Seq2SeqBatch
 from nlp_lib.tasks.base import OptimizerFactory, SchedulerFactory, TaskBase
 
 __all__ = ["Seq2SeqTask", "decode_batch", "score_outputs", "token_loss"]
 
 
 def token_loss(
-    model: Seq2Seq, batch: Seq2SeqBatch, label_smoothing: float = 0.0, reduction: str = "mean"
+    model: Seq2Seq, batch: Seq2SeqBatch, label_smoothing: Probability = 0.0, reduction: str = "mean"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Teacher-forced cross-entropy over the real target tokens: ``(loss, predicted ids [N], gold ids [N])``."""
     logits = model(batch.src, batch.src_lengths, batch.tgt_in).logits  # [B, T, V]
@@ -40,7 +41,11 @@ def score_outputs(hyps: list[str], refs: list[str], bleu_tokenize: str = "13a") 
 
 
 def decode_batch(
-    model: Seq2Seq, batch: Seq2SeqBatch, beam_size: int, max_length: int, length_penalty: float = 1.0
+    model: Seq2Seq,
+    batch: Seq2SeqBatch,
+    beam_size: PositiveInt,
+    max_length: PositiveInt,
+    length_penalty: FiniteFloat = 1.0,
 ) -> list[list[int]]:
     """Each sentence's best output (token ids): greedy for ``beam_size <= 1``, else beam search."""
     if beam_size <= 1:
@@ -79,11 +84,11 @@ class Seq2SeqTask(TaskBase):
         model: Seq2Seq,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
-        label_smoothing: float = 0.0,
-        val_beam_size: int = 1,
-        test_beam_size: int = 5,
-        length_penalty: float = 1.0,
-        max_length: int = 100,
+        label_smoothing: Probability = 0.0,
+        val_beam_size: PositiveInt = 1,
+        test_beam_size: PositiveInt = 5,
+        length_penalty: FiniteFloat = 1.0,
+        max_length: PositiveInt = 100,
         bleu_tokenize: str = "13a",
     ) -> None:
         super().__init__(model=model, optimizer=optimizer, scheduler=scheduler)
