@@ -13,6 +13,8 @@ __all__ = [
     "TreeFormatError",
     "StructureError",
     "BundleError",
+    "CheckpointError",
+    "RunDirError",
 ]
 
 
@@ -53,3 +55,11 @@ class StructureError(NlpLibError):
 
 class BundleError(NlpLibError):
     """A model bundle is missing, corrupted or written by an incompatible version."""
+
+
+class CheckpointError(NlpLibError):
+    """A checkpoint cannot be written (disk full) or read (corrupt, truncated, empty)."""
+
+
+class RunDirError(NlpLibError):
+    """A run directory is in use by another run, or holds another run's files."""
