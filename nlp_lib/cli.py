@@ -7,20 +7,24 @@ composed config (tests call it directly); only this module and ``conf/`` know ab
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from nlp_lib.errors import ConfigError, NlpLibError
+from nlp_lib.constraints import NonNegativeInt
+from nlp_lib.errors import ConfigError, NlpLibError, RunDirError
 from nlp_lib.launch import launcher_overrides
+from nlp_lib.schema import check_call
 
 __all__ = ["main", "train", "compose", "recipe_dirs", "list_recipes", "DEFAULT_RECIPE"]
 
@@ -228,10 +232,89 @@ def _check_new_run_dir(run_dir: Path) -> None:
         return
     ckpts = run_dir / "checkpoints"
     if (run_dir / "metrics.json").is_file() or (ckpts.is_dir() and any(ckpts.glob("*.ckpt"))):
-        raise ConfigError(
+        raise RunDirError(
             f"run_dir={run_dir}: another run's directory (it holds checkpoints or metrics.json); continue that "
             f"run with `nlp-lib train resume={run_dir}`, or give this one a new run_dir= or run_name="
         )
+
+
+def _run_options(
+    *,
+    seed: int,
+    recipe: str,
+    run_name: str,
+    run_dir: str,
+    monitor: str,
+    monitor_mode: Literal["min", "max"],
+    checkpoint_every_n_steps: NonNegativeInt,
+    logger: Literal["tensorboard", "csv"],
+    init_from: str | None,
+    freeze_encoder_steps: NonNegativeInt,
+    trust: list[str],
+    trust_code: bool,
+    description: str = "",
+    data: Any = None,
+    model: Any = None,
+    task: Any = None,
+    optim: Any = None,
+    trainer: Any = None,
+    precision: Any = None,
+) -> None:
+    """The top-level keys of a run's config and what each accepts (checked by :func:`check_run_config`)."""
+
+
+def check_run_config(cfg: Any) -> None:
+    """Every key of a composed config checked against what reads it, before anything is read:
+    top-level keys against :func:`_run_options`, every ``_target_`` (data, model and its cells,
+    task, optimiser, scheduler, trainer) against its target's signature (:mod:`nlp_lib.schema`).
+
+    Raises:
+        ConfigError: naming the key, what it expects and what it got.
+    """
+    from omegaconf import OmegaConf
+
+    from nlp_lib.schema import check_call, check_config
+
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    except Exception as e:  # noqa: BLE001 - an interpolation that cannot resolve
+        raise ConfigError(f"cannot resolve the config: {e}") from None
+    plain.pop("hydra", None)
+    top = {k: v for k, v in plain.items() if k in _TOP_LEVEL}
+    check_call(_run_options, top, "config")
+    check_config(plain.get("data"), "data", given=("seed",))
+    check_config(
+        plain.get("model"),
+        "model",
+        given=("vocab_size", "num_classes", "src_vocab_size", "tgt_vocab_size"),
+        skip=("embeddings",),
+    )
+    check_config(plain.get("task"), "task", given=("model", "optimizer", "scheduler"))
+    optim = plain.get("optim") or {}
+    for part in ("optimizer", "scheduler"):
+        check_config(optim.get(part), f"optim.{part}", given=("params", "optimizer"))
+    check_config(plain.get("trainer"), "trainer", given=("default_root_dir", "logger", "callbacks", "plugins"))
+    _check_model_fits_data(plain)
+
+
+def _check_model_fits_data(plain: dict[str, Any]) -> None:
+    """The model is of a kind the data trains (``feeds`` of the DataModule a data target builds)."""
+    from nlp_lib.schema import returned_class
+
+    model_target = (plain.get("model") or {}).get("_target_")
+    data_target = (plain.get("data") or {}).get("_target_")
+    if plain.get("init_from") or not isinstance(data_target, str):
+        return  # fine-tuning: the bundle's kind is checked against the recipe's when it is read
+    kind = _model_kind(model_target)
+    feeds = getattr(returned_class(data_target), "feeds", None)
+    if kind and feeds and kind not in feeds:
+        raise ConfigError(
+            f"model: a {kind} ({model_target}) cannot train on data._target_={data_target}, which feeds a "
+            f"{' or a '.join(feeds)}; choose a data group for it (data=...), or a recipe of its kind (`nlp-lib recipes`)"
+        )
+
+
+_TOP_LEVEL = frozenset(n for n in inspect.signature(_run_options).parameters)
 
 
 def _check_trainer(trainer: Any) -> None:
@@ -292,7 +375,63 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
 
     Returns:
         The metrics written to ``metrics.json``.
+
+    Raises:
+        RunDirError: another process holds the run directory (see :func:`_hold_run_dir`), or it
+            holds another run's files.
     """
+    start = time.perf_counter()
+    _check_trainer(cfg.trainer)  # before anything is read or written
+    check_run_config(cfg)
+    run_dir = _resolve_run_dir(cfg)
+    with _hold_run_dir(run_dir):
+        if not resume:
+            _check_new_run_dir(run_dir)
+        return _train_in(cfg, run_dir, resume=resume, start=start)
+
+
+_LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def _hold_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir`` for one run's whole life: a second launch into it (or a resume while the run
+    is alive) fails at once, naming the process that holds it. The lock is an OS file lock
+    (``filelock``), released by the kernel when the holder dies, so a killed run resumes freely.
+    Only rank 0 of a data-parallel run takes it (the other ranks share rank 0's directory)."""
+    from filelock import FileLock, Timeout
+    from pytorch_lightning.utilities import rank_zero_only
+
+    if rank_zero_only.rank != 0:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run_dir / _LOCK_NAME, timeout=0)
+    owner = run_dir / f"{_LOCK_NAME}.owner"
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            holder = json.loads(owner.read_text())
+            who = f"process {holder.get('pid')} on {holder.get('host')} (since {holder.get('since')})"
+        except (OSError, ValueError, AttributeError):
+            who = "another process"
+        raise RunDirError(
+            f"run_dir={run_dir}: in use by {who}; wait for it to finish, or give this run another run_dir= or run_name="
+        ) from None
+    try:
+        import socket
+
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        owner.write_text(json.dumps(info))
+        yield
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()
+
+
+def _train_in(cfg: Any, run_dir: Path, *, resume: bool, start: float) -> dict[str, Any]:
+    """The body of :func:`train`, with the run directory held."""
     import pytorch_lightning as pl
     from omegaconf import OmegaConf
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -300,12 +439,6 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
 
     from nlp_lib.tasks.checkpoint_io import AtomicCheckpointIO
 
-    start = time.perf_counter()
-    _check_trainer(cfg.trainer)  # before anything is read or written
-    run_dir = _resolve_run_dir(cfg)
-    if not resume:
-        _check_new_run_dir(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except Exception as e:  # an interpolation that cannot resolve
@@ -327,7 +460,9 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
     if cfg.get("init_from"):  # fine-tuning: the bundle's architecture, tokenizer and weights
         from nlp_lib import bundle
 
-        source = bundle.read(str(cfg.init_from))
+        source = bundle.read(
+            str(cfg.init_from), trust_code=bool(cfg.get("trust_code", False)), trust=list(cfg.get("trust") or ())
+        )
         _check_init_from_kind(cfg, source)
         if not hasattr(data, "adopt_tokenizer"):
             raise ConfigError("init_from: this data module cannot reuse a trained model's tokenizer")
@@ -388,10 +523,13 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
         data.save(run_dir)
 
     monitor = str(cfg.get("monitor", "val/accuracy"))
+    validating = cfg.trainer.get("limit_val_batches", 1.0) != 0
+    if not validating:
+        log.info("trainer.limit_val_batches=0: no validation; best.ckpt and the bundle hold the last epoch's weights")
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
-        monitor=monitor,
+        monitor=monitor if validating else None,
         mode=str(cfg.get("monitor_mode", "max")),
         save_top_k=1,
         auto_insert_metric_name=False,
@@ -451,8 +589,14 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
     for split in ("val", "test"):
         if split not in data.splits:
             continue
+        if split == "val" and not validating:
+            metrics[split] = {"skipped": "trainer.limit_val_batches=0"}
+            continue
         fn = trainer.validate if split == "val" else trainer.test
         res = fn(task, datamodule=data, ckpt_path=best, verbose=False)
+        if not res:  # no batches (limit_test_batches=0)
+            metrics[split] = {"skipped": f"no {split} batches"}
+            continue
         metrics[split] = {k.split("/", 1)[1]: float(v) for k, v in res[0].items()}
     metrics["epochs"] = int(trainer.current_epoch)
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
@@ -498,7 +642,9 @@ def _print_summary(metrics: dict[str, Any]) -> None:
         table.add_column(k, justify="right")
     for split in ("train", "val", "test"):
         m = metrics.get(split)
-        if m:
+        if m and "skipped" in m:
+            table.add_row(split, f"skipped ({m['skipped']})", *("" for _ in shown[1:]))
+        elif m:
             table.add_row(split, *(f"{m[k]:.4f}" if k in m else "-" for k in shown))
     console = Console(stderr=False)
     console.print(table)
@@ -525,8 +671,12 @@ def _resume_command(run_dir: str, rest: list[str]) -> int:
 
     d = Path(run_dir)
     try:
-        if rest:
-            raise ConfigError(f"resume= continues a run with its own config.yaml; drop the other arguments: {rest}")
+        opts, others = _key_values(rest, set(_TRUST_KEYS), "train resume=")
+        if others:
+            raise ConfigError(
+                f"resume= continues a run with its own config.yaml; drop the other arguments: {others} "
+                f"(only {' and '.join(f'{k}=' for k in _TRUST_KEYS)} are taken)"
+            )
         if not (d / "config.yaml").is_file():
             raise ConfigError(f"resume={run_dir}: no config.yaml there (not a run directory)")
         if not (d / "checkpoints" / "last.ckpt").is_file():
@@ -538,7 +688,10 @@ def _resume_command(run_dir: str, rest: list[str]) -> int:
                 file=sys.stderr,
             )
             return 0
-        cfg = OmegaConf.create(yaml.safe_load((d / "config.yaml").read_text()))
+        trusted = _trust_options(opts)
+        cfg = OmegaConf.create(_read_run_config(d, **trusted))
+        # what this command line trusts, not what the (possibly handed-over) config.yaml says
+        cfg.trust_code, cfg.trust = trusted["trust_code"], list(trusted["trust"])
         cfg.run_dir = str(d.resolve())
         metrics = train(cfg, resume=True)
     except NlpLibError as e:
@@ -644,7 +797,9 @@ def _remove_untouched_run_dir(run_dir: Path, existed: set[str]) -> None:
         return
     try:
         entries = list(run_dir.iterdir())
-        if not all(e.is_file() and e.suffix == ".log" and e.stat().st_size == 0 for e in entries):
+        if not all(
+            e.is_file() and (e.suffix == ".log" or e.name == _LOCK_NAME) and e.stat().st_size == 0 for e in entries
+        ):
             return
         for e in entries:
             e.unlink()
@@ -774,12 +929,54 @@ def _key_values(args: list[str], allowed: set[str], command: str) -> tuple[dict[
     return known, rest
 
 
+_TRUST_KEYS = ("trust_code", "trust")
+
+
+def _trust_options(opts: dict[str, str]) -> dict[str, Any]:
+    """``trust_code=true|false`` and ``trust=pkg.a,pkg.b`` of a command line, as :func:`nlp_lib.load` takes them."""
+    value = str(opts.get("trust_code", "false")).strip().lower()
+    if value not in ("true", "false"):
+        raise ConfigError(f"trust_code: must be true or false, got {opts['trust_code']!r}")
+    names = [t.strip() for t in str(opts.get("trust", "")).strip("[]").split(",") if t.strip()]
+    return {"trust_code": value == "true", "trust": names}
+
+
+def _read_run_config(run: Path, *, trust_code: bool, trust: Sequence[str]) -> dict[str, Any]:
+    """A run directory's ``config.yaml``, read as untrusted input (size, shape, no YAML aliases) and
+    its targets checked against what a run may build (:data:`nlp_lib.trust.RUN_TARGETS`)."""
+    from nlp_lib import trust as trust_mod
+
+    config = trust_mod.read_yaml(run, "config.yaml", 1 << 20, dict)
+    allowed = trust_mod.Trust(trust_mod.RUN_TARGETS, trust, trust_code=trust_code)
+    trust_mod.check_targets(config, allowed, str(run / "config.yaml"))
+    return config
+
+
+def _check_run_targets(cfg: Any, run: Path, *, trust_code: bool, trust: Sequence[str]) -> None:
+    from omegaconf import OmegaConf
+
+    from nlp_lib import trust as trust_mod
+
+    allowed = trust_mod.Trust(trust_mod.RUN_TARGETS, trust, trust_code=trust_code)
+    trust_mod.check_targets(OmegaConf.to_container(cfg), allowed, f"{run / 'config.yaml'} (with overrides)")
+
+
 def _predict_command(args: list[str]) -> int:
     """``nlp-lib predict bundle=DIR [input=FILE|-] [output=FILE] ...``: labels, or translations for seq2seq."""
     try:
         opts, rest = _key_values(
             args,
-            {"bundle", "input", "output", "batch_size", "beam_size", "n_best", "max_length", "length_penalty"},
+            {
+                "bundle",
+                "input",
+                "output",
+                "batch_size",
+                "beam_size",
+                "n_best",
+                "max_length",
+                "length_penalty",
+                *_TRUST_KEYS,
+            },
             "predict",
         )
         if rest or "bundle" not in opts:
@@ -793,15 +990,25 @@ def _predict_command(args: list[str]) -> int:
         from nlp_lib.models.seq2seq import Seq2Seq
         from nlp_lib.models.tree_classifier import TreeClassifier
 
-        model = nlp_lib.load(opts["bundle"])
+        _check_output(opts.get("output"))  # before any prediction is computed
+        model = nlp_lib.load(opts["bundle"], **_trust_options(opts))
+        decoding = {
+            k: opts[k] for k in ("batch_size", "beam_size", "n_best", "max_length", "length_penalty") if k in opts
+        }
         if isinstance(model, Seq2Seq):
-            return _translate(model, opts)
+            return _translate(model, opts, check_call(model.translate.__call__, decoding, "predict"))
+        wrong = sorted(set(decoding) - {"batch_size"})
+        if wrong:
+            raise ConfigError(
+                f"predict: {', '.join(wrong)} apply to seq2seq models only; this bundle holds a classifier"
+            )
+        options = check_call(model.predict.__call__, decoding, "predict")
         source = opts.get("input", "-")
         records = _read_inputs(source)
         inputs: list[Any] = [x for _, x in records]
         if isinstance(model, TreeClassifier):  # parsed here, so a bad tree names its line
             inputs = [_at_line(parse_tree_input, x, source, n) for n, x in records]
-        preds = model.predict(inputs, batch_size=int(opts.get("batch_size", 64)))
+        preds = model.predict(inputs, **options)
     except NlpLibError as e:
         return _fail(e)
     lines = [
@@ -829,25 +1036,28 @@ def _write_lines(lines: list[str], output: str | None, what: str) -> None:
         print("\n".join(lines))
 
 
-def _translate(model: Any, opts: dict[str, str]) -> int:
-    """Seq2seq prediction: one input a line (file or stdin), one output a line; n-best as ``i ||| text ||| score``."""
+def _check_output(output: str | None) -> None:
+    """``output=`` is a file that can be written: checked before anything is computed."""
+    if not output:
+        return
+    path = Path(output)
+    if path.is_dir():
+        raise ConfigError(f"output={output}: a directory; name a file to write")
+    if not path.parent.is_dir():
+        raise ConfigError(f"output={output}: its directory {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"output={output}: not writable")
 
-    def number(key: str, default: str, kind: type = int) -> Any:
-        try:
-            return kind(opts.get(key, default))
-        except ValueError:
-            raise ConfigError(f"predict: {key} must be a number, got {opts[key]!r}") from None
 
+def _translate(model: Any, opts: dict[str, str], options: dict[str, Any]) -> int:
+    """Seq2seq prediction: one input a line (file or stdin), one output a line; n-best as ``i ||| text ||| score``.
+
+    ``options``: the decoding options, checked against ``model.translate``'s signature."""
+    n_best, beam_size = options.get("n_best", 1), options.get("beam_size", 5)
+    if n_best > beam_size:
+        raise ConfigError(f"predict: n_best ({n_best}) cannot exceed beam_size ({beam_size})")
     inputs = [x for _, x in _input_lines(opts.get("input", "-"))]  # blank lines too: one output a line
-    n_best = number("n_best", "1")
-    outs = model.translate(
-        inputs,
-        batch_size=number("batch_size", "64"),
-        beam_size=number("beam_size", "5"),
-        n_best=n_best,
-        max_length=number("max_length", "200"),
-        length_penalty=number("length_penalty", "1.0", float),
-    )
+    outs = model.translate(inputs, **options)
     if n_best == 1:
         lines = [o[0]["output"] for o in outs]
     else:
@@ -896,7 +1106,9 @@ def _read_inputs(source: str) -> list[tuple[int, str]]:
 def _export_command(args: list[str]) -> int:
     """``nlp-lib export bundle=DIR [format=onnx] [max_length=128] [max_depth=64] [output=DIR]``."""
     try:
-        opts, rest = _key_values(args, {"bundle", "format", "max_length", "max_depth", "output"}, "export")
+        opts, rest = _key_values(
+            args, {"bundle", "format", "max_length", "max_depth", "output", *_TRUST_KEYS}, "export"
+        )
         if rest or "bundle" not in opts:
             raise ConfigError(
                 "usage: nlp-lib export bundle=<run dir>/bundle [format=onnx] [max_length=128] [max_depth=64] "
@@ -913,7 +1125,7 @@ def _export_command(args: list[str]) -> int:
         import nlp_lib
         from nlp_lib.export import export_onnx
 
-        model = nlp_lib.load(opts["bundle"])
+        model = nlp_lib.load(opts["bundle"], **_trust_options(opts))
         output = Path(opts.get("output") or Path(opts["bundle"]) / "onnx")
         manifest = export_onnx(model, output, **sizes)
     except NlpLibError as e:
@@ -931,13 +1143,14 @@ def _eval_command(args: list[str]) -> int:
     from omegaconf import OmegaConf
 
     try:
-        opts, overrides = _key_values(args, {"run", "split"}, "eval")
+        opts, overrides = _key_values(args, {"run", "split", *_TRUST_KEYS}, "eval")
         if "run" not in opts:
             raise ConfigError("usage: nlp-lib eval run=<run dir> [split=val|test] [data.KEY=VALUE ...]")
         run = Path(opts["run"])
         if not (run / "config.yaml").is_file() or not (run / "bundle").is_dir():
             raise ConfigError(f"run={run}: not a finished run directory (needs config.yaml and bundle/)")
-        cfg = OmegaConf.create(yaml.safe_load((run / "config.yaml").read_text()))
+        trusted = _trust_options(opts)
+        cfg = OmegaConf.create(_read_run_config(run, **trusted))
         bad = [o for o in overrides if not o.startswith("data.")]
         if bad:
             raise ConfigError(f"eval: only data.* overrides are allowed (the model is the run's): {bad}")
@@ -946,21 +1159,26 @@ def _eval_command(args: list[str]) -> int:
             if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
                 raise ConfigError(f"eval: {key} is not a key of the run's config")
             OmegaConf.update(cfg, key, yaml.safe_load(value))
-        metrics = evaluate(cfg, run, opts.get("split", "val"))
+        _check_run_targets(cfg, run, **trusted)  # data.* overrides may name targets too
+        metrics = evaluate(cfg, run, opts.get("split", "val"), **trusted)
     except NlpLibError as e:
         return _fail(e)
     print(json.dumps(metrics, indent=2))
     return 0
 
 
-def evaluate(cfg: Any, run: Path, split: str) -> dict[str, Any]:
-    """Accuracy and loss of a run's bundled model on a split of the (possibly overridden) data."""
+def evaluate(cfg: Any, run: Path, split: str, *, trust_code: bool = False, trust: Sequence[str] = ()) -> dict[str, Any]:
+    """Accuracy and loss of a run's bundled model on a split of the (possibly overridden) data.
+
+    ``trust_code`` / ``trust``: what the run's bundle may build besides nlp_lib's own classes
+    (see :func:`nlp_lib.load`).
+    """
     import torch
 
     from nlp_lib import bundle
 
-    source = bundle.read(run / "bundle")
-    model = bundle.load(run / "bundle")
+    source = bundle.read(run / "bundle", trust_code=trust_code, trust=trust)
+    model = bundle.load(run / "bundle", trust_code=trust_code, trust=trust)
     data = _instantiate(cfg.data, "data", seed=int(cfg.seed))
     if type(source.tokenizer).__name__ == "WordVocab":
         data.vocab = source.tokenizer  # the model's vocabulary as it is: unseen words are <unk>

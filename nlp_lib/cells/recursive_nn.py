@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from nlp_lib.cells.base import Children, RecursiveState
 from nlp_lib.configurable import Configurable
+from nlp_lib.constraints import PositiveInt
 from nlp_lib.errors import StructureError
 
 __all__ = ["RecursiveNNCell"]
@@ -30,7 +31,7 @@ class RecursiveNNCell(Configurable, nn.Module):
         arity: The largest number of (ordered) children a node may have.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, arity: int = 2) -> None:
+    def __init__(self, input_size: PositiveInt, hidden_size: PositiveInt, arity: PositiveInt = 2) -> None:
         super().__init__()
         if arity < 1:
             raise ValueError(f"arity must be at least 1, got {arity}")

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from nlp_lib.configurable import Configurable
+from nlp_lib.constraints import PositiveInt
 
 __all__ = [
     "RecurrentCell",
@@ -71,7 +72,7 @@ class RecurrentCellBase(Configurable, nn.Module):
 
     state_type: type = RNNState
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: PositiveInt, hidden_size: PositiveInt) -> None:
         super().__init__()
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -99,7 +100,7 @@ class LSTMCell(RecurrentCellBase):
 
     state_type = LSTMState
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: PositiveInt, hidden_size: PositiveInt) -> None:
         super().__init__(input_size, hidden_size)
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
         self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
@@ -129,7 +130,7 @@ class GRUCell(RecurrentCellBase):
 
     state_type = RNNState
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: PositiveInt, hidden_size: PositiveInt) -> None:
         super().__init__(input_size, hidden_size)
         self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size))
         self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size))
@@ -162,7 +163,7 @@ class LayerNormLSTMCell(RecurrentCellBase):
 
     state_type = LSTMState
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: PositiveInt, hidden_size: PositiveInt) -> None:
         super().__init__(input_size, hidden_size)
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
         self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
@@ -196,7 +197,7 @@ class MinimalGatedCell(RecurrentCellBase):
 
     state_type = RNNState
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: PositiveInt, hidden_size: PositiveInt) -> None:
         super().__init__(input_size, hidden_size)
         self.W = nn.Linear(input_size, 2 * hidden_size)  # rows: W_f, W_h (and b_f, b_h)
         self.U_f = nn.Linear(hidden_size, hidden_size, bias=False)

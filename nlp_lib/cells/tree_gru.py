@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from nlp_lib.cells.base import Children, TreeGRUState
 from nlp_lib.configurable import Configurable
+from nlp_lib.constraints import PositiveInt
 
 __all__ = ["ChildSumTreeGRUCell"]
 
@@ -31,7 +32,7 @@ class ChildSumTreeGRUCell(Configurable, nn.Module):
         hidden_size: Size of ``h``.
     """
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: PositiveInt, hidden_size: PositiveInt) -> None:
         super().__init__()
         self.input_size = input_size
         self.hidden_size = hidden_size

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from nlp_lib.cells.base import Children, TreeLSTMState
 from nlp_lib.configurable import Configurable
+from nlp_lib.constraints import PositiveInt
 from nlp_lib.errors import StructureError
 
 __all__ = ["ChildSumTreeLSTMCell", "NaryTreeLSTMCell"]
@@ -33,7 +34,7 @@ class ChildSumTreeLSTMCell(Configurable, nn.Module):
         hidden_size: Size of ``h`` and ``c``.
     """
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: PositiveInt, hidden_size: PositiveInt) -> None:
         super().__init__()
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -90,7 +91,7 @@ class NaryTreeLSTMCell(Configurable, nn.Module):
         arity: The largest number of children a node may have (``N``).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, arity: int = 2) -> None:
+    def __init__(self, input_size: PositiveInt, hidden_size: PositiveInt, arity: PositiveInt = 2) -> None:
         super().__init__()
         if arity < 1:
             raise ValueError(f"arity must be at least 1, got {arity}")

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from nlp_lib.constraints import PositiveInt
 from nlp_lib.data.bad_input import (
     OnError,
     check_on_error,
@@ -326,12 +327,12 @@ def generate_splits(
     sizes: Mapping[str, int],
     seed: int,
     *,
-    max_depth: int = 20,
+    max_depth: PositiveInt = 20,
     min_args: int = 2,
     max_args: int = 5,
     p_operator: float = 0.25,
     min_length: int | None = None,
-    max_length: int | None = None,
+    max_length: PositiveInt | None = None,
     require_operator_root: bool = True,
     max_attempts: int | None = None,
 ) -> dict[str, list[ListOpsExample]]:
@@ -375,12 +376,12 @@ def generate_listops(
     num_examples: int,
     seed: int,
     *,
-    max_depth: int = 20,
+    max_depth: PositiveInt = 20,
     min_args: int = 2,
     max_args: int = 5,
     p_operator: float = 0.25,
     min_length: int | None = None,
-    max_length: int | None = None,
+    max_length: PositiveInt | None = None,
     require_operator_root: bool = True,
     max_attempts: int | None = None,
 ) -> list[ListOpsExample]:

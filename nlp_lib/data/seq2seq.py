@@ -17,26 +17,24 @@ the tokenizers are saved with the run and its bundle (``source.*``, ``target.*``
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import zlib
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pytorch_lightning as pl
 import torch
-from torch import Tensor
 
+from nlp_lib.constraints import NonNegativeInt, PositiveInt, SentencePieceSize
 from nlp_lib.data.bad_input import check_on_error, decode_line, no_records, regular_file, report_skipped
 from nlp_lib.data.cache import file_fingerprints
 from nlp_lib.data.resumable import SplitLoaders
 from nlp_lib.data.sampling import BucketBatchSampler
 from nlp_lib.data.tokenizers import SentencePieceTokenizer
+from nlp_lib.data.vocab import Seq2SeqVocab
 from nlp_lib.errors import ConfigError, DataError
-from nlp_lib.models.seq2seq import BOS, EOS, PAD
+from nlp_lib.structure.seq2seq import Seq2SeqBatch
 
 __all__ = ["Seq2SeqBatch", "Seq2SeqDataModule", "Seq2SeqVocab", "parallel_data", "read_parallel", "scan_data"]
 
@@ -44,114 +42,6 @@ log = logging.getLogger(__name__)
 
 Pair = tuple[str, str]
 OnError = Literal["raise", "skip"]
-
-
-class Seq2SeqVocab:
-    """Whitespace-word vocabulary with the seq2seq special ids ``<pad>=0, <unk>=1, <s>=2, </s>=3``.
-
-    Args:
-        words: Every token in id order, the four specials first.
-        lowercase: Lower-case text before looking words up.
-    """
-
-    SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
-
-    def __init__(self, words: Sequence[str], *, lowercase: bool = False) -> None:
-        if tuple(words[:4]) != self.SPECIALS:
-            raise ValueError(f"a seq2seq vocabulary starts with {self.SPECIALS}")
-        self.words = list(words)
-        self.lowercase = lowercase
-        self._index = {w: i for i, w in enumerate(self.words)}
-
-    @classmethod
-    def build(cls, texts: Iterable[str], *, min_freq: int = 1, lowercase: bool = False) -> Seq2SeqVocab:
-        """The words of ``texts`` seen at least ``min_freq`` times, most frequent first."""
-        counts = Counter(w for t in texts for w in (t.lower() if lowercase else t).split())
-        kept = sorted(
-            (w for w, c in counts.items() if c >= min_freq and w not in cls.SPECIALS), key=lambda w: (-counts[w], w)
-        )
-        return cls([*cls.SPECIALS, *kept], lowercase=lowercase)
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.words)
-
-    def encode(self, text: str) -> list[int]:
-        """Ids of the text's words (unknown words get 1)."""
-        return [self._index.get(w, 1) for w in (text.lower() if self.lowercase else text).split()]
-
-    def decode(self, ids: Iterable[int]) -> str:
-        """The words of ``ids``, space-separated, special ids dropped (``<unk>`` kept)."""
-        return " ".join(self.words[i] for i in map(int, ids) if i == 1 or i > 3)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"lowercase": self.lowercase, "words": self.words}, ensure_ascii=False))
-
-    @classmethod
-    def load(cls, path: str | Path) -> Seq2SeqVocab:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            return cls(data["words"], lowercase=bool(data["lowercase"]))
-        except (OSError, ValueError, KeyError) as e:
-            raise DataError(f"cannot read vocabulary: {e}", path=str(path)) from None
-
-
-@dataclass
-class Seq2SeqBatch:
-    """A padded batch of source and target sequences.
-
-    Attributes:
-        src: ``[B, S]`` source ids, ``PAD`` after each length.
-        src_lengths: ``[B]``.
-        tgt_in: ``[B, T]`` decoder inputs ``<s> y_1 .. y_n`` (padded).
-        tgt_out: ``[B, T]`` targets ``y_1 .. y_n </s>`` (padded).
-        references: The raw target texts (for exact match, BLEU and chrF).
-    """
-
-    src: Tensor
-    src_lengths: Tensor
-    tgt_in: Tensor
-    tgt_out: Tensor
-    references: list[str]
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> Seq2SeqBatch:
-        return Seq2SeqBatch(
-            **{
-                f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
-                if isinstance(getattr(self, f.name), Tensor)
-                else getattr(self, f.name)
-                for f in fields(self)
-            }
-        )
-
-    def __len__(self) -> int:
-        return int(self.src.shape[0])
-
-    @property
-    def num_target_tokens(self) -> int:
-        return int((self.tgt_out != PAD).sum())
-
-    @staticmethod
-    def from_ids(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]], references: Sequence[str]) -> Seq2SeqBatch:
-        """Pad ``src`` and build ``<s> + y`` / ``y + </s>`` from ``tgt`` (ids without specials)."""
-        b = len(src)
-        s_len = torch.tensor([max(len(x), 1) for x in src], dtype=torch.long)
-        t_len = max(len(y) for y in tgt) + 1
-        s = torch.full((b, int(s_len.max())), PAD, dtype=torch.long)
-        t_in = torch.full((b, t_len), PAD, dtype=torch.long)
-        t_out = torch.full((b, t_len), PAD, dtype=torch.long)
-        for i, (x, y) in enumerate(zip(src, tgt, strict=True)):
-            if x:
-                s[i, : len(x)] = torch.tensor(x, dtype=torch.long)
-            else:  # an empty source still gets one (unknown) token to attend to
-                s[i, 0] = 1
-            t_in[i, 0] = BOS
-            if y:
-                yt = torch.tensor(y, dtype=torch.long)
-                t_in[i, 1 : len(y) + 1] = yt
-                t_out[i, : len(y)] = yt
-            t_out[i, len(y)] = EOS
-        return Seq2SeqBatch(s, s_len, t_in, t_out, list(references))
 
 
 def _open_lines(path: Path) -> list[bytes]:
@@ -251,22 +141,25 @@ class Seq2SeqDataModule(SplitLoaders, pl.LightningDataModule):
             set by :func:`scan_data` and :func:`parallel_data`) and the options; ``None``: not cached.
     """
 
+    # the models this data trains, as nlp-lib names their kinds (checked before anything is read)
+    feeds: ClassVar[tuple[str, ...]] = ("seq2seq model",)
+
     def __init__(
         self,
         splits: dict[str, list[Pair]] | Callable[[], dict[str, list[Pair]]],
         *,
         tokenizer: Literal["word", "sentencepiece"] = "word",
-        vocab_size: int = 8000,
+        vocab_size: SentencePieceSize = 8000,
         shared_vocab: bool = False,
         lowercase: bool = False,
-        min_freq: int = 1,
-        max_source_length: int = 100,
-        max_target_length: int = 100,
-        batch_size: int = 64,
+        min_freq: PositiveInt = 1,
+        max_source_length: PositiveInt = 100,
+        max_target_length: PositiveInt = 100,
+        batch_size: PositiveInt = 64,
         eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         seed: int = 0,
-        token_budget: int | None = None,
+        token_budget: PositiveInt | None = None,
         cache: bool = True,
         cache_dir: str | None = None,
         cache_key: dict[str, Any] | None = None,

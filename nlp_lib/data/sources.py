@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from nlp_lib.constraints import PositiveInt
 from nlp_lib.data.cache import file_fingerprints
 from nlp_lib.data.ptb import OnError, read_ptb_trees
 from nlp_lib.data.tree_datamodule import SentenceDataModule, TreeDataModule, TreeSplits
@@ -168,13 +169,13 @@ def _listops_files(directory: Path, files: dict[str, str | None], on_error: OnEr
 def listops_data(
     *,
     path: str | None = None,
-    train_size: int = 20000,
-    val_size: int = 2000,
-    test_size: int = 2000,
-    max_depth: int = 20,
+    train_size: PositiveInt = 20000,
+    val_size: PositiveInt = 2000,
+    test_size: PositiveInt = 2000,
+    max_depth: PositiveInt = 20,
     min_args: int = 2,
     max_args: int = 5,
-    max_length: int | None = None,
+    max_length: PositiveInt | None = None,
     generator_seed: int = 0,
     train_file: str = "train.tsv",
     val_file: str = "val.tsv",

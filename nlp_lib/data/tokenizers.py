@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from nlp_lib.errors import ConfigError
 
 __all__ = ["SentencePieceTokenizer"]
 
@@ -35,18 +38,14 @@ class SentencePieceTokenizer:
         import sentencepiece as spm
 
         buf = io.BytesIO()
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts),
-            model_writer=buf,
-            vocab_size=vocab_size,
-            model_type=model_type,
-            hard_vocab_limit=False,
-            pad_id=0,
-            unk_id=1,
-            bos_id=2 if specials else -1,
-            eos_id=3 if specials else -1,
-            minloglevel=2,
-        )
+        try:
+            _train(spm, buf, texts, vocab_size, model_type, specials)
+        except RuntimeError as e:  # e.g. fewer pieces than the text has characters
+            reason = str(e).strip().splitlines()[-1] if str(e).strip() else "it failed"
+            raise ConfigError(
+                f"vocab_size={vocab_size}: sentencepiece cannot train a vocabulary of that size on this text "
+                f"({reason}); choose another data.vocab_size"
+            ) from None
         return cls(buf.getvalue())
 
     @property
@@ -68,3 +67,18 @@ class SentencePieceTokenizer:
     @classmethod
     def load(cls, path: str | Path) -> SentencePieceTokenizer:
         return cls(Path(path).read_bytes())
+
+
+def _train(spm: Any, buf: io.BytesIO, texts: Sequence[str], vocab_size: int, model_type: str, specials: bool) -> None:
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=buf,
+        vocab_size=vocab_size,
+        model_type=model_type,
+        hard_vocab_limit=False,
+        pad_id=0,
+        unk_id=1,
+        bos_id=2 if specials else -1,
+        eos_id=3 if specials else -1,
+        minloglevel=2,
+    )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 
+from nlp_lib.constraints import NonNegativeInt, PositiveInt, SentencePieceSize
 from nlp_lib.data.bad_input import MAX_INFERRED_CLASSES
 from nlp_lib.data.collate import EncodedTree, collate_trees, encode_tree, encode_tree_subwords
 from nlp_lib.data.resumable import SplitLoaders
@@ -61,22 +62,25 @@ class TreeDataModule(SplitLoaders, pl.LightningDataModule):
             :mod:`nlp_lib.data.sources`; ``None``: not cached.
     """
 
+    # the models this data trains, as nlp-lib names their kinds (checked before anything is read)
+    feeds: ClassVar[tuple[str, ...]] = ("tree classifier",)
+
     def __init__(
         self,
         *,
         load: Callable[[], TreeSplits],
-        batch_size: int = 64,
+        batch_size: PositiveInt = 64,
         eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         num_classes: int | None = None,
         lowercase: bool = False,
-        min_freq: int = 1,
+        min_freq: PositiveInt = 1,
         seed: int = 0,
         vocab: WordVocab | None = None,
         vocab_splits: Sequence[str] = ("train",),
-        node_budget: int | None = None,
+        node_budget: PositiveInt | None = None,
         tokenizer: str = "word",
-        vocab_size: int = 8000,
+        vocab_size: SentencePieceSize = 8000,
         cache: bool = True,
         cache_dir: str | None = None,
         cache_key: dict[str, Any] | None = None,
@@ -324,6 +328,9 @@ class SentenceDataModule(TreeDataModule):
     files, vocabulary and splits; batches are :class:`~nlp_lib.structure.sequence.SequenceBatch`
     (padded with id 0).
     """
+
+    # the models this data trains, as nlp-lib names their kinds (checked before anything is read)
+    feeds: ClassVar[tuple[str, ...]] = ("sequence classifier", "sequence tagger")
 
     def size(self, example: Any) -> int:
         return len(example[0])

@@ -22,11 +22,13 @@ give the same hypotheses; a test checks it):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from nlp_lib.constraints import FiniteFloat, PositiveInt
 from nlp_lib.models.seq2seq import BOS, EOS, Encoded, Seq2Seq
 
 __all__ = ["Hypothesis", "beam_search", "beam_search_one_by_one", "greedy"]
@@ -46,7 +48,7 @@ def _select_encoded(enc: Encoded, index: Tensor) -> Encoded:
 
 
 @torch.no_grad()
-def greedy(model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_length: int = 100) -> list[list[int]]:
+def greedy(model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_length: PositiveInt = 100) -> list[list[int]]:
     """The most likely next token at every step, for the whole batch at once; token ids without the end token."""
     enc, state = model.encode(src, src_lengths)
     b = src.shape[0]
@@ -70,16 +72,20 @@ def beam_search(
     src: Tensor,
     src_lengths: Tensor,
     *,
-    beam_size: int = 5,
-    max_length: int = 100,
-    length_penalty: float = 1.0,
-    n_best: int = 1,
+    beam_size: PositiveInt = 5,
+    max_length: PositiveInt = 100,
+    length_penalty: FiniteFloat = 1.0,
+    n_best: PositiveInt = 1,
 ) -> list[list[Hypothesis]]:
     """Batched beam search (see the module docstring): per sentence, its ``n_best`` hypotheses, best first."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {beam_size}")
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
+    if max_length < 1:
+        raise ValueError(f"max_length must be at least 1, got {max_length}")
+    if not math.isfinite(length_penalty):
+        raise ValueError(f"length_penalty must be a finite number, got {length_penalty}")
     k = beam_size
     device = src.device
     b = src.shape[0]

@@ -13,6 +13,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from nlp_lib.constraints import PositiveInt, Probability
 from nlp_lib.models.base import SavableModel
 from nlp_lib.modules.seq_runner import CellFactory, SequenceRunner
 from nlp_lib.structure.sequence import SequenceBatch
@@ -30,7 +31,7 @@ class SequenceClassifierOutput(NamedTuple):
 
 
 def _recurrent_body(
-    module: nn.Module, vocab_size: int, num_classes: int, cell: CellFactory, embedding_size: int, **runner: Any
+    module: nn.Module, vocab_size: int, num_classes: int, cell: CellFactory, embedding_size: PositiveInt, **runner: Any
 ) -> None:
     """The embedding, runner, dropout and output layer every sequence model here shares."""
     module.vocab_size = vocab_size
@@ -67,12 +68,12 @@ class SequenceClassifier(SavableModel):
         vocab_size: int,
         num_classes: int,
         cell: CellFactory,
-        embedding_size: int = 128,
-        hidden_size: int = 128,
-        num_layers: int = 1,
+        embedding_size: PositiveInt = 128,
+        hidden_size: PositiveInt = 128,
+        num_layers: PositiveInt = 1,
         bidirectional: bool = False,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
+        dropout: Probability = 0.0,
+        recurrent_dropout: Probability = 0.0,
         pooling: Pooling = "last",
         fused: bool = False,
         compile: bool = False,
@@ -124,12 +125,12 @@ class SequenceTagger(SavableModel):
         vocab_size: int,
         num_classes: int,
         cell: CellFactory,
-        embedding_size: int = 128,
-        hidden_size: int = 128,
-        num_layers: int = 1,
+        embedding_size: PositiveInt = 128,
+        hidden_size: PositiveInt = 128,
+        num_layers: PositiveInt = 1,
         bidirectional: bool = True,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
+        dropout: Probability = 0.0,
+        recurrent_dropout: Probability = 0.0,
         fused: bool = False,
         compile: bool = False,
     ) -> None:

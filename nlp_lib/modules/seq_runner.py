@@ -30,6 +30,7 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nlp_lib.cells.rnn import GRUCell, LSTMCell
+from nlp_lib.constraints import PositiveInt, Probability
 
 __all__ = ["SequenceRunner", "SequenceOutput"]
 
@@ -72,12 +73,12 @@ class SequenceRunner(nn.Module):
         self,
         *,
         cell: CellFactory,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
+        input_size: PositiveInt,
+        hidden_size: PositiveInt,
+        num_layers: PositiveInt = 1,
         bidirectional: bool = False,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
+        dropout: Probability = 0.0,
+        recurrent_dropout: Probability = 0.0,
         fused: bool = False,
         compile: bool = False,
     ) -> None:
@@ -218,7 +219,7 @@ def _gather_time(x: Tensor, index: Tensor) -> Tensor:
 _TEMPLATES: dict = {}
 
 
-def _template(kind: type, input_size: int, hidden: int, layers: int, directions: int, device: torch.device):
+def _template(kind: type, input_size: PositiveInt, hidden: int, layers: int, directions: int, device: torch.device):
     key = (kind, input_size, hidden, layers, directions, str(device))
     if key not in _TEMPLATES:
         cls = nn.LSTM if kind is LSTMCell else nn.GRU

@@ -47,9 +47,10 @@ def test_missing_data_path(tmp_path):
 def test_bad_optimiser_and_model_values_name_their_keys(tmp_path):
     res = run_cli("train", "optim.optimizer.lr=abc", *TINY_LISTOPS, f"run_dir={tmp_path}/a")
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert "optim.optimizer: cannot build it from {'lr': 'abc'" in res.stderr
+    assert "optim.optimizer.lr: expected a number" in res.stderr
     res = run_cli("train", *TINY_LISTOPS, "model.cell.hidden_size=-5", f"run_dir={tmp_path}/b")
-    assert res.returncode == 2 and "Traceback" not in res.stderr and "full_key: model.cell" in res.stderr
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "model.cell.hidden_size: expected an integer >= 1, got -5" in res.stderr
 
 
 def test_a_new_run_refuses_another_runs_directory(tmp_path):

@@ -1,0 +1,135 @@
+"""Config values are checked against the constructors' own signatures, by key, before any data is
+read (nlp_lib/schema.py, nlp_lib/constraints.py); predict's options against the predictor's."""
+
+import json
+
+import pytest
+import torch
+from conftest import TINY_LISTOPS, run_cli
+
+from nlp_lib.cli import check_run_config, compose, list_recipes, train
+from nlp_lib.errors import ConfigError
+
+
+@pytest.mark.parametrize("recipe", list(list_recipes()))
+def test_every_recipe_passes_the_checks(recipe):
+    check_run_config(compose(recipe))
+
+
+@pytest.mark.parametrize(
+    ("recipe", "override", "message"),
+    [
+        ("listops_tree_lstm", "data.batch_size=abc", "data.batch_size: expected an integer, got 'abc'"),
+        ("listops_tree_lstm", "seed=abc", "seed: expected an integer, got 'abc'"),
+        ("sst_tree_lstm", "data.on_error=ignore", "data.on_error: expected one of 'raise', 'skip', got 'ignore'"),
+        ("listops_tree_lstm", "model.cell.hidden_size=0", "model.cell.hidden_size: expected an integer >= 1, got 0"),
+        ("sst_lstm", "model.dropout=1.5", "model.dropout: expected a number >= 0 and <= 1, got 1.5"),
+        ("text_classifier", "data.vocab_size=1", "data.vocab_size: expected an integer >= 8, got 1"),
+        ("text_classifier", "data.num_workers=-1", "data.num_workers: expected an integer >= 0, got -1"),
+        ("listops_tree_lstm", "optim.optimizer.lr=abc", "optim.optimizer.lr: expected a number"),
+        ("scan_seq2seq", "task.test_beam_size=0", "task.test_beam_size: expected an integer >= 1, got 0"),
+        ("scan_seq2seq", "task.length_penalty=nan", "task.length_penalty: expected a finite number"),
+        ("listops_tree_lstm", "logger=wandb", "logger: expected one of 'tensorboard', 'csv', got 'wandb'"),
+        (
+            "listops_tree_lstm",
+            "+model.cell.hidden=3",
+            "model.cell.hidden: not an argument of nlp_lib.cells.NaryTreeLSTMCell",
+        ),
+        ("listops_tree_lstm", "+data.bacth_size=3", "data.bacth_size: not an argument of nlp_lib.data.listops_data"),
+        ("listops_tree_lstm", "trainer.limit_val_batches=abc", "trainer.limit_val_batches: expected"),
+        ("text_classifier", "data=sst", "a sequence classifier (nlp_lib.models.SequenceClassifier) cannot train on"),
+        ("sst_tree_lstm", "data=sst_sentences", "a tree classifier (nlp_lib.models.TreeClassifier) cannot train on"),
+        ("sst_lstm", "data=sst", "which feeds a tree classifier"),
+    ],
+)
+def test_a_bad_value_is_named_by_its_key_before_anything_is_read(tmp_path, recipe, override, message):
+    overrides = [override, f"run_dir={tmp_path / 'run'}"]
+    if recipe == "text_classifier" and "data=" not in override:
+        overrides.append(f"data.train_path={tmp_path / 'missing.jsonl'}")  # never read: the check comes first
+    with pytest.raises(ConfigError) as e:
+        train(compose(recipe, overrides))
+    assert message in str(e.value)
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_the_cli_reports_a_bad_value_without_a_traceback(tmp_path):
+    res = run_cli("train", "data.batch_size=abc", f"run_dir={tmp_path / 'r'}")
+    assert res.returncode == 2 and "data.batch_size: expected an integer, got 'abc'" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_sentencepiece_too_small_for_the_text_names_the_key(tmp_path):
+    from nlp_lib.data.tokenizers import SentencePieceTokenizer
+
+    with pytest.raises(ConfigError, match="vocab_size=8: sentencepiece cannot train .*data.vocab_size"):
+        SentencePieceTokenizer.train(["the quick brown fox jumps over a lazy dog"] * 5, vocab_size=8)
+
+
+def test_a_run_without_validation_trains_and_says_what_it_skipped(tmp_path):
+    run = tmp_path / "run"
+    metrics = train(compose("listops_tree_lstm", [*TINY_LISTOPS, f"run_dir={run}", "trainer.limit_val_batches=0"]))
+    assert metrics["val"] == {"skipped": "trainer.limit_val_batches=0"}
+    assert "accuracy" in metrics["test"]
+    assert json.loads((run / "metrics.json").read_text())["val"]["skipped"]
+    assert (run / "bundle" / "model.safetensors").is_file() and (run / "checkpoints" / "best.ckpt").is_file()
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    from nlp_lib.cells import GRUCell, LSTMCell
+    from nlp_lib.data.vocab import Seq2SeqVocab, WordVocab
+    from nlp_lib.models import Seq2Seq, SequenceClassifier
+
+    d = tmp_path_factory.mktemp("bundles")
+    torch.manual_seed(0)
+    texts = ["jump twice", "walk left", "look"]
+    v = Seq2SeqVocab.build(texts)
+    s2s = Seq2Seq(
+        src_vocab_size=v.vocab_size, tgt_vocab_size=v.vocab_size, cell=GRUCell, embedding_size=4, hidden_size=4
+    )
+    words = WordVocab.build(" ".join(texts).split())
+    cls = SequenceClassifier(vocab_size=words.vocab_size, num_classes=2, cell=LSTMCell, embedding_size=4, hidden_size=3)
+    return {
+        "seq2seq": s2s.save(d / "s2s", tokenizer={"source": v, "target": v}),
+        "classifier": cls.save(d / "cls", tokenizer=words, labels=["a", "b"]),
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "args", "message"),
+    [
+        ("seq2seq", ["batch_size=abc"], "predict: batch_size: expected an integer, got 'abc'"),
+        ("seq2seq", ["batch_size=0"], "predict: batch_size: expected an integer >= 1, got '0'"),
+        ("seq2seq", ["beam_size=0"], "predict: beam_size: expected an integer >= 1"),
+        ("seq2seq", ["beam_size=-3"], "predict: beam_size: expected an integer >= 1"),
+        ("seq2seq", ["beam_size=2", "n_best=3"], "n_best (3) cannot exceed beam_size (2)"),
+        ("seq2seq", ["max_length=0"], "predict: max_length: expected an integer >= 1"),
+        ("seq2seq", ["max_length=-1"], "predict: max_length: expected an integer >= 1"),
+        ("seq2seq", ["length_penalty=nan"], "predict: length_penalty: expected a number, got 'nan'"),
+        ("seq2seq", ["length_penalty=.inf"], "predict: length_penalty: expected a finite number"),
+        ("seq2seq", ["output={tmp}"], "a directory; name a file to write"),
+        ("seq2seq", ["output={tmp}/no/such/file.txt"], "does not exist"),
+        ("classifier", ["batch_size=abc"], "predict: batch_size: expected an integer"),
+        ("classifier", ["beam_size=3"], "apply to seq2seq models only"),
+    ],
+)
+def test_predict_options_are_checked_before_anything_is_computed(bundles, tmp_path, kind, args, message):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    res = run_cli("predict", f"bundle={bundles[kind]}", *args, stdin="jump twice\n")
+    assert res.returncode == 2, res.stdout[-1000:]
+    assert message in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]
+
+
+def test_good_predict_options_still_work(bundles, tmp_path):
+    out = tmp_path / "hyps.txt"
+    res = run_cli(
+        "predict",
+        f"bundle={bundles['seq2seq']}",
+        "beam_size=3",
+        "n_best=2",
+        "max_length=5",
+        f"output={out}",
+        stdin="look\n",
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert len(out.read_text().splitlines()) == 2
