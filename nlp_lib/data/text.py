@@ -19,11 +19,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
 
+from nlp_lib.constraints import NonNegativeInt, PositiveInt, SentencePieceSize
 from nlp_lib.data.bad_input import (
     OnError,
     check_on_error,
@@ -305,6 +306,9 @@ class TextDataModule(SplitLoaders, pl.LightningDataModule):
         cache / cache_dir: The on-disk cache of the prepared data (see the module docstring).
     """
 
+    # the models this data trains, as nlp-lib names their kinds (checked before anything is read)
+    feeds: ClassVar[tuple[str, ...]] = ("sequence classifier",)
+
     def __init__(
         self,
         *,
@@ -313,15 +317,15 @@ class TextDataModule(SplitLoaders, pl.LightningDataModule):
         test_path: str | None = None,
         text_column: str = "text",
         label_column: str = "label",
-        vocab_size: int = 8000,
+        vocab_size: SentencePieceSize = 8000,
         val_fraction: float = 0.1,
-        batch_size: int = 32,
+        batch_size: PositiveInt = 32,
         eval_batch_size: int | None = None,
-        max_length: int = 256,
-        num_workers: int = 0,
+        max_length: PositiveInt = 256,
+        num_workers: NonNegativeInt = 0,
         seed: int = 0,
         on_error: OnError = "raise",
-        token_budget: int | None = None,
+        token_budget: PositiveInt | None = None,
         cache: bool = True,
         cache_dir: str | None = None,
     ) -> None:
