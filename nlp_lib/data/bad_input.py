@@ -77,7 +77,13 @@ def decode_line(raw: bytes) -> str:
 
 
 def report_skipped(
-    logger: logging.Logger, path: object, skipped: Sequence[tuple[int, str]], *, what: str = "line", at: str = "line"
+    logger: logging.Logger,
+    path: object,
+    skipped: Sequence[tuple[int, str]],
+    *,
+    what: str = "line",
+    at: str = "line",
+    lines: int | None = None,
 ) -> None:
     """Log one warning for the lines (or records) a reader skipped; nothing if there are none.
 
@@ -87,16 +93,23 @@ def report_skipped(
         skipped: ``(line number, problem)`` of each skipped line, in file order.
         what: What was skipped: ``"line"``, ``"record"``, ``"sentence"``, ``"pair"``.
         at: What the numbers count: ``"line"`` or ``"record"``.
+        lines: The physical lines the skipped records took, where a record can take several (a
+            CSV record with a quoted line break, a CoNLL-U sentence); the warning gives the count
+            (``skipped 1 bad record(s) (5 lines)``) unless it is one line each.
     """
     if not skipped:
         return
     shown = "; ".join(f"{at} {n}: {msg}" for n, msg in skipped[:SHOWN])
     more = f"; and {len(skipped) - SHOWN} more" if len(skipped) > SHOWN else ""
+    lost = ""
+    if lines is not None and lines != len(skipped):
+        lost = f" ({lines} line{'s' if lines != 1 else ''})"
     logger.warning(
-        "%s: skipped %d bad %s(s), the first at %s %d (%s%s)",
+        "%s: skipped %d bad %s(s)%s, the first at %s %d (%s%s)",
         path,
         len(skipped),
         what,
+        lost,
         at,
         skipped[0][0],
         shown,

@@ -1,23 +1,31 @@
-"""Labelled text from local JSONL / CSV / Parquet files, tokenised with sentencepiece.
+"""Labelled text from local JSONL / CSV / TSV / Parquet files, tokenised with sentencepiece.
 
-Files are read with Hugging Face ``datasets`` (``json``, ``csv`` or ``parquet`` by the file's
-extension; nothing downloaded). A path may be a glob (``data/train-*.jsonl``: the matching files in
-name order, read as one split). A sentencepiece model is trained on the training split's texts
-and saved with the run (``tokenizer.model``), so a trained model reads new text exactly as it was
-trained. The prepared data (ids, labels, the sentencepiece model) is kept in the on-disk cache
+JSONL and CSV/TSV files are parsed here, line by line (:mod:`json`, :mod:`csv`), so that every bad
+record is named by its line and ``on_error="skip"`` can leave out exactly the lines it spoils;
+Parquet files and Hub datasets (``hub:NAME@SPLIT``) are read with Hugging Face ``datasets``. A path
+may be a glob (``data/train-*.jsonl``: the matching files in name order, read as one split). A
+sentencepiece model is trained on the training split's texts and saved with the run
+(``tokenizer.model``), so a trained model reads new text exactly as it was trained. The prepared
+data (ids, labels, the sentencepiece model) is kept in the on-disk cache
 (:mod:`nlp_lib.data.cache`): a second run on the same files and options neither re-reads nor
 re-tokenises.
+
+Values: a text is a string that is not blank. A label is a string (not blank) or an integer; a JSON
+or Parquet ``true``/``false`` is the class ``"true"``/``"false"``, a float that is a whole number
+(``1.0``, as pandas writes integers beside missing values) is that integer, any other float is
+refused (a fraction is no class id: write the name as a string), NaN is a missing label, and an
+object or a list is refused. CSV fields are strings, as written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
-import tempfile
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -53,11 +61,12 @@ class LabelledText:
 
     Attributes:
         texts: The texts, in file order.
-        labels: The label of each text.
+        labels: The label of each text (a string or an integer; see the module docstring).
         lines: Where each record is: its first line (JSONL, CSV, TSV) or its 1-based record
-            number (Parquet), as ``at`` says.
+            number (Parquet, Hub), as ``at`` says.
         skipped: ``(line or record number, problem)`` of every record left out with ``on_error="skip"``.
         at: ``"line"`` or ``"record"``.
+        lines_skipped: The physical lines the skipped records took (a CSV record can take several).
     """
 
     texts: list[str]
@@ -65,6 +74,7 @@ class LabelledText:
     lines: list[int]
     skipped: list[tuple[int, str]] = field(default_factory=list)
     at: str = "line"
+    lines_skipped: int = 0
 
     def __iter__(self) -> Iterator[list[Any]]:
         yield self.texts
@@ -81,68 +91,66 @@ def record_error(path: str | Path, at: str, n: int, problem: str) -> DataError:
     return DataError(f"record {n}: {problem}", path=str(path))
 
 
+_MISSING = object()  # a column a record lacks
+
+Row = tuple[int, int, Any, Any]
+"""A record before its values are checked: ``(first line or record number, physical lines, text, label)``."""
+
+Bad = tuple[int, int, str]
+"""Lines that hold no record: ``(first line, physical lines, problem)``."""
+
+
 def read_labelled_text(
     path: str | Path, *, text_column: str = "text", label_column: str = "label", on_error: OnError = "raise"
 ) -> LabelledText:
-    """Texts and labels of a local JSONL, CSV (TSV) or Parquet file.
-
-    JSONL and CSV files are first checked line by line (UTF-8, JSON syntax, CSV field counts), so
-    that a bad line is named; the records are then loaded with ``datasets``.
+    """Texts and labels of a local JSONL, CSV (TSV) or Parquet file, or of a Hub dataset split.
 
     Args:
-        path: The file; its extension says the kind (``.jsonl``/``.json``, ``.csv``, ``.tsv``, ``.parquet``).
+        path: The file; its extension says the kind (``.jsonl``/``.json`` (one object a line),
+            ``.csv``, ``.tsv``, ``.parquet``). ``hub:NAME[:CONFIG]@SPLIT``: a Hugging Face dataset.
         text_column: Column holding the text.
         label_column: Column holding the label.
-        on_error: ``"raise"`` stops at the first bad line or record; ``"skip"`` leaves it out and
-            logs one warning at the end (file, count, first few).
+        on_error: ``"raise"`` stops at the first bad line or record (in file order); ``"skip"``
+            leaves it out and logs one warning at the end (file, count, physical lines lost, first few).
 
     Returns:
         A :class:`LabelledText` (``texts, labels = read_labelled_text(...)`` works).
 
     Raises:
         DataError: the file is missing, of an unknown kind, unreadable, lacks a column (the
-            message lists the file's columns) or holds no record (empty, or every one skipped); or
-            (``on_error="raise"``) a line is not valid UTF-8 (byte offset and bytes named), not
-            JSON or has too many CSV fields, or a record has an empty text or no label. The message
-            names the file and the line (JSONL/CSV) or record number (Parquet).
+            message lists the file's columns), its CSV header is broken, or it holds no record
+            (empty, or every one skipped); or (``on_error="raise"``) a line is not valid UTF-8 (byte
+            offset and bytes named), not a JSON object (or one with a key twice), a CSV record with
+            more or fewer fields than the header (a quoted field left open is named by the line it
+            opens on), or a record has an empty text, no label, or a value of the wrong kind (see
+            the module docstring). The message names the file and the line (JSONL/CSV) or record
+            number (Parquet, Hub).
         ValueError: ``on_error`` is neither ``"raise"`` nor ``"skip"``.
     """
-    import datasets
-
     check_on_error(on_error)
     if str(path).startswith(HUB_PREFIX):
         ds, p = _load_hub(str(path)), Path(str(path))
-        return _records(ds, p, None, [], text_column, label_column, on_error)
+        return _records(p, _dataset_rows(ds, p, text_column, label_column), [], text_column, label_column, on_error)
     p = regular_file(path)
     kind = _FORMATS.get(p.suffix.lower())
     if kind is None:
         raise DataError(f"unknown file kind '{p.suffix}': use .jsonl, .csv, .tsv or .parquet", path=str(p))
-    delimiter = "\t" if p.suffix.lower() == ".tsv" else ","
-    kwargs: dict[str, Any] = {"delimiter": delimiter} if kind == "csv" else {}
-    lines: list[int] | None = None
-    keep: bytes | None = None
-    skipped: list[tuple[int, str]] = []
-    if kind != "parquet":
-        check = _check_jsonl if kind == "json" else partial(_check_csv, delimiter=delimiter)
-        lines, skipped, keep = check(p)
-        if skipped and on_error == "raise":
-            raise DataError(skipped[0][1], path=str(p), line=skipped[0][0])
-        if not lines:
-            raise no_records(p, "records", skipped)
-    datasets.disable_progress_bars()
-    try:
-        if not skipped:
-            ds = datasets.load_dataset(kind, data_files=str(p), split="train", **kwargs)
-        else:  # load the good lines only, as the same kind of file, without filling the cache
-            with tempfile.TemporaryDirectory() as tmp:
-                good = Path(tmp) / p.name
-                good.write_bytes(keep or b"")
-                ds = datasets.load_dataset(
-                    kind, data_files=str(good), split="train", cache_dir=tmp, keep_in_memory=True, **kwargs
-                )
-    except Exception as e:  # datasets wraps parser errors in several types
-        raise DataError(f"cannot read it as {kind}: {_first_line(e)}", path=str(p)) from None
-    return _records(ds, p, lines, skipped, text_column, label_column, on_error)
+    if kind == "json":
+        columns, rows, bad = _read_jsonl(p, text_column, label_column)
+    elif kind == "csv":
+        columns, rows, bad = _read_csv(p, "\t" if p.suffix.lower() == ".tsv" else ",", text_column, label_column)
+    else:
+        import datasets
+
+        datasets.disable_progress_bars()
+        try:
+            ds = datasets.load_dataset("parquet", data_files=str(p), split="train")
+        except Exception as e:  # datasets wraps parser errors in several types
+            raise DataError(f"cannot read it as parquet: {_first_line(e)}", path=str(p)) from None
+        return _records(p, _dataset_rows(ds, p, text_column, label_column), [], text_column, label_column, on_error)
+    if rows and kind == "json":  # a key no object has is a wrong column name, not records without it
+        _check_columns(p, columns, text_column, label_column)
+    return _records(p, rows, bad, text_column, label_column, on_error, at="line")
 
 
 HUB_PREFIX = "hub:"
@@ -170,111 +178,298 @@ def _load_hub(spec: str) -> Any:
         raise DataError(f"cannot load the Hugging Face dataset split: {_first_line(e)}", path=spec) from None
 
 
-def _records(
-    ds: Any,
-    p: Path,
-    lines: list[int] | None,
-    skipped: list[tuple[int, str]],
-    text_column: str,
-    label_column: str,
-    on_error: OnError,
-) -> LabelledText:
-    """Check the columns and every record of a loaded dataset (file or Hub)."""
+def _check_columns(p: Path, columns: Sequence[str], text_column: str, label_column: str) -> None:
     for col, key in ((text_column, "text_column"), (label_column, "label_column")):
-        if col not in ds.column_names:
-            raise DataError(f"no column '{col}' ({key}); the file's columns: {', '.join(ds.column_names)}", path=str(p))
-    at = "line"
-    if lines is None or len(lines) != len(ds):  # Parquet, or datasets split the rows otherwise
-        lines, at = list(range(1, len(ds) + 1)), "record"
-    out = LabelledText([], [], [], skipped, at)
+        if col not in columns:
+            raise DataError(f"no column '{col}' ({key}); the file's columns: {', '.join(columns)}", path=str(p))
+
+
+def _dataset_rows(ds: Any, p: Path, text_column: str, label_column: str) -> list[Row]:
+    """The records of a loaded dataset (Parquet, Hub), numbered from 1."""
+    _check_columns(p, ds.column_names, text_column, label_column)
     values = ds[label_column]
     feature = ds.features.get(label_column)
     if hasattr(feature, "int2str"):  # a ClassLabel column (Hub datasets): its names, not its ids
         values = [None if y is None else feature.int2str(y) for y in values]
-    for n, t, y in zip(lines, ds[text_column], values, strict=True):
-        problem = ""
-        if not isinstance(t, str) or not t.strip():
-            problem = f"empty or missing '{text_column}'"
-        elif y is None:
-            problem = f"missing '{label_column}'"
-        if problem:
-            if on_error == "raise":
-                raise record_error(p, at, n, problem)
-            out.skipped.append((n, problem))
+    return [(n, 1, t, y) for n, (t, y) in enumerate(zip(ds[text_column], values, strict=True), 1)]
+
+
+def _records(
+    p: Path,
+    rows: list[Row],
+    bad: list[Bad],
+    text_column: str,
+    label_column: str,
+    on_error: OnError,
+    at: str = "record",
+) -> LabelledText:
+    """Check every record's text and label; raise at the first problem in file order, or skip and report.
+
+    ``at``: what the numbers of ``rows`` and ``bad`` count, ``"line"`` or ``"record"``.
+    """
+    out = LabelledText([], [], [], [], at)
+    problems = list(bad)
+    for n, span, t, y in rows:
+        problem = _text_problem(t, text_column)
+        label, label_problem = _label(y, label_column)
+        if problem or label_problem:
+            problems.append((n, span, problem or label_problem))
             continue
         out.texts.append(t)
-        out.labels.append(y)
+        out.labels.append(label)
         out.lines.append(n)
-    out.skipped.sort()
-    report_skipped(log, p, out.skipped, what=at, at=at)
+    problems.sort()
+    if problems and on_error == "raise":
+        raise record_error(p, at, problems[0][0], problems[0][2])
+    out.skipped = [(n, problem) for n, _, problem in problems]
+    out.lines_skipped = sum(span for _, span, _ in problems)
+    what = at if out.lines_skipped == len(problems) else "record"
+    report_skipped(log, p, out.skipped, what=what, at=at, lines=out.lines_skipped if at == "line" else None)
     if not out.texts:
-        raise no_records(p, "records", out.skipped, unit=at, at=at)
+        raise no_records(p, "records", out.skipped, unit=what, at=at)
     return out
 
 
-def _check_jsonl(p: Path) -> tuple[list[int], list[tuple[int, str]], bytes]:
-    """Line numbers of the records, bad lines, and the file's good lines."""
-    lines: list[int] = []
-    bad: list[tuple[int, str]] = []
-    good: list[bytes] = []
+def _text_problem(t: Any, column: str) -> str:
+    if t is _MISSING or t is None or (isinstance(t, str) and not t.strip()):
+        return f"empty or missing '{column}'"
+    if not isinstance(t, str):
+        return f"'{column}' must be a string, found {_describe(t)}"
+    return ""
+
+
+def _label(y: Any, column: str) -> tuple[Any, str]:
+    """The label a value stands for (see the module docstring), or the problem with it."""
+    if y is _MISSING or y is None or (isinstance(y, str) and not y.strip()):
+        return None, f"empty or missing '{column}'"
+    if isinstance(y, str):
+        return y, ""
+    if isinstance(y, bool):  # before int: True is an int
+        return ("true" if y else "false"), ""
+    if isinstance(y, int):
+        return y, ""
+    if isinstance(y, float):
+        if math.isnan(y):
+            return None, f"empty or missing '{column}' (NaN)"
+        if y.is_integer():
+            return int(y), ""
+        return None, (
+            f"'{column}' is the number {y!r}, which is no class id: a label is a string or an integer "
+            f'(write "{y}" to use it as a class name)'
+        )
+    return None, f"'{column}' must be a string or an integer, found {_describe(y)}"
+
+
+def _describe(v: Any) -> str:
+    if isinstance(v, bool):
+        kind = "a boolean"
+    elif isinstance(v, int | float):
+        kind = "a number"
+    elif isinstance(v, dict):
+        kind = "an object"
+    elif isinstance(v, list | tuple):
+        kind = "a list"
+    else:
+        kind = f"a {type(v).__name__}"
+    try:
+        shown = json.dumps(v, ensure_ascii=False, default=str)
+    except ValueError:  # a circular structure (not from JSON)
+        shown = repr(v)
+    return f"{kind} ({shown[:40]}{'...' if len(shown) > 40 else ''})"
+
+
+# ---- JSONL ------------------------------------------------------------------------------------
+
+
+def _read_jsonl(p: Path, text_column: str, label_column: str) -> tuple[list[str], list[Row], list[Bad]]:
+    """The keys seen (first-seen order), the records, and the lines that are no JSON object."""
+    columns: dict[str, None] = {}
+    rows: list[Row] = []
+    bad: list[Bad] = []
     with p.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
                 line = decode_line(raw)
+                if lineno == 1:
+                    line = line.removeprefix("\ufeff")  # a byte-order mark
                 if not line.strip():
                     continue
-                try:
-                    record = json.loads(line)
-                except ValueError as e:
-                    raise DataError(f"not valid JSON ({e})") from None
-                if not isinstance(record, dict):
-                    raise DataError(f"expected a JSON object {{...}} a line, found {type(record).__name__}")
+                record = _json_object(line)
             except DataError as e:
-                bad.append((lineno, str(e)))
+                bad.append((lineno, 1, str(e)))
                 continue
-            lines.append(lineno)
-            good.append(raw if raw.endswith(b"\n") else raw + b"\n")
-    return lines, bad, b"".join(good)
+            columns.update(dict.fromkeys(record))
+            rows.append((lineno, 1, record.get(text_column, _MISSING), record.get(label_column, _MISSING)))
+    return list(columns), rows, bad
 
 
-def _check_csv(p: Path, delimiter: str) -> tuple[list[int], list[tuple[int, str]], bytes]:
-    """First line of each record, bad lines (or records), and the header with the good records."""
-    bad: list[tuple[int, str]] = []
-    kept: list[tuple[int, bytes, str]] = []  # (line number, raw, text) of the decodable lines
+def _json_object(line: str) -> dict[str, Any]:
+    try:
+        record = json.loads(line, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise DataError("not valid JSON (nested too deeply)") from None
+    except ValueError as e:
+        raise DataError(f"not valid JSON ({e})") from None
+    if not isinstance(record, dict):
+        raise DataError(f"expected a JSON object {{...}} a line, found {type(record).__name__}")
+    return record
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise DataError(f"the key {key!r} appears twice in one object: which value is meant is ambiguous")
+    return out
+
+
+# ---- CSV / TSV --------------------------------------------------------------------------------
+
+
+def _read_csv(p: Path, delimiter: str, text_column: str, label_column: str) -> tuple[list[str], list[Row], list[Bad]]:
+    """The header, the records (each from its first line, with the lines it takes) and the bad lines."""
+    texts: list[str] = []  # the decodable lines, with their line numbers
+    numbers: list[int] = []
+    bad: list[Bad] = []
     with p.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
-                kept.append((lineno, raw, decode_line(raw)))
+                text = decode_line(raw)
             except DataError as e:
-                if not kept:
+                if not texts:
                     raise DataError(f"the header {e}", path=str(p), line=lineno) from None
-                bad.append((lineno, str(e)))
-    reader = csv.reader((text for _, _, text in kept), delimiter=delimiter)
+                bad.append((lineno, 1, str(e)))
+                continue
+            texts.append(text.removeprefix("\ufeff") if lineno == 1 else text)  # a byte-order mark
+            numbers.append(lineno)
     header: list[str] | None = None
-    lines: list[int] = []
-    good: list[bytes] = []
-    while True:
-        first = reader.line_num  # lines of `kept` consumed so far
-        try:
-            row = next(reader)
-        except StopIteration:
+    where: tuple[int, int] = (0, 0)
+    rows: list[Row] = []
+    with _field_limit(sum(map(len, texts))):  # a field may be as long as the file
+        for i, j, fields, problem in _csv_records(texts, numbers, delimiter):
+            first = numbers[i]
+            if header is None:
+                if problem:
+                    raise DataError(f"the header: {problem}", path=str(p), line=first)
+                header, where = fields, _columns_of(fields, p, first, text_column, label_column)
+                continue
+            if not problem and len(fields) != len(header):  # too many fields, or too few
+                count = f"{len(fields)} field" + ("s" if len(fields) != 1 else "")
+                problem = f"{count}, but the header has {len(header)} ({', '.join(header)})"
+                if j - i > 1:
+                    problem += _spans(texts[i:j], numbers[i:j], delimiter)
+            if problem:
+                bad.append((first, j - i, problem))
+                continue
+            rows.append((first, j - i, fields[where[0]], fields[where[1]]))
+    return header or [], rows, bad
+
+
+def _columns_of(header: list[str], p: Path, line: int, text_column: str, label_column: str) -> tuple[int, int]:
+    """Where the text and label columns are in the header; a column named twice is ambiguous."""
+    _check_columns(p, header, text_column, label_column)
+    for col in (text_column, label_column):
+        if header.count(col) > 1:
+            at = " and ".join(str(k + 1) for k, c in enumerate(header) if c == col)
+            raise DataError(
+                f"the header names the column '{col}' twice (fields {at}): which is meant?", path=str(p), line=line
+            )
+    return header.index(text_column), header.index(label_column)
+
+
+def _csv_records(texts: list[str], numbers: list[int], delimiter: str) -> Iterator[tuple[int, int, list[str], str]]:
+    """``(first, end, fields, problem)`` of every record: ``texts[first:end]`` are its lines
+    (``numbers``: their line numbers).
+
+    A quoted field still open at the end of the file is a quote left open: that record (up to the
+    line the quote opens on) is bad, and reading starts again on the next line, so the records
+    after it are not swallowed.
+    """
+    start = 0
+    while start < len(texts):
+        reader = csv.reader(texts[start:] if start else texts, delimiter=delimiter)
+        while True:
+            i = start + reader.line_num
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                yield i, start + reader.line_num, [], _csv_problem(e)
+                continue
+            j = start + reader.line_num
+            if not fields:  # a blank line
+                continue
+            opened = _open_quote(texts[i:j], delimiter) if j == len(texts) else None
+            if opened is None:
+                yield i, j, fields, ""
+                continue
+            k, col = opened
+            problem = f"the quoted field opened on line {numbers[i + k]} (column {col + 1}) is never closed"
+            yield i, i + k + 1, [], f"{problem}: its '\"' runs to the end of the file"
+            start = i + k + 1  # read again after the line the quote opens on
             break
-        except csv.Error as e:
-            raise DataError(f"not valid CSV ({e})", path=str(p), line=kept[first][0]) from None
-        if not row:
-            continue
-        raws = [raw for _, raw, _ in kept[first : reader.line_num]]
-        if header is None:
-            header = row
-            good.extend(raws)
-            continue
-        if len(row) != len(header):  # too many fields, or too few (the record would lack a column)
-            fields = f"{len(row)} field" + ("s" if len(row) != 1 else "")
-            bad.append((kept[first][0], f"{fields}, but the header has {len(header)} ({', '.join(header)})"))
-            continue
-        lines.append(kept[first][0])
-        good.extend(raws)
-    return lines, sorted(bad), b"".join(g if g.endswith(b"\n") else g + b"\n" for g in good)
+
+
+def _csv_problem(e: csv.Error) -> str:
+    if "new-line character" in str(e):
+        return "a carriage return (\\r) inside an unquoted field (quote the field, or end lines with \\n)"
+    return f"not valid CSV ({e})"
+
+
+def _quotes(lines: Sequence[str], delimiter: str) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """In a record's lines, read as :mod:`csv` reads them: where the first quoted field that spans
+    a line break opens, and where a quoted field still open at the end opens (``(line index, column)``)."""
+    spanning = opened = None
+    quoted = False
+    for k, line in enumerate(lines):
+        pos, start_of_field = 0, True
+        while pos < len(line):
+            if quoted:
+                q = line.find('"', pos)
+                if q < 0:
+                    break
+                if line.startswith('"', q + 1):  # "" inside quotes: a literal quote
+                    pos = q + 2
+                    continue
+                quoted, pos, start_of_field = False, q + 1, False  # closed; the field goes on unquoted
+            elif start_of_field and line[pos] == '"':
+                quoted, opened, pos = True, (k, pos), pos + 1
+            else:  # unquoted: a quote is literal, up to the next delimiter
+                d = line.find(delimiter, pos)
+                if d < 0:
+                    break
+                pos, start_of_field = d + 1, True
+        if quoted and spanning is None:
+            spanning = opened
+    return spanning, (opened if quoted else None)
+
+
+def _open_quote(lines: Sequence[str], delimiter: str) -> tuple[int, int] | None:
+    return _quotes(lines, delimiter)[1]
+
+
+def _spans(lines: Sequence[str], numbers: Sequence[int], delimiter: str) -> str:
+    """Why a malformed record takes several lines: the quoted field that spans them."""
+    spanning = _quotes(lines, delimiter)[0]
+    where = (
+        f"the quoted field opened on line {numbers[spanning[0]]} (column {spanning[1] + 1})"
+        if spanning
+        else "a quoted field"
+    )
+    return f"; the record runs over lines {numbers[0]}-{numbers[-1]}: {where} holds line breaks (a '\"' left open?)"
+
+
+@contextlib.contextmanager
+def _field_limit(n: int) -> Iterator[None]:
+    """Let :mod:`csv` read fields of up to ``n`` characters (its default limit is 131,072)."""
+    old = csv.field_size_limit()
+    csv.field_size_limit(max(old, n + 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
 
 
 def _first_line(e: Exception) -> str:

@@ -603,3 +603,154 @@ def test_tree_data_module_refuses_labels_out_of_range_from_a_custom_loader() -> 
     with pytest.raises(DataError) as e:
         TreeDataModule(load=load((1, 0, 1), (3, 0, 2)), num_classes=3, cache=False).prepare()
     assert str(e.value) == "split 'train', tree 2: label 3 is outside the 3 classes 0..2 (data.num_classes=3)"
+
+
+# ---- JSONL: one object a line, unique keys, scalar values ---------------------------------------
+
+JSONL_BAD = [
+    (
+        '{"text": "meh", "label": "pos", "label": "neg"}',
+        "the key 'label' appears twice in one object: which value is meant is ambiguous",
+    ),
+    ('{"text": "meh", "label": {"x": 1}}', """'label' must be a string or an integer, found an object ({"x": 1})"""),
+    ('{"text": "meh", "label": ["pos"]}', """'label' must be a string or an integer, found a list (["pos"])"""),
+    (
+        '{"text": "meh", "label": 0.5}',
+        """'label' is the number 0.5, which is no class id: a label is a string or an integer """
+        """(write "0.5" to use it as a class name)""",
+    ),
+    ('{"text": "meh", "label": NaN}', "empty or missing 'label' (NaN)"),
+    ('{"text": "meh", "label": ""}', "empty or missing 'label'"),
+    ('{"text": 42, "label": "pos"}', "'text' must be a string, found a number (42)"),
+    ('{"text": ["a", "b"], "label": "pos"}', """'text' must be a string, found a list (["a", "b"])"""),
+    ("[[[[" * 300 + "]]]]" * 300, "not valid JSON (nested too deeply)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    JSONL_BAD,
+    ids=[
+        "duplicate_key",
+        "dict_label",
+        "list_label",
+        "fraction",
+        "nan",
+        "empty_label",
+        "int_text",
+        "list_text",
+        "deep",
+    ],
+)
+def test_jsonl_bad_value_is_named_by_line_and_skipped(
+    line: str, problem: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    r = READERS[4]
+    p = r.write(tmp_path / "t.jsonl", _layout(r, line + "\n")[0])
+    log = _raises_then_skips(
+        p, f"{p}:2: {problem}", [list(x) for x in zip(*r.expected, strict=True)], [1, 3, 4], caplog
+    )
+    assert f"{p}: skipped 1 bad line(s), the first at line 2 (line 2: {problem})" in log
+
+
+def test_jsonl_scalar_labels_are_read_deliberately(tmp_path: Path) -> None:
+    p = tmp_path / "t.jsonl"
+    rows = [("a", True), ("b", False), ("c", 1.0), ("d", 1), ("e", "1"), ("f", 2**70), ("g", -3)]
+    p.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows))
+    got = read_labelled_text(p)
+    assert got.labels == ["true", "false", 1, 1, "1", 2**70, -3]  # 1.0 and 1 are one class; a bool is its JSON name
+    assert got.lines == list(range(1, 8))
+
+
+def test_jsonl_first_bad_line_in_file_order(tmp_path: Path) -> None:
+    p = tmp_path / "t.jsonl"
+    p.write_text('{"label": "pos"}\n{oops\n{"text": "good", "label": "pos"}\n')
+    with pytest.raises(DataError) as e:
+        read_labelled_text(p)
+    assert str(e.value) == f"{p}:1: empty or missing 'text'"  # not line 2, though its JSON is checked first
+
+
+def test_jsonl_byte_order_mark_is_not_part_of_the_first_record(tmp_path: Path) -> None:
+    p = tmp_path / "t.jsonl"
+    p.write_bytes(b'\xef\xbb\xbf{"text": "good", "label": "pos"}\n{"text": "bad", "label": "neg"}\n')
+    assert list(read_labelled_text(p)) == [["good", "bad"], ["pos", "neg"]]
+
+
+# ---- CSV / TSV: records as the csv module reads them, quotes left open named ---------------------
+
+
+def test_csv_unclosed_quote_is_named_where_it_opens_and_swallows_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text('text,label\ngood film,pos\n"bad film,neg\nok,pos\nfine,neg\nnice,pos\n')
+    problem = "the quoted field opened on line 3 (column 1) is never closed: its '\"' runs to the end of the file"
+    kept = [["good film", "ok", "fine", "nice"], ["pos", "pos", "neg", "pos"]]
+    log = _raises_then_skips(p, f"{p}:3: {problem}", kept, [2, 4, 5, 6], caplog)
+    assert f"{p}: skipped 1 bad line(s), the first at line 3 (line 3: {problem})" in log
+
+
+def test_csv_quote_closed_lines_later_counts_every_line_lost(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    p = tmp_path / "t.tsv"
+    p.write_text('text\tlabel\ngood film\tpos\n"bad film\tneg\nok\tpos\nfine"\tneg\tx\nnice\tpos\n')
+    problem = (
+        "3 fields, but the header has 2 (text, label); the record runs over lines 3-5: the quoted field opened "
+        "on line 3 (column 1) holds line breaks (a '\"' left open?)"
+    )
+    log = _raises_then_skips(p, f"{p}:3: {problem}", [["good film", "nice"], ["pos", "pos"]], [2, 6], caplog)
+    assert f"{p}: skipped 1 bad record(s) (3 lines), the first at line 3 (line 3: {problem})" in log
+    got = read_labelled_text(p, on_error="skip")
+    assert got.skipped == [(3, problem)] and got.lines_skipped == 3
+
+
+def test_csv_header_with_an_unclosed_quote(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text('text,"label\ngood,pos\nbad,neg\n')
+    with pytest.raises(DataError) as e:
+        read_labelled_text(p, on_error="skip")
+    assert str(e.value) == (
+        f"{p}:1: the header: the quoted field opened on line 1 (column 6) is never closed: "
+        "its '\"' runs to the end of the file"
+    )
+
+
+def test_csv_fields_are_strings_as_written(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text("text,label\nNA,pos\nnull,neg\n5,1.0\nNone,007\n")  # pandas read these as missing or numbers
+    assert list(read_labelled_text(p)) == [["NA", "null", "5", "None"], ["pos", "neg", "1.0", "007"]]
+    p.write_text("text,label\ngood,99999999999999999999999\nbad,1\n")  # too big for an Arrow column
+    assert read_labelled_text(p).labels == ["99999999999999999999999", "1"]
+
+
+def test_csv_carriage_return_in_an_unquoted_field_is_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    p = tmp_path / "t.csv"
+    p.write_bytes(b'text,label\ngood,pos\nba\rd,neg\n"fi\rne",pos\n')
+    problem = "a carriage return (\\r) inside an unquoted field (quote the field, or end lines with \\n)"
+    _raises_then_skips(p, f"{p}:3: {problem}", [["good", "fi\rne"], ["pos", "pos"]], [2, 4], caplog)
+
+
+def test_csv_byte_order_mark_and_a_column_named_twice(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    p.write_bytes(b"\xef\xbb\xbftext,label\ngood,pos\nbad,neg\n")
+    assert list(read_labelled_text(p)) == [["good", "bad"], ["pos", "neg"]]
+    p.write_text("text,label,label\ngood,pos,neg\n")
+    with pytest.raises(DataError) as e:
+        read_labelled_text(p)
+    assert str(e.value) == f"{p}:1: the header names the column 'label' twice (fields 2 and 3): which is meant?"
+
+
+def test_text_data_module_labels_from_a_dict_never_become_classes(tmp_path: Path) -> None:
+    from nlp_lib.data.text import TextDataModule
+
+    rows = [json.dumps({"text": f"film {i}", "label": y}) + "\n" for i in range(10) for y in ("pos", "neg")]
+    (tmp_path / "t.jsonl").write_text("".join(rows) + '{"text": "odd", "label": {"x": 1}}\n')
+    (tmp_path / "v.jsonl").write_text("".join(rows[:4]))
+    dm = TextDataModule(
+        train_path=str(tmp_path / "t.jsonl"),
+        val_path=str(tmp_path / "v.jsonl"),
+        vocab_size=30,
+        cache=False,
+        on_error="skip",
+    )
+    dm.prepare()
+    assert dm.label_names == ["neg", "pos"] and len(dm.splits["train"]) == 20

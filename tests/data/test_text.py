@@ -24,7 +24,7 @@ def test_reads_jsonl_and_csv(tmp_path):
     csv = tmp_path / "a.csv"
     csv.write_text('review,stars\n"good, very good",5\nbad,1\n')
     texts, labels = read_labelled_text(csv, text_column="review", label_column="stars")
-    assert texts == ["good, very good", "bad"] and labels == [5, 1]
+    assert texts == ["good, very good", "bad"] and labels == ["5", "1"]  # CSV fields are strings, as written
 
 
 def test_bad_files_name_file_column_and_line(tmp_path):
