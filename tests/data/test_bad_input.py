@@ -754,3 +754,26 @@ def test_text_data_module_labels_from_a_dict_never_become_classes(tmp_path: Path
     )
     dm.prepare()
     assert dm.label_names == ["neg", "pos"] and len(dm.splits["train"]) == 20
+
+
+# ---- SCAN: a long line is read in linear time ---------------------------------------------------
+
+
+def test_scan_long_run_of_spaces_is_read_in_linear_time(tmp_path: Path) -> None:
+    import signal
+
+    p = tmp_path / "t.txt"
+    p.write_text("IN: walk" + " " * 300_000 + "x\nIN: walk OUT: I_WALK\n")  # the old regular expression: minutes
+
+    def too_slow(signum: int, frame: Any) -> None:
+        raise TimeoutError("reading one line of 300,000 spaces took over 10 s")
+
+    old = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(10)
+    try:
+        with pytest.raises(DataError, match=r"t\.txt:1: expected 'IN: <command> OUT: <actions>'"):
+            read_scan(p)
+        assert read_scan(p, on_error="skip") == [("walk", "I_WALK")]
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
