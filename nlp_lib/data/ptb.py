@@ -138,7 +138,8 @@ def read_conllu(path: str | Path, *, on_error: OnError = "raise") -> list[Depend
         path: The file.
         on_error: ``"raise"`` stops at the first bad line; ``"skip"`` leaves out every sentence
             with a bad line (not UTF-8, not 10 columns, bad IDs or HEADs, not one tree) and logs
-            one warning at the end (file, count, first bad lines).
+            one warning at the end (file, count of sentences and of the lines they take, first bad
+            lines).
 
     Raises:
         DataError: The file does not exist or holds no sentence (empty, or every one skipped), or
@@ -152,8 +153,9 @@ def read_conllu(path: str | Path, *, on_error: OnError = "raise") -> list[Depend
     # Undecodable bytes become lone surrogates, which parse_conllu reports (or skips) by line.
     text = p.read_bytes().decode("utf-8", errors="surrogateescape")
     skipped: list[tuple[int, str]] = []
-    out = list(parse_conllu(text.split("\n"), source=str(p), on_error=on_error, skipped=skipped))
-    report_skipped(log, p, skipped, what="sentence")
+    lines: list[int] = []
+    out = list(parse_conllu(text.split("\n"), source=str(p), on_error=on_error, skipped=skipped, skipped_lines=lines))
+    report_skipped(log, p, skipped, what="sentence", lines=sum(lines))
     if not out:
         raise no_records(p, "sentences", skipped, unit="sentence")
     return out

@@ -62,6 +62,7 @@ def parse_conllu(
     *,
     on_error: Literal["raise", "skip"] = "raise",
     skipped: list[tuple[int, str]] | None = None,
+    skipped_lines: list[int] | None = None,
 ) -> Iterator[DependencyTree]:
     """Parse CoNLL-U lines into dependency trees, one per sentence.
 
@@ -73,6 +74,8 @@ def parse_conllu(
             sentence holding it (a tree cannot be built without one of its words).
         skipped: With ``on_error="skip"``, ``(line number, problem)`` of each sentence left out
             (the line is its first bad line) is appended here.
+        skipped_lines: With ``on_error="skip"``, the number of lines (comments included) of each
+            sentence left out is appended here, in the order of ``skipped``.
 
     Raises:
         TreeFormatError: naming ``source`` and the line: a line without 10 columns, an ID or HEAD
@@ -86,12 +89,18 @@ def parse_conllu(
     rows: list[tuple[int, list[str]]] = []
     comments: dict[str, str] = {}
     start = 1
+    last = 0  # the current sentence's last line
     bad: tuple[int, str] | None = None  # the current sentence's first bad line (on_error="skip")
+
+    def leave_out(entry: tuple[int, str]) -> None:
+        if skipped is not None:
+            skipped.append(entry)
+        if skipped_lines is not None:
+            skipped_lines.append(last - start + 1)
 
     def finish() -> Iterator[DependencyTree]:
         if bad is not None:
-            if skipped is not None:
-                skipped.append(bad)
+            leave_out(bad)
             return
         if not rows:
             return
@@ -100,8 +109,7 @@ def parse_conllu(
         except TreeFormatError as e:
             if on_error == "raise":
                 raise
-            if skipped is not None:
-                skipped.append((e.line or start, _problem(e)))
+            leave_out((e.line or start, _problem(e)))
 
     for lineno, raw in enumerate(lines, 1):
         line = raw.rstrip("\n").rstrip("\r")
@@ -109,6 +117,7 @@ def parse_conllu(
             yield from finish()
             rows, comments, start, bad = [], {}, lineno + 1, None
             continue
+        last = lineno
         if bad is not None:
             continue  # the rest of a sentence already skipped
         try:

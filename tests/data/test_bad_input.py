@@ -777,3 +777,12 @@ def test_scan_long_run_of_spaces_is_read_in_linear_time(tmp_path: Path) -> None:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+def test_conllu_skipped_sentence_counts_its_lines(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    p = tmp_path / "t.conllu"
+    bad = "# sent_id = 2\n1\tcats\tcat\tNOUN\t_\t_\t2\tnsubj\t_\n2\tsleep\tsleep\tVERB\t_\t_\t0\troot\t_\t_\n\n"
+    p.write_text(CONLLU_GOOD + "\n" + bad + CONLLU_OTHER)
+    with caplog.at_level(logging.WARNING, logger="nlp_lib.data.ptb"):
+        assert [d.sentence() for d in read_conllu(p, on_error="skip")] == [["dogs", "bark"], ["cats", "sleep"]]
+    assert f"{p}: skipped 1 bad sentence(s) (3 lines), the first at line 5 (line 5: expected 10" in caplog.text
