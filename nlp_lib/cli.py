@@ -428,6 +428,7 @@ def _hold_run_dir(run_dir: Path) -> Iterator[None]:
     finally:
         owner.unlink(missing_ok=True)
         lock.release()
+        (run_dir / _LOCK_NAME).unlink(missing_ok=True)  # the run's files only, once it is over
 
 
 def _train_in(cfg: Any, run_dir: Path, *, resume: bool, start: float) -> dict[str, Any]:

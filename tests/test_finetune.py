@@ -135,7 +135,7 @@ def test_freeze_encoder_steps_must_be_a_step_count(tmp_path):
     cfg = compose(
         "text_classifier", [f"data.train_path={rows}", f"run_dir={tmp_path / 'r'}", "freeze_encoder_steps=-3"]
     )
-    with pytest.raises(ConfigError, match="freeze_encoder_steps: must be a whole number of steps >= 0, got -3"):
+    with pytest.raises(ConfigError, match="freeze_encoder_steps: expected an integer >= 0, got -3"):
         train(cfg)
 
 
