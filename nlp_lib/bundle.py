@@ -17,7 +17,6 @@ labels, so ``model.predict([...])`` works on raw inputs.
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import os
 import stat
@@ -374,15 +373,6 @@ def _build(node: Any, where: str, allowed: trust_mod.Trust, key: str = "") -> An
         return target(**kwargs)
     except (TypeError, ValueError) as e:
         raise BundleError(f"{where}: {key or 'the top level'}: cannot build {node['_target_']}: {e}") from None
-
-
-def _import(path: str, where: str) -> Any:
-    """The object a dotted name refers to (for names the caller has already decided to trust)."""
-    module, _, name = str(path).rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        raise BundleError(f"{where}: cannot import {path!r} (is the package that defines it installed?)") from None
 
 
 def _check_inputs(inputs: Any, what: str) -> None:

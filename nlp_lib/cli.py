@@ -142,22 +142,19 @@ def _instantiate(node: Any, key: str, **kwargs: Any) -> Any:
 
 def _model_kind(target: Any) -> str | None:
     """What a model class is for, as the recipes' data and tasks see it (``None``: a class we do not know)."""
-    from nlp_lib.bundle import _import
     from nlp_lib.models import Seq2Seq, SequenceClassifier, SequenceTagger, TreeClassifier
+    from nlp_lib.schema import returned_class
 
     if not isinstance(target, str) or not target:
         return None
-    try:
-        cls = _import(target, "model")
-    except NlpLibError:  # a user's class that does not import here: no check (building it will say)
-        return None
+    cls = returned_class(target)  # None for a user's class that does not import here: building it will say
     kinds = [
         (TreeClassifier, "tree classifier"),
         (Seq2Seq, "seq2seq model"),
         (SequenceTagger, "sequence tagger"),
         (SequenceClassifier, "sequence classifier"),
     ]
-    return next((kind for base, kind in kinds if isinstance(cls, type) and issubclass(cls, base)), None)
+    return next((kind for base, kind in kinds if cls is not None and issubclass(cls, base)), None)
 
 
 def _check_init_from_kind(cfg: Any, source: Any) -> None:
@@ -541,9 +538,7 @@ def _train_in(cfg: Any, run_dir: Path, *, resume: bool, start: float) -> dict[st
         dirpath=run_dir / "checkpoints", filename="last", every_n_epochs=1, save_top_k=1, enable_version_counter=False
     )
     callbacks = [checkpoint, last_per_epoch, LearningRateMonitor(logging_interval="epoch")]
-    freeze = cfg.get("freeze_encoder_steps") or 0
-    if not isinstance(freeze, int) or isinstance(freeze, bool) or freeze < 0:
-        raise ConfigError(f"freeze_encoder_steps: must be a whole number of steps >= 0, got {freeze!r}")
+    freeze = int(cfg.get("freeze_encoder_steps") or 0)  # checked by check_run_config
     if freeze:
         from nlp_lib.tasks.freeze import FreezeEncoder
 
@@ -559,15 +554,12 @@ def _train_in(cfg: Any, run_dir: Path, *, resume: bool, start: float) -> dict[st
                 enable_version_counter=False,
             )
         )
-    kind = str(cfg.get("logger", "tensorboard"))
-    if kind == "tensorboard":
-        logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
-    elif kind == "csv":
+    if str(cfg.get("logger", "tensorboard")) == "csv":  # tensorboard | csv, checked by check_run_config
         from pytorch_lightning.loggers import CSVLogger
 
         logger = CSVLogger(save_dir=str(run_dir), name="csv", version="")
     else:
-        raise ConfigError(f"logger: must be tensorboard or csv, got {kind!r}")
+        logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
     trainer = _instantiate(
         cfg.trainer,
         "trainer",
@@ -668,7 +660,6 @@ def _fail(e: BaseException) -> int:
 
 def _resume_command(run_dir: str, rest: list[str]) -> int:
     """``nlp-lib train resume=<run dir>``: continue that run from ``checkpoints/last.ckpt``."""
-    from omegaconf import OmegaConf
 
     d = Path(run_dir)
     try:
@@ -690,7 +681,8 @@ def _resume_command(run_dir: str, rest: list[str]) -> int:
             )
             return 0
         trusted = _trust_options(opts)
-        cfg = OmegaConf.create(_read_run_config(d, **trusted))
+        cfg = _read_run_config(d)
+        _check_run_targets(cfg, d, **trusted)
         # what this command line trusts, not what the (possibly handed-over) config.yaml says
         cfg.trust_code, cfg.trust = trusted["trust_code"], list(trusted["trust"])
         cfg.run_dir = str(d.resolve())
@@ -942,24 +934,26 @@ def _trust_options(opts: dict[str, str]) -> dict[str, Any]:
     return {"trust_code": value == "true", "trust": names}
 
 
-def _read_run_config(run: Path, *, trust_code: bool, trust: Sequence[str]) -> dict[str, Any]:
-    """A run directory's ``config.yaml``, read as untrusted input (size, shape, no YAML aliases) and
-    its targets checked against what a run may build (:data:`nlp_lib.trust.RUN_TARGETS`)."""
-    from nlp_lib import trust as trust_mod
+def _read_run_config(run: Path) -> Any:
+    """A run directory's ``config.yaml`` as an OmegaConf config, read as untrusted input (size,
+    shape, no YAML aliases); check its targets with :func:`_check_run_targets` before building any."""
+    from omegaconf import OmegaConf
 
-    config = trust_mod.read_yaml(run, "config.yaml", 1 << 20, dict)
-    allowed = trust_mod.Trust(trust_mod.RUN_TARGETS, trust, trust_code=trust_code)
-    trust_mod.check_targets(config, allowed, str(run / "config.yaml"))
-    return config
+    from nlp_lib import trust as trust_mod
+    from nlp_lib.bundle import LIMITS
+
+    return OmegaConf.create(trust_mod.read_yaml(run, "config.yaml", LIMITS["config.yaml"], dict))
 
 
 def _check_run_targets(cfg: Any, run: Path, *, trust_code: bool, trust: Sequence[str]) -> None:
+    """Every ``_target_`` of a run's config (overrides applied) is one a run may build
+    (:data:`nlp_lib.trust.RUN_TARGETS`) or one the command line trusts."""
     from omegaconf import OmegaConf
 
     from nlp_lib import trust as trust_mod
 
     allowed = trust_mod.Trust(trust_mod.RUN_TARGETS, trust, trust_code=trust_code)
-    trust_mod.check_targets(OmegaConf.to_container(cfg), allowed, f"{run / 'config.yaml'} (with overrides)")
+    trust_mod.check_targets(OmegaConf.to_container(cfg), allowed, str(run / "config.yaml"))
 
 
 def _predict_command(args: list[str]) -> int:
@@ -1151,7 +1145,7 @@ def _eval_command(args: list[str]) -> int:
         if not (run / "config.yaml").is_file() or not (run / "bundle").is_dir():
             raise ConfigError(f"run={run}: not a finished run directory (needs config.yaml and bundle/)")
         trusted = _trust_options(opts)
-        cfg = OmegaConf.create(_read_run_config(run, **trusted))
+        cfg = _read_run_config(run)
         bad = [o for o in overrides if not o.startswith("data.")]
         if bad:
             raise ConfigError(f"eval: only data.* overrides are allowed (the model is the run's): {bad}")
@@ -1160,7 +1154,7 @@ def _eval_command(args: list[str]) -> int:
             if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
                 raise ConfigError(f"eval: {key} is not a key of the run's config")
             OmegaConf.update(cfg, key, yaml.safe_load(value))
-        _check_run_targets(cfg, run, **trusted)  # data.* overrides may name targets too
+        _check_run_targets(cfg, run, **trusted)  # after the overrides: they may name targets too
         metrics = evaluate(cfg, run, opts.get("split", "val"), **trusted)
     except NlpLibError as e:
         return _fail(e)

@@ -24,7 +24,7 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -41,6 +41,8 @@ __all__ = [
     "read_json",
     "read_yaml",
     "checked_path",
+    "open_regular",
+    "NotRegularFile",
 ]
 
 # What a bundle's config.yaml may build without being trusted: the library's own models, cells and
@@ -215,26 +217,45 @@ def checked_path(folder: Path, name: str, limit: int) -> Path:
     return real
 
 
+def _kind(mode: int) -> str:
+    return "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+
+
 def _check_regular(path: Path, mode: int, size: int, limit: int) -> None:
     if not stat.S_ISREG(mode):
-        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
-        raise BundleError(f"{path}: {kind}, not a regular file")
+        raise BundleError(f"{path}: {_kind(mode)}, not a regular file")
     if size > limit:
         raise BundleError(f"{path}: {size:,} bytes, over the {limit:,}-byte limit for this file")
 
 
+class NotRegularFile(OSError):
+    """What :func:`open_regular` opened is not a regular file (a FIFO, a device, a directory)."""
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading (binary, unbuffered), never through a symbolic link in its last
+    part (``OSError``) and never blocking on a FIFO (``NotRegularFile``, as for anything but a
+    regular file)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+    f = os.fdopen(fd, "rb", buffering=0)
+    mode = os.fstat(fd).st_mode  # what was opened, not what a check saw a moment before
+    if not stat.S_ISREG(mode):
+        f.close()
+        raise NotRegularFile(_kind(mode))
+    return f
+
+
 def read_bytes(folder: Path, name: str, limit: int) -> bytes:
-    """The bytes of ``folder/name`` (see :func:`checked_path`), opened without blocking on a FIFO."""
+    """The bytes of ``folder/name`` (see :func:`checked_path`), opened with :func:`open_regular`."""
     real = checked_path(folder, name, limit)
     path = folder / name
     try:
-        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+        with open_regular(real) as f:
+            data = f.read(limit + 1)
+    except NotRegularFile as e:
+        raise BundleError(f"{path}: {e}, not a regular file") from None
     except OSError as e:
         raise BundleError(f"{path}: cannot open it ({e.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())  # what was opened, not what was checked a moment ago
-        _check_regular(path, st.st_mode, st.st_size, limit)
-        data = f.read(limit + 1)
     if len(data) > limit:
         raise BundleError(f"{path}: over the {limit:,}-byte limit for this file")
     return data

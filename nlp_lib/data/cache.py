@@ -34,11 +34,12 @@ import logging
 import os
 import re
 import shutil
-import stat
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from nlp_lib.trust import NotRegularFile, open_regular
 
 __all__ = [
     "DATA_FORMAT",
@@ -230,15 +231,12 @@ def _listing(folder: Path, prefix: str = "") -> Iterator[str]:
 
 
 def _open_regular(folder: Path, rel: str) -> Any:
-    """``folder/rel`` opened for reading (binary, unbuffered), never through a symbolic link and
-    never blocking on a FIFO; ``_Damaged`` when it is not a regular file."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    fd = os.open(folder / rel, flags)
-    f = os.fdopen(fd, "rb", buffering=0)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        f.close()
-        raise _Damaged(rel, "not a regular file")
-    return f
+    """``folder/rel`` opened with :func:`nlp_lib.trust.open_regular` (no link, no blocking on a FIFO);
+    ``_Damaged`` when it is not a regular file."""
+    try:
+        return open_regular(folder / rel)
+    except NotRegularFile:
+        raise _Damaged(rel, "not a regular file") from None
 
 
 def _sha256(folder: Path, rel: str) -> str:

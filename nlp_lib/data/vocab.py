@@ -1,4 +1,5 @@
-"""Word-level vocabulary for pre-tokenised data (tree leaves)."""
+"""Word vocabularies: :class:`WordVocab` for pre-tokenised data (tree leaves, words) and
+:class:`Seq2SeqVocab` with the seq2seq special ids."""
 
 from __future__ import annotations
 
@@ -6,14 +7,68 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nlp_lib.errors import DataError
 
 __all__ = ["WordVocab", "Seq2SeqVocab"]
 
 
-class WordVocab:
+Self = TypeVar("Self", bound="_WordList")
+
+
+class _WordList:
+    """What both vocabularies share: words in id order, their index, and the JSON they are saved as
+    (``{"lowercase": bool, "words": [...]}``), read back with checks (a bundle's file is untrusted).
+    Subclasses check their own special words in ``__init__``."""
+
+    def __init__(self, words: Sequence[str], *, lowercase: bool = False) -> None:
+        self.words = list(words)
+        self.lowercase = lowercase
+        self._index = {w: i for i, w in enumerate(self.words)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.words)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def save(self, path: str | Path) -> None:
+        """Write the vocabulary as JSON."""
+        Path(path).write_text(json.dumps({"lowercase": self.lowercase, "words": self.words}, ensure_ascii=False))
+
+    @classmethod
+    def load(cls: type[Self], path: str | Path) -> Self:
+        """Read a vocabulary written by :meth:`save`."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except RecursionError:
+            raise DataError("cannot read vocabulary: nested too deeply", path=str(path)) from None
+        except (OSError, ValueError) as e:
+            raise DataError(f"cannot read vocabulary: {e}", path=str(path)) from None
+        return cls.from_json(data, str(path))
+
+    @classmethod
+    def from_json(cls: type[Self], data: Any, path: str) -> Self:
+        """A vocabulary from :meth:`save`'s JSON (parsed), checked: ``path`` names it in errors."""
+        if not isinstance(data, dict) or not isinstance(data.get("words"), list):
+            raise DataError('expected a JSON object {"lowercase": ..., "words": [...]}', path=path)
+        words, lowercase = data["words"], data.get("lowercase", False)
+        bad = next((i for i, w in enumerate(words) if not isinstance(w, str)), None)
+        if bad is not None:
+            raise DataError(f"words[{bad}] is {words[bad]!r}, not a string", path=path)
+        if not isinstance(lowercase, bool):
+            raise DataError(f"lowercase must be true or false, got {lowercase!r}", path=path)
+        if len(set(words)) != len(words):
+            raise DataError("a word appears twice in the vocabulary", path=path)
+        try:
+            return cls(words, lowercase=lowercase)
+        except ValueError as e:
+            raise DataError(f"not a vocabulary: {e}", path=path) from None
+
+
+class WordVocab(_WordList):
     """Maps words to ids; id 0 is the unknown word ``<unk>``.
 
     Args:
@@ -26,9 +81,7 @@ class WordVocab:
     def __init__(self, words: list[str], *, lowercase: bool = False) -> None:
         if not words or words[0] != self.UNK:
             raise ValueError(f"the first word of a vocabulary must be {self.UNK!r}")
-        self.words = list(words)
-        self.lowercase = lowercase
-        self._index = {w: i for i, w in enumerate(self.words)}
+        super().__init__(words, lowercase=lowercase)
 
     @classmethod
     def build(cls, words: Iterable[str], *, min_freq: int = 1, lowercase: bool = False) -> WordVocab:
@@ -36,13 +89,6 @@ class WordVocab:
         counts = Counter(w.lower() if lowercase else w for w in words if w)
         kept = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
         return cls([cls.UNK, *kept], lowercase=lowercase)
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.words)
-
-    def __len__(self) -> int:
-        return len(self.words)
 
     def id(self, word: str) -> int:
         """Id of ``word`` (0 when unknown)."""
@@ -52,22 +98,8 @@ class WordVocab:
         """Ids of node words; a node without a word (``""``) gets ``-1`` (no input)."""
         return [self.id(w) if w else -1 for w in words]
 
-    def save(self, path: str | Path) -> None:
-        """Write the vocabulary as JSON."""
-        Path(path).write_text(json.dumps({"lowercase": self.lowercase, "words": self.words}, ensure_ascii=False))
 
-    @classmethod
-    def load(cls, path: str | Path) -> WordVocab:
-        """Read a vocabulary written by :meth:`save`."""
-        return _load(cls, path)
-
-    @classmethod
-    def from_json(cls, data: Any, path: str) -> WordVocab:
-        """A vocabulary from :meth:`save`'s JSON (parsed), checked: ``path`` names it in errors."""
-        return _from_json(cls, data, path)
-
-
-class Seq2SeqVocab:
+class Seq2SeqVocab(_WordList):
     """Whitespace-word vocabulary with the seq2seq special ids ``<pad>=0, <unk>=1, <s>=2, </s>=3``.
 
     Args:
@@ -80,9 +112,7 @@ class Seq2SeqVocab:
     def __init__(self, words: Sequence[str], *, lowercase: bool = False) -> None:
         if tuple(words[:4]) != self.SPECIALS:
             raise ValueError(f"a seq2seq vocabulary starts with {self.SPECIALS}")
-        self.words = list(words)
-        self.lowercase = lowercase
-        self._index = {w: i for i, w in enumerate(self.words)}
+        super().__init__(words, lowercase=lowercase)
 
     @classmethod
     def build(cls, texts: Iterable[str], *, min_freq: int = 1, lowercase: bool = False) -> Seq2SeqVocab:
@@ -93,10 +123,6 @@ class Seq2SeqVocab:
         )
         return cls([*cls.SPECIALS, *kept], lowercase=lowercase)
 
-    @property
-    def vocab_size(self) -> int:
-        return len(self.words)
-
     def encode(self, text: str) -> list[int]:
         """Ids of the text's words (unknown words get 1)."""
         return [self._index.get(w, 1) for w in (text.lower() if self.lowercase else text).split()]
@@ -104,44 +130,3 @@ class Seq2SeqVocab:
     def decode(self, ids: Iterable[int]) -> str:
         """The words of ``ids``, space-separated, special ids dropped (``<unk>`` kept)."""
         return " ".join(self.words[i] for i in map(int, ids) if i == 1 or i > 3)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"lowercase": self.lowercase, "words": self.words}, ensure_ascii=False))
-
-    @classmethod
-    def load(cls, path: str | Path) -> Seq2SeqVocab:
-        """Read a vocabulary written by :meth:`save`."""
-        return _load(cls, path)
-
-    @classmethod
-    def from_json(cls, data: Any, path: str) -> Seq2SeqVocab:
-        """A vocabulary from :meth:`save`'s JSON (parsed), checked: ``path`` names it in errors."""
-        return _from_json(cls, data, path)
-
-
-def _load(cls: Any, path: str | Path) -> Any:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except RecursionError:
-        raise DataError("cannot read vocabulary: nested too deeply", path=str(path)) from None
-    except (OSError, ValueError) as e:
-        raise DataError(f"cannot read vocabulary: {e}", path=str(path)) from None
-    return _from_json(cls, data, str(path))
-
-
-def _from_json(cls: Any, data: Any, path: str) -> Any:
-    """``{"lowercase": bool, "words": [str, ...]}`` as a vocabulary of class ``cls``."""
-    if not isinstance(data, dict) or not isinstance(data.get("words"), list):
-        raise DataError('expected a JSON object {"lowercase": ..., "words": [...]}', path=path)
-    words, lowercase = data["words"], data.get("lowercase", False)
-    bad = next((i for i, w in enumerate(words) if not isinstance(w, str)), None)
-    if bad is not None:
-        raise DataError(f"words[{bad}] is {words[bad]!r}, not a string", path=path)
-    if not isinstance(lowercase, bool):
-        raise DataError(f"lowercase must be true or false, got {lowercase!r}", path=path)
-    if len(set(words)) != len(words):
-        raise DataError("a word appears twice in the vocabulary", path=path)
-    try:
-        return cls(words, lowercase=lowercase)
-    except ValueError as e:
-        raise DataError(f"not a vocabulary: {e}", path=path) from None
