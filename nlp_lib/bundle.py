@@ -80,7 +80,9 @@ def _load_tokenizer(kind: Any, d: Path, name: str) -> Any:
     from nlp_lib.data.vocab import Seq2SeqVocab, WordVocab
 
     if kind not in _TOKENIZER_FILES:
-        raise BundleError(f"{d / 'meta.json'}: unknown tokenizer {kind!r}; expected one of {sorted(_TOKENIZER_FILES)}")
+        raise BundleError(
+            f"{d / 'meta.json'}: unknown tokenizer {trust_mod.short(kind)}; expected one of {sorted(_TOKENIZER_FILES)}"
+        )
     limit = LIMITS[name.rpartition(".")[2] if kind == "SentencePieceTokenizer" else "vocab.json"]
     if kind == "SentencePieceTokenizer":
         data = trust_mod.read_bytes(d, name, limit)
@@ -183,7 +185,9 @@ def read(path: str | Path, *, trust_code: bool = False, trust: Sequence[str] = (
     meta = trust_mod.read_json(d, "meta.json", LIMITS["meta.json"], dict)
     version = meta.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise BundleError(f"{d / 'meta.json'}: format_version must be a whole number >= 1, got {version!r}")
+        raise BundleError(
+            f"{d / 'meta.json'}: format_version must be a whole number >= 1, got {trust_mod.short(version)}"
+        )
     if version > FORMAT_VERSION:
         raise BundleError(
             f"{d}: bundle format {version!r} is newer than this nlp_lib understands ({FORMAT_VERSION}); "
@@ -196,14 +200,16 @@ def read(path: str | Path, *, trust_code: bool = False, trust: Sequence[str] = (
     labels = trust_mod.read_json(d, "labels.json", LIMITS["labels.json"], list)
     bad = next((i for i, x in enumerate(labels) if not isinstance(x, str)), None)
     if bad is not None:
-        raise BundleError(f"{d / 'labels.json'}: label {bad} is {labels[bad]!r}, not a string")
+        raise BundleError(f"{d / 'labels.json'}: label {bad} is {trust_mod.short(labels[bad])}, not a string")
     if len(set(labels)) != len(labels):
         raise BundleError(f"{d / 'labels.json'}: a label name appears twice")
     kind = meta.get("tokenizer", "WordVocab")
     tokenizer: Any
     if isinstance(kind, dict):  # seq2seq: one per side
-        if sorted(kind) != sorted(_SIDES):
-            raise BundleError(f"{d / 'meta.json'}: tokenizer must name a source and a target tokenizer, got {kind!r}")
+        if sorted(kind) != sorted(_SIDES) or not all(isinstance(k, str) for k in kind.values()):
+            raise BundleError(
+                f"{d / 'meta.json'}: tokenizer must name a source and a target tokenizer kind, got {trust_mod.short(kind)}"
+            )
         tokenizer = {
             side: _load_tokenizer(k, d, f"{side}.{_TOKENIZER_FILES.get(k, 'model')}") for side, k in kind.items()
         }
@@ -212,7 +218,9 @@ def read(path: str | Path, *, trust_code: bool = False, trust: Sequence[str] = (
     elif kind == "WordVocab":
         tokenizer = _load_tokenizer(kind, d, "vocab.json")
     else:
-        raise BundleError(f"{d / 'meta.json'}: unknown tokenizer {kind!r}; expected one of {sorted(_TOKENIZER_FILES)}")
+        raise BundleError(
+            f"{d / 'meta.json'}: unknown tokenizer {trust_mod.short(kind)}; expected one of {sorted(_TOKENIZER_FILES)}"
+        )
     weights = trust_mod.checked_path(d, "model.safetensors", LIMITS["model.safetensors"])
     try:
         state = load_file(str(weights))
@@ -353,7 +361,7 @@ def build(node: Any, where: str = "config", *, trust: Sequence[str] = (), trust_
         BundleError: a target that is not allowed, does not import or does not accept the arguments.
     """
     allowed = _bundle_trust(trust, trust_code)
-    trust_mod.check_targets(node, allowed, where)  # the whole tree, before anything is imported
+    trust_mod.check_targets(node, allowed, where, resolve=False)  # the whole tree before any import; _build resolves
     return _build(node, where, allowed)
 
 

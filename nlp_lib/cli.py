@@ -1155,6 +1155,11 @@ def _eval_command(args: list[str]) -> int:
                 raise ConfigError(f"eval: {key} is not a key of the run's config")
             OmegaConf.update(cfg, key, yaml.safe_load(value))
         _check_run_targets(cfg, run, **trusted)  # after the overrides: they may name targets too
+        for key in ("data", "task"):
+            node = cfg.get(key)
+            if not OmegaConf.is_dict(node) or "_target_" not in node:
+                raise ConfigError(f"{run / 'config.yaml'}: {key}: expected the run's {key} config (a _target_ node)")
+        check_run_config(cfg)  # every value against its constructor, as training checked it
         metrics = evaluate(cfg, run, opts.get("split", "val"), **trusted)
     except NlpLibError as e:
         return _fail(e)

@@ -117,17 +117,17 @@ def _walk(node: Any, key: str = "", depth: int = 0) -> Iterator[tuple[str, dict[
     if isinstance(node, dict):
         for k in node:
             if not isinstance(k, str):
-                raise BundleError(f"{here}: key {k!r} is not a string")
+                raise BundleError(f"{here}: key {short(k)} is not a string")
         if "_target_" in node:
             if not isinstance(node["_target_"], str) or not node["_target_"]:
-                raise BundleError(f"{join(key, '_target_')}: must be a dotted name, got {node['_target_']!r}")
+                raise BundleError(f"{join(key, '_target_')}: must be a dotted name, got {short(node['_target_'])}")
             bad = [k for k in node if k.startswith("_") and k not in _CONFIG_KEYS]
             if bad:
                 raise BundleError(
                     f"{join(key, bad[0])}: not allowed (of the keys starting with _, only _target_ and _partial_ are)"
                 )
             if not isinstance(node.get("_partial_", False), bool):
-                raise BundleError(f"{join(key, '_partial_')}: must be true or false, got {node['_partial_']!r}")
+                raise BundleError(f"{join(key, '_partial_')}: must be true or false, got {short(node['_partial_'])}")
             yield key, node
         for k, v in node.items():
             if k not in _CONFIG_KEYS:
@@ -135,8 +135,18 @@ def _walk(node: Any, key: str = "", depth: int = 0) -> Iterator[tuple[str, dict[
     elif isinstance(node, list):
         for i, v in enumerate(node):
             yield from _walk(v, f"{key}[{i}]", depth + 1)
+    elif isinstance(node, str) and "${" in node:
+        # OmegaConf would resolve it when the config is built (${oc.create:{_target_: ...}} builds a
+        # node this check never saw); bundles and run configs are written resolved, so none is ours
+        raise BundleError(f"{here}: interpolations (${{...}}) are not allowed here, got {short(node)}")
     elif not isinstance(node, (str, int, float, bool, type(None))):
         raise BundleError(f"{here}: {type(node).__name__} values are not allowed (plain data only)")
+
+
+def short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a hostile file's values stay out of messages."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
 
 
 def join(key: str, name: str) -> str:
@@ -144,9 +154,17 @@ def join(key: str, name: str) -> str:
     return f"{key}.{name}" if key else name
 
 
-def check_targets(config: Any, trust: Trust, where: str) -> None:
+def check_targets(config: Any, trust: Trust, where: str, *, resolve: bool = True) -> None:
     """Refuse a config that names a target ``trust`` does not permit, or holds anything but plain
-    data, before anything it names is imported.
+    data (interpolations included), before anything it names is imported; then, with ``resolve``,
+    resolve every target as :func:`resolve_target` does (a class defined under a permitted prefix,
+    or a documented factory). Prefixes alone are not enough for a config that Hydra builds:
+    Hydra walks attributes through modules, so ``torch.nn.modules.module.torch.load`` is
+    ``torch.load``.
+
+    Args:
+        where: The file (or config key) the config comes from, for messages.
+        resolve: Also import and check every target (after all of them passed the prefix check).
 
     Args:
         where: The file (or config key) the config comes from, for messages.
@@ -162,9 +180,12 @@ def check_targets(config: Any, trust: Trust, where: str) -> None:
         name = node["_target_"]
         at = f"{where}: {join(key, '_target_')}"
         if not all(p.isidentifier() for p in name.split(".")):
-            raise BundleError(f"{at}: {name!r} is not a dotted name")
+            raise BundleError(f"{at}: {short(name)} is not a dotted name")
         if not trust.permits(name):
             raise trust.refuse(name, at, "not one of nlp_lib's models, cells or layers")
+    if resolve:
+        for key, node in nodes:
+            resolve_target(node["_target_"], trust, f"{where}: {join(key, '_target_')}")
 
 
 def resolve_target(name: str, trust: Trust, where: str) -> Any:
@@ -310,8 +331,10 @@ def read_yaml(folder: Path, name: str, limit: int, shape: type | tuple[type, ...
         value = yaml.load(_text(folder, name, limit), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
     except RecursionError:
         raise BundleError(f"{path}: nested too deeply") from None
-    except yaml.YAMLError as e:
-        raise BundleError(f"{path}: not valid YAML ({e})") from None
+    except yaml.YAMLError as e:  # one line: PyYAML's messages span several
+        raise BundleError(f"{path}: not valid YAML ({' '.join(str(e).split())[:300]})") from None
+    except TypeError as e:  # a mapping key YAML cannot hash (? [a, b])
+        raise BundleError(f"{path}: not a config ({e})") from None
     _check_shape(path, value, shape)
     return value
 

@@ -301,3 +301,109 @@ def test_init_from_a_hostile_bundle_runs_no_code(good, tmp_path):
     with pytest.raises(BundleError, match="os.system"):
         train(cfg)
     assert not marker.exists()
+
+
+# ----------------------------------------------------------------------------- found by review
+
+
+def _pickle_bomb(tmp_path, marker):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps(Evil()))
+    return path
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        "through an allowed module's attribute",  # Hydra walks attributes: this is torch.load
+        "through a module's os attribute",
+        "in an oc.create interpolation",
+        "in an oc.decode interpolation",
+    ],
+)
+def test_a_run_config_cannot_hide_a_target_from_the_check(tmp_path, hidden):
+    marker = tmp_path / "marker"
+    bomb = _pickle_bomb(tmp_path, marker)
+    value = {
+        "through an allowed module's attribute": {
+            "_target_": "torch.nn.modules.module.torch.load",
+            "f": str(bomb),
+            "weights_only": False,
+        },
+        "through a module's os attribute": {"_target_": "nlp_lib.tasks.checkpoint_io.os.makedirs", "name": str(marker)},
+        "in an oc.create interpolation": f"${{oc.create:{{_target_: os.makedirs, name: {marker}}}}}",
+        "in an oc.decode interpolation": f"${{oc.decode:'{{_target_: os.makedirs, name: {marker}}}'}}",
+    }[hidden]
+    run = _evil_run(tmp_path, marker)
+    config = {"seed": 0, "data": {"_target_": "nlp_lib.data.listops_data", "cache_dir": value}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    for args in (("eval", f"run={run}"), ("train", f"resume={run}")):
+        res = run_cli(*args)
+        assert res.returncode == 2, res.stderr[-2000:]
+        assert "data.cache_dir" in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]
+        assert not marker.exists()
+
+
+def test_a_bundle_cannot_hide_a_target_from_init_from(good, tmp_path):
+    from conftest import TINY_LISTOPS
+
+    from nlp_lib.cli import compose, train
+
+    marker = tmp_path / "marker"
+    bomb = _pickle_bomb(tmp_path, marker)
+    for i, cell in enumerate(
+        [
+            f"${{oc.create:{{_target_: torch.load, f: {bomb}, weights_only: false}}}}",
+            {"_target_": "nlp_lib.models.seq2seq.torch.load", "f": str(bomb), "weights_only": False},
+        ]
+    ):
+        evil = _with_config(good, tmp_path / f"evil{i}", {**_config(good), "cell": cell})
+        with pytest.raises(BundleError, match="cell"):
+            nlp_lib.load(evil)
+        cfg = compose("listops_tree_lstm", [*TINY_LISTOPS, f"init_from={evil}", f"run_dir={tmp_path / f'run{i}'}"])
+        with pytest.raises(BundleError, match="cell"):
+            train(cfg)
+        assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"seed": "abc"}, "seed: expected an integer"),
+        ({"data": None}, "data: expected the run's data config"),
+        ({"task": None}, "task: expected the run's task config"),
+        (
+            {"task": {"_target_": "nlp_lib.tasks.TreeClassificationTask", "node_loss_weight": "x"}},
+            "task.node_loss_weight",
+        ),
+    ],
+)
+def test_eval_of_a_damaged_run_config_names_the_key(tmp_path, edit, message):
+    from conftest import TINY_LISTOPS
+
+    from nlp_lib.cli import compose, train
+
+    run = tmp_path / "run"
+    train(compose("listops_tree_lstm", [*TINY_LISTOPS, "trainer.max_epochs=1", f"run_dir={run}"]))
+    config = {**yaml.safe_load((run / "config.yaml").read_text()), **edit}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    res = run_cli("eval", f"run={run}")
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]
+
+
+def test_a_tokenizer_entry_of_the_wrong_type_and_huge_values_give_short_errors(good):
+    meta = json.loads((good / "meta.json").read_text())
+    (good / "meta.json").write_text(json.dumps({**meta, "tokenizer": {"source": [1], "target": [2]}}))
+    with pytest.raises(BundleError, match="meta.json: tokenizer must name a source and a target"):
+        nlp_lib.load(good)
+    (good / "meta.json").write_text(json.dumps(meta))
+    (good / "labels.json").write_text(json.dumps(["a", {"x": "y" * 1_000_000}, "c", "d", "e"]))
+    with pytest.raises(BundleError, match="label 1 is") as e:
+        nlp_lib.load(good)
+    assert len(str(e.value)) < 400
