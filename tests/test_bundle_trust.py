@@ -372,6 +372,17 @@ def test_a_bundle_cannot_hide_a_target_from_init_from(good, tmp_path):
         assert not marker.exists()
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from conftest import TINY_LISTOPS
+
+    from nlp_lib.cli import compose, train
+
+    run = tmp_path_factory.mktemp("finished") / "run"
+    train(compose("listops_tree_lstm", [*TINY_LISTOPS, "trainer.max_epochs=1", f"run_dir={run}"]))
+    return run
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -384,13 +395,9 @@ def test_a_bundle_cannot_hide_a_target_from_init_from(good, tmp_path):
         ),
     ],
 )
-def test_eval_of_a_damaged_run_config_names_the_key(tmp_path, edit, message):
-    from conftest import TINY_LISTOPS
-
-    from nlp_lib.cli import compose, train
-
+def test_eval_of_a_damaged_run_config_names_the_key(finished_run, tmp_path, edit, message):
     run = tmp_path / "run"
-    train(compose("listops_tree_lstm", [*TINY_LISTOPS, "trainer.max_epochs=1", f"run_dir={run}"]))
+    shutil.copytree(finished_run, run)
     config = {**yaml.safe_load((run / "config.yaml").read_text()), **edit}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     res = run_cli("eval", f"run={run}")
