@@ -29,7 +29,7 @@ import torch
 from nlp_lib.constraints import NonNegativeInt, PositiveInt, SentencePieceSize
 from nlp_lib.data.bad_input import check_on_error, decode_line, no_records, regular_file, report_skipped
 from nlp_lib.data.cache import file_fingerprints
-from nlp_lib.data.resumable import SplitLoaders
+from nlp_lib.data.datamodule import SplitLoaders
 from nlp_lib.data.sampling import BucketBatchSampler
 from nlp_lib.data.tokenizers import SentencePieceTokenizer
 from nlp_lib.data.vocab import Seq2SeqVocab

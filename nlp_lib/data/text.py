@@ -42,7 +42,7 @@ from nlp_lib.data.bad_input import (
     report_skipped,
     unseen_label,
 )
-from nlp_lib.data.resumable import SplitLoaders
+from nlp_lib.data.datamodule import SplitLoaders
 from nlp_lib.data.sampling import BucketBatchSampler
 from nlp_lib.data.tokenizers import SentencePieceTokenizer
 from nlp_lib.errors import DataError

@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 from nlp_lib.constraints import NonNegativeInt, PositiveInt, SentencePieceSize
 from nlp_lib.data.bad_input import MAX_INFERRED_CLASSES
 from nlp_lib.data.collate import EncodedTree, collate_trees, encode_tree, encode_tree_subwords
-from nlp_lib.data.resumable import SplitLoaders
+from nlp_lib.data.datamodule import SplitLoaders
 from nlp_lib.data.sampling import BalancedBatchSampler
 from nlp_lib.data.vocab import WordVocab
 from nlp_lib.errors import DataError
