@@ -14,7 +14,7 @@ _EXPORTS = {
     "collate_trees": "nlp_lib.data.collate",
     "encode_tree": "nlp_lib.data.collate",
     "read_ptb_trees": "nlp_lib.data.ptb",
-    "read_conllu": "nlp_lib.data.ptb",
+    "read_conllu": "nlp_lib.data.conllu",
     "ptb_tree_data": "nlp_lib.data.sources",
     "conllu_tree_data": "nlp_lib.data.sources",
     "encode_tree_subwords": "nlp_lib.data.collate",

@@ -1,4 +1,4 @@
-"""Readers for tree files: PTB-style bracketed trees, one a line (the SST format), and CoNLL-U dependency trees.
+"""Reader for PTB-style bracketed trees, one a line (the SST format).
 
 Bad input (see :mod:`nlp_lib.data.bad_input`): a line that is not UTF-8 or not a tree, or a tree
 with a label training never saw (``known_labels``), is a :class:`~nlp_lib.errors.DataError` naming
@@ -25,10 +25,9 @@ from nlp_lib.data.bad_input import (
 )
 from nlp_lib.errors import DataError, NlpLibError
 from nlp_lib.structure.brackets import parse_ptb
-from nlp_lib.structure.conllu import DependencyTree, parse_conllu
 from nlp_lib.structure.tree import Tree
 
-__all__ = ["read_ptb_trees", "read_conllu", "ReadResult", "OnError"]
+__all__ = ["read_ptb_trees", "ReadResult", "OnError"]
 
 log = logging.getLogger(__name__)
 
@@ -129,33 +128,3 @@ def _out_of_range(label: int, num_classes: int | None, note: str | None) -> str:
         f"label {label} is outside the {num_classes} classes 0..{num_classes - 1} "
         f"({note or f'data.num_classes={num_classes}'})"
     )
-
-
-def read_conllu(path: str | Path, *, on_error: OnError = "raise") -> list[DependencyTree]:
-    """Read a CoNLL-U file of dependency trees (see :mod:`nlp_lib.structure.conllu`).
-
-    Args:
-        path: The file.
-        on_error: ``"raise"`` stops at the first bad line; ``"skip"`` leaves out every sentence
-            with a bad line (not UTF-8, not 10 columns, bad IDs or HEADs, not one tree) and logs
-            one warning at the end (file, count of sentences and of the lines they take, first bad
-            lines).
-
-    Raises:
-        DataError: The file does not exist or holds no sentence (empty, or every one skipped), or
-            (``on_error="raise"``) a line is not valid UTF-8 (byte offset and bytes named).
-        TreeFormatError: (``on_error="raise"``) a malformed sentence; the message names the file
-            and the line.
-        ValueError: ``on_error`` is neither ``"raise"`` nor ``"skip"``.
-    """
-    check_on_error(on_error)
-    p = regular_file(path)
-    # Undecodable bytes become lone surrogates, which parse_conllu reports (or skips) by line.
-    text = p.read_bytes().decode("utf-8", errors="surrogateescape")
-    skipped: list[tuple[int, str]] = []
-    lines: list[int] = []
-    out = list(parse_conllu(text.split("\n"), source=str(p), on_error=on_error, skipped=skipped, skipped_lines=lines))
-    report_skipped(log, p, skipped, what="sentence", lines=sum(lines))
-    if not out:
-        raise no_records(p, "sentences", skipped, unit="sentence")
-    return out

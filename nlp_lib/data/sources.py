@@ -228,7 +228,7 @@ def _read_conllu_splits(
     import logging
 
     from nlp_lib.data.bad_input import unseen_label
-    from nlp_lib.data.ptb import read_conllu
+    from nlp_lib.data.conllu import read_conllu
 
     splits: TreeSplits = {}
     names: list[str] = []

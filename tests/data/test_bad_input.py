@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from conftest import REPO, SHARED_DATA
 
+from nlp_lib.data.conllu import read_conllu
 from nlp_lib.data.listops import read_listops
-from nlp_lib.data.ptb import read_conllu, read_ptb_trees
+from nlp_lib.data.ptb import read_ptb_trees
 from nlp_lib.data.scan import read_scan, read_scan_split
 from nlp_lib.data.seq2seq import read_parallel
 from nlp_lib.data.text import read_labelled_text
@@ -106,7 +107,7 @@ READERS = [
         [["dogs", "bark"], ["cats", "sleep"], ["yes"]],
         "1\tbad\t_\t_\t_\t_\t0\troot\t_\n\n",
         "expected 10 tab-separated columns, found 9",
-        "nlp_lib.data.ptb",
+        "nlp_lib.data.conllu",
         b"1\tno\xff\t_\t_\t_\t_\t0\troot\t_\t_\n\n",
         what="sentence",
     ),
@@ -783,6 +784,6 @@ def test_conllu_skipped_sentence_counts_its_lines(tmp_path: Path, caplog: pytest
     p = tmp_path / "t.conllu"
     bad = "# sent_id = 2\n1\tcats\tcat\tNOUN\t_\t_\t2\tnsubj\t_\n2\tsleep\tsleep\tVERB\t_\t_\t0\troot\t_\t_\n\n"
     p.write_text(CONLLU_GOOD + "\n" + bad + CONLLU_OTHER)
-    with caplog.at_level(logging.WARNING, logger="nlp_lib.data.ptb"):
+    with caplog.at_level(logging.WARNING, logger="nlp_lib.data.conllu"):
         assert [d.sentence() for d in read_conllu(p, on_error="skip")] == [["dogs", "bark"], ["cats", "sleep"]]
     assert f"{p}: skipped 1 bad sentence(s) (3 lines), the first at line 5 (line 5: expected 10" in caplog.text

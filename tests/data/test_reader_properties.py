@@ -42,8 +42,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nlp_lib.data.bad_input import MAX_INFERRED_CLASSES
+from nlp_lib.data.conllu import read_conllu
 from nlp_lib.data.listops import read_listops
-from nlp_lib.data.ptb import read_conllu, read_ptb_trees
+from nlp_lib.data.ptb import read_ptb_trees
 from nlp_lib.data.scan import read_scan
 from nlp_lib.data.seq2seq import read_parallel
 from nlp_lib.data.text import read_labelled_text
