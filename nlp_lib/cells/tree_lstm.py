@@ -10,10 +10,13 @@ depend on the children. Parameters are named after the paper (``W_iou``, ``U_f``
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch import Tensor, nn
 
 from nlp_lib.cells.base import Children, TreeLSTMState
+from nlp_lib.cells.fused_tree_lstm import Level, nary_tree_lstm_sweep
 from nlp_lib.configurable import Configurable
 from nlp_lib.constraints import PositiveInt
 from nlp_lib.errors import StructureError
@@ -85,6 +88,10 @@ class NaryTreeLSTMCell(Configurable, nn.Module):
     ``b^(f)``, shared by the children) and ``U_iouf`` = ``[U^(i); U^(o); U^(f)_1..N; U^(u)]``
     stacked by rows, each block ``[U_1 .. U_N]`` over the side-by-side children.
 
+    The cell offers the runner a hand-written level sweep (:attr:`sweep`, the same results as
+    ``forward`` level by level, faster to train); a subclass that overrides ``forward`` does not
+    offer it, so its own ``forward`` is what runs.
+
     Args:
         input_size: Size of a node's input vector.
         hidden_size: Size of ``h`` and ``c``.
@@ -137,6 +144,38 @@ class NaryTreeLSTMCell(Configurable, nn.Module):
         f = torch.sigmoid(z_f.view(m, n, hs) + x_f.unsqueeze(1))  # [M, N, H], eq. 10
         c = i * torch.tanh(z_u + x_u) + (f * c_kids).sum(1)  # eqs. 12, 13
         h = o * torch.tanh(c)  # eq. 14
+        return TreeLSTMState(h, c)
+
+    @property
+    def sweep(self) -> Callable[[Sequence[Level], int, Tensor, Tensor | None], TreeLSTMState] | None:
+        """The runner's fast path: :meth:`fused_sweep`, offered only while ``forward`` is this class's own.
+
+        The fused sweep computes exactly what :meth:`forward` does, so a subclass that overrides
+        ``forward`` (and not ``sweep``) gets ``None`` here and the runner calls its ``forward``
+        level by level: a changed cell never runs the parent's math silently. A subclass whose
+        ``forward`` still matches may offer the sweep again by defining ``sweep`` itself.
+        """
+        if type(self).forward is not NaryTreeLSTMCell.forward:
+            return None
+        return self.fused_sweep
+
+    def fused_sweep(
+        self, levels: Sequence[Level], num_nodes: int, x_in: Tensor, x_empty: Tensor | None
+    ) -> TreeLSTMState:
+        """Every node's state over the whole schedule in one hand-written sweep (see :mod:`nlp_lib.cells.fused_tree_lstm`).
+
+        Args:
+            levels: The schedule's levels, leaves first.
+            num_nodes: ``N``, the nodes of all levels.
+            x_in: ``[K, 4H]`` :meth:`project` rows of positions ``[0, K)`` (or ``[K, 3H]``
+                :meth:`project_leaf` rows when exactly the leaves have inputs).
+            x_empty: ``[1, 4H]`` what every position from ``K`` on reads (a zero input's
+                projection), or ``None`` when ``K = N``.
+
+        Returns:
+            ``h`` and ``c``, each ``[N, H]`` in level order.
+        """
+        h, c = nary_tree_lstm_sweep(levels, self.arity, num_nodes, x_in, x_empty, self.U_iouf.weight)
         return TreeLSTMState(h, c)
 
     def check(self, max_children: int) -> None:

@@ -12,20 +12,22 @@ checks it):
 * ``"recursive"``: node by node in topological order with plain autograd: the reference the level
   mode is tested against, and a debugging mode in which one can step through a single node with
   ``pdb``.
+
+A cell may offer a whole-schedule fast path of its own, ``sweep(levels, num_nodes, x_in, x_empty)
+-> state`` (the built-in :class:`~nlp_lib.cells.tree_lstm.NaryTreeLSTMCell` offers a hand-written
+one); level mode calls it in place of the generic sweep unless ``fused=False`` or ``compile=True``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from nlp_lib.cells.base import Children, TreeLSTMState
-from nlp_lib.cells.tree_lstm import NaryTreeLSTMCell
-from nlp_lib.modules.fused_tree_lstm import level_inputs as _level_inputs
-from nlp_lib.modules.fused_tree_lstm import nary_tree_lstm_sweep
+from nlp_lib.cells.base import Children
+from nlp_lib.cells.fused_tree_lstm import level_inputs as _level_inputs
 from nlp_lib.structure.schedule import LevelView, TreeBatch
 
 __all__ = ["TreeRunner", "run_levels", "run_recursive"]
@@ -213,9 +215,9 @@ class TreeRunner(nn.Module):
             second pass of a bidirectional Tree-LSTM).
         compile: Run the cell through ``torch.compile`` (fused kernels; sizes marked dynamic so
             new level sizes do not recompile). The first batches pay the compilation.
-        fused: Use the hand-written level sweep of :mod:`nlp_lib.modules.fused_tree_lstm` for an
-            unmodified :class:`~nlp_lib.cells.tree_lstm.NaryTreeLSTMCell` (same results, faster
-            training). ``False`` runs every cell through the generic sweep.
+        fused: In ``"level"`` mode without ``compile``, call the cell's own ``sweep()`` when it
+            offers one (an unmodified :class:`~nlp_lib.cells.tree_lstm.NaryTreeLSTMCell` does:
+            same results, faster training). ``False`` runs every cell through the generic sweep.
     """
 
     def __init__(
@@ -294,38 +296,51 @@ class TreeRunner(nn.Module):
         check = getattr(self.cell, "check", None)
         if check is not None:
             check(batch.max_children)
+        proj, empty = self._project(batch, x, input_index, has_input, prefix)
+        return self._execute(batch, proj, empty)
+
+    def _project(
+        self, batch: TreeBatch, x: Tensor, input_index: Tensor | None, has_input: Tensor | None, prefix: bool | None
+    ) -> tuple[Tensor, Tensor | None]:
+        """The cell's input projections: ``[K, P]`` rows of positions ``[0, K)`` and ``[1, P]`` for the rest.
+
+        The second is ``None`` when the first covers every node (every node has an input, or
+        scattered inputs were placed among zero-input rows).
+        """
+        if has_input is None:  # every node has an input
+            return self._project_inputs(x, input_index, leaf=False), None
         num_inputs = x.shape[0] if input_index is None else input_index.shape[0]
-        if has_input is not None and prefix is None:  # are the inputs exactly positions 0..K-1?
+        if prefix is None:  # are the inputs exactly positions 0..K-1?
             prefix = bool(torch.equal(has_input, torch.arange(num_inputs, device=has_input.device)))
-        project_leaf = getattr(self.cell, "project_leaf", None)
-        leaves_only = (  # exactly the leaves (level 0) have inputs: they never read child terms
-            has_input is not None and prefix and num_inputs == batch.level_offsets[1] and batch.num_levels > 1
-        )
+        # exactly the leaves (level 0) have inputs: they never read child terms
+        leaves_only = prefix and num_inputs == batch.level_offsets[1] and batch.num_levels > 1
+        proj = self._project_inputs(x, input_index, leaf=leaves_only)
+        if num_inputs == batch.num_nodes:
+            return proj, None
+        empty = self._projection()(x.new_zeros(1, x.shape[-1]))  # [1, P]: a node without input
+        if prefix:
+            return proj, empty
+        # inputs scattered in level order: place them explicitly
+        return empty.expand(batch.num_nodes, -1).index_copy(0, has_input, proj), None  # [N, P]
+
+    def _projection(self) -> Callable[[Tensor], Tensor]:
+        """The cell's ``project`` (a cell without one reads its raw input)."""
         project = getattr(self.cell, "project", None)
-        if project is None:  # a cell without project() reads its raw input
-            project = _identity
-        if leaves_only and project_leaf is not None:
-            proj = project_leaf(x)  # [U, P_leaf]
-        else:
-            proj = project(x)  # [U, P], once for every distinct input
+        return _identity if project is None else project
+
+    def _project_inputs(self, x: Tensor, input_index: Tensor | None, leaf: bool) -> Tensor:
+        """``[K, P]``: each input node's row, projected once per distinct input (``project_leaf`` for leaves only)."""
+        project_leaf = getattr(self.cell, "project_leaf", None) if leaf else None
+        proj = project_leaf(x) if project_leaf is not None else self._projection()(x)  # [U, P]
         if input_index is not None:
             proj = proj.index_select(0, input_index)  # [K, P]: each node's row
-        empty = None
-        if has_input is not None and num_inputs < batch.num_nodes:
-            empty = project(x.new_zeros(1, x.shape[-1]))  # [1, P]: a node without input
-            if not prefix:  # inputs scattered in level order: place them explicitly
-                proj = empty.expand(batch.num_nodes, -1).index_copy(0, has_input, proj)  # [N, P]
-                empty = None
+        return proj
+
+    def _execute(self, batch: TreeBatch, proj: Tensor, empty: Tensor | None) -> tuple[Tensor, ...]:
+        """Run the cell over the levels: node by node, through the cell's own ``sweep()``, or the generic sweep."""
         if self.mode == "recursive":
             return run_recursive(self.cell, batch, proj, empty)
-        if self.fused and _has_fused_sweep(self.cell) and not self.compile:
-            h, c = nary_tree_lstm_sweep(
-                batch.levels(), self.cell.arity, batch.num_nodes, proj, empty, self.cell.U_iouf.weight
-            )
-            return TreeLSTMState(h, c)
+        sweep = getattr(self.cell, "sweep", None) if self.fused and not self.compile else None
+        if sweep is not None:
+            return sweep(batch.levels(), batch.num_nodes, proj, empty)
         return run_levels(self._level_cell(), batch, proj, empty)
-
-
-def _has_fused_sweep(cell: nn.Module) -> bool:
-    """An unmodified N-ary Tree-LSTM (a subclass that overrides ``forward`` runs generically)."""
-    return isinstance(cell, NaryTreeLSTMCell) and type(cell).forward is NaryTreeLSTMCell.forward

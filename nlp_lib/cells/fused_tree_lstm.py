@@ -9,21 +9,46 @@ handful of element-wise kernels and one multiply by ``U``, and the gradient of `
 multiply over every inner node of the batch at the end of the sweep.
 
 Results equal the generic runner's (outputs and every gradient; tests check it against the
-one-node-at-a-time reference). The runner uses this path automatically for an unmodified
-``NaryTreeLSTMCell`` in ``"level"`` mode without ``compile``; a subclass that overrides
-``forward`` gets the generic path.
+one-node-at-a-time reference). The cell offers this sweep as its ``sweep()`` hook, which the
+runner calls in ``"level"`` mode without ``compile``; a subclass that overrides ``forward`` does
+not offer it (see :attr:`NaryTreeLSTMCell.sweep <nlp_lib.cells.tree_lstm.NaryTreeLSTMCell.sweep>`).
+
+Torch only: a level is any object with the attributes of
+:class:`nlp_lib.structure.schedule.LevelView` (the :class:`Level` protocol below).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from nlp_lib.structure.schedule import LevelView
+__all__ = ["Level", "level_inputs", "nary_tree_lstm_sweep"]
 
-__all__ = ["nary_tree_lstm_sweep"]
+
+class Level(Protocol):
+    """One level of a schedule, as a sweep reads it (what :class:`~nlp_lib.structure.schedule.LevelView` holds).
+
+    Attributes:
+        start, end: The level's node positions ``[start, end)``.
+        child_index: ``[E]`` position of each child edge's child, edges grouped by parent.
+        child_parent: ``[E]`` index (``0..M-1``) of each edge's parent within the level.
+        child_slot: ``[E]`` each child's rank among its siblings.
+    """
+
+    start: int
+    end: int
+    child_index: Tensor
+    child_parent: Tensor
+    child_slot: Tensor
+
+    @property
+    def num_nodes(self) -> int: ...
+
+    @property
+    def num_edges(self) -> int: ...
 
 
 def level_inputs(x_in: Tensor, x_empty: Tensor | None, start: int, end: int) -> Tensor:
@@ -40,7 +65,7 @@ _sigmoid_bw = torch.ops.aten.sigmoid_backward.grad_input  # grad * y * (1 - y), 
 _tanh_bw = torch.ops.aten.tanh_backward.grad_input  # grad * (1 - y * y)
 
 
-def _side_by_side(buf: Tensor, lv: LevelView, n: int, out: Tensor) -> None:
+def _side_by_side(buf: Tensor, lv: Level, n: int, out: Tensor) -> None:
     """Write into ``out`` (``[M * n, H]``) the level's children's rows of ``buf`` by (node, slot), zeros where missing."""
     if lv.num_edges == out.shape[0]:  # every node has exactly n children, already in (node, slot) order
         torch.index_select(buf, 0, lv.child_index, out=out)
@@ -162,7 +187,7 @@ class _NarySweep(torch.autograd.Function):
 
 
 def nary_tree_lstm_sweep(
-    levels: Sequence[LevelView], arity: int, num_nodes: int, x_in: Tensor, x_empty: Tensor | None, weight: Tensor
+    levels: Sequence[Level], arity: int, num_nodes: int, x_in: Tensor, x_empty: Tensor | None, weight: Tensor
 ) -> tuple[Tensor, Tensor]:
     """``(h, c)``, each ``[N, H]``, of every node: the N-ary Tree-LSTM over the levels, fused.
 
