@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from nlp_lib.cells import (
-    Children,
     ChildSumTreeGRUCell,
     ChildSumTreeLSTMCell,
     NaryTreeLSTMCell,
@@ -125,17 +124,6 @@ def test_frozen_cell_still_trains_embeddings():
         p.requires_grad_(False)
     model(_batch(trees)).logits.sum().backward()
     assert model.embedding.weight.grad is not None and model.embedding.weight.grad.abs().sum() > 0
-
-
-@pytest.mark.parametrize("cell", [NaryTreeLSTMCell(8, 6, arity=2), ChildSumTreeLSTMCell(8, 6)])
-def test_project_leaf_gives_the_same_leaf_states_as_project(cell):
-    x = torch.randn(7, 8)
-    none = torch.zeros(0, dtype=torch.long)
-    leaves = Children(None, none, none, 7)
-    short, full = cell(cell.project_leaf(x), leaves), cell(cell.project(x), leaves)
-    assert cell.project_leaf(x).shape[1] < cell.project(x).shape[1]
-    for a, b in zip(short, full, strict=True):
-        torch.testing.assert_close(a, b)
 
 
 def test_scattered_inputs_equal_recursive():
