@@ -60,15 +60,8 @@ RUN_TARGETS: tuple[str, ...] = (
 )
 # The only functions a config may name without trust: nlp_lib's documented data builders.
 FACTORIES: frozenset[str] = frozenset(
-    f"nlp_lib.data.{m}.{f}"
-    for m, f in (
-        ("sources", "ptb_tree_data"),
-        ("sources", "conllu_tree_data"),
-        ("sources", "ptb_sentence_data"),
-        ("sources", "listops_data"),
-        ("seq2seq", "scan_data"),
-        ("seq2seq", "parallel_data"),
-    )
+    f"nlp_lib.data.builders.{f}"
+    for f in ("ptb_tree_data", "conllu_tree_data", "ptb_sentence_data", "listops_data", "scan_data", "parallel_data")
 )
 _CONFIG_KEYS = {"_target_", "_partial_"}  # every other key starting with "_" is refused
 MAX_DEPTH = 64  # nesting of a config or JSON file; the library's own are under 10

@@ -1,4 +1,4 @@
-"""Reader for PTB-style bracketed trees, one a line (the SST format).
+"""Reader for PTB-style bracketed trees, one a line (the SST format), and the SST-2 label mapping.
 
 Bad input (see :mod:`nlp_lib.data.bad_input`): a line that is not UTF-8 or not a tree, or a tree
 with a label training never saw (``known_labels``), is a :class:`~nlp_lib.errors.DataError` naming
@@ -27,7 +27,7 @@ from nlp_lib.errors import DataError, NlpLibError
 from nlp_lib.structure.brackets import parse_ptb
 from nlp_lib.structure.tree import Tree
 
-__all__ = ["read_ptb_trees", "ReadResult", "OnError"]
+__all__ = ["read_ptb_trees", "ReadResult", "OnError", "sst_binary"]
 
 log = logging.getLogger(__name__)
 
@@ -128,3 +128,18 @@ def _out_of_range(label: int, num_classes: int | None, note: str | None) -> str:
         f"label {label} is outside the {num_classes} classes 0..{num_classes - 1} "
         f"({note or f'data.num_classes={num_classes}'})"
     )
+
+
+_SST_BINARY = {0: 0, 1: 0, 2: -1, 3: 1, 4: 1}
+
+
+def sst_binary(tree: Tree) -> Tree | None:
+    """SST-2 from a fine-grained SST tree: labels 0, 1 -> 0 and 3, 4 -> 1; neutral (2) nodes get no label.
+
+    Returns ``None`` for a tree whose root is neutral (SST-2 drops those sentences).
+    """
+    if tree.labels is None or tree.labels[-1] == 2:
+        return None
+    if not set(tree.labels) <= set(_SST_BINARY) | {-1}:
+        raise DataError(f"binary SST needs labels 0..4, found {sorted(set(tree.labels))}")
+    return Tree(parent=tree.parent, words=tree.words, labels=[_SST_BINARY.get(x, -1) for x in tree.labels])

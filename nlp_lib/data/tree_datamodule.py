@@ -59,7 +59,7 @@ class TreeDataModule(SplitLoaders, pl.LightningDataModule):
             load it from there when the files and options are the same (:mod:`nlp_lib.data.cache`).
         cache_dir: The cache folder (default ``$NLP_LIB_CACHE`` or ``~/.cache/nlp_lib``).
         cache_key: What ``load`` reads (file fingerprints, reader options), set by the builders in
-            :mod:`nlp_lib.data.sources`; ``None``: not cached.
+            :mod:`nlp_lib.data.builders`; ``None``: not cached.
     """
 
     # the models this data trains, as nlp-lib names their kinds (checked before anything is read)

@@ -41,8 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHILD = """
 import json, sys, time
 import datasets, pyarrow, sentencepiece  # imports are not reading or tokenising: before the clock
-from nlp_lib.data.seq2seq import parallel_data
-from nlp_lib.data.sources import ptb_tree_data
+from nlp_lib.data.builders import parallel_data, ptb_tree_data
 kind, path = sys.argv[1], sys.argv[2]
 def make():
     if kind == "multi30k":

@@ -28,7 +28,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from nlp_lib.data.seq2seq import scan_data  # noqa: E402
+from nlp_lib.data.builders import scan_data  # noqa: E402
 from nlp_lib.models import Seq2Seq  # noqa: E402
 from nlp_lib.models.decoding import beam_search, beam_search_one_by_one  # noqa: E402
 from nlp_lib.models.seq2seq import PAD  # noqa: E402

@@ -20,9 +20,9 @@ from conftest import REPO, SHARED_DATA
 
 from nlp_lib.data.conllu import read_conllu
 from nlp_lib.data.listops import read_listops
+from nlp_lib.data.parallel import read_parallel
 from nlp_lib.data.ptb import read_ptb_trees
 from nlp_lib.data.scan import read_scan, read_scan_split
-from nlp_lib.data.seq2seq import read_parallel
 from nlp_lib.data.text import read_labelled_text
 from nlp_lib.errors import DataError
 
@@ -255,7 +255,7 @@ def test_parallel_bad_pair(
     with pytest.raises(DataError) as e:
         read_parallel(tmp_path / "p.en", tmp_path / "p.de")
     assert str(e.value) == f"{tmp_path / f'p.{side}'}:2: {problem}"
-    with caplog.at_level(logging.WARNING, logger="nlp_lib.data.seq2seq"):
+    with caplog.at_level(logging.WARNING, logger="nlp_lib.data.parallel"):
         pairs = read_parallel(tmp_path / "p.en", tmp_path / "p.de", on_error="skip")
     assert pairs == [("one", "eins"), ("three", "drei"), ("four", "vier")]
     assert f"skipped 1 bad pair(s), the first at line 2 (line 2: p.{side}: {problem})" in caplog.text
@@ -509,7 +509,7 @@ def test_a_directory_is_named_as_one(r: Reader, tmp_path: Path) -> None:
 
 
 def test_a_parallel_file_that_is_a_directory_is_named_as_one(tmp_path: Path) -> None:
-    from nlp_lib.data.seq2seq import parallel_data
+    from nlp_lib.data.builders import parallel_data
     from nlp_lib.errors import ConfigError
 
     (tmp_path / "train.en").write_text("a\n")
@@ -567,7 +567,7 @@ def test_ptb_labels_beyond_the_declared_classes(tmp_path: Path, caplog: pytest.L
 
 
 def test_ptb_label_range_through_the_data_module(tmp_path: Path) -> None:
-    from nlp_lib.data.sources import ptb_tree_data
+    from nlp_lib.data.builders import ptb_tree_data
 
     r = READERS[0]
     r.write(tmp_path / "train.txt", _layout(r, "(99999999999 (2 a) (2 b))\n")[0])

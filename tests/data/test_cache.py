@@ -6,9 +6,8 @@ import os
 
 import pytest
 
+from nlp_lib.data.builders import listops_data, parallel_data, ptb_sentence_data, ptb_tree_data
 from nlp_lib.data.cache import DataCache
-from nlp_lib.data.seq2seq import parallel_data
-from nlp_lib.data.sources import listops_data, ptb_sentence_data, ptb_tree_data
 
 TREES = {
     "train.txt": [

@@ -9,7 +9,7 @@ from conftest import write_conllu
 
 import nlp_lib
 from nlp_lib.cli import compose, train
-from nlp_lib.data.sources import conllu_tree_data
+from nlp_lib.data.builders import conllu_tree_data
 from nlp_lib.errors import DataError
 
 

@@ -44,9 +44,9 @@ from hypothesis import strategies as st
 from nlp_lib.data.bad_input import MAX_INFERRED_CLASSES
 from nlp_lib.data.conllu import read_conllu
 from nlp_lib.data.listops import read_listops
+from nlp_lib.data.parallel import read_parallel
 from nlp_lib.data.ptb import read_ptb_trees
 from nlp_lib.data.scan import read_scan
-from nlp_lib.data.seq2seq import read_parallel
 from nlp_lib.data.text import read_labelled_text
 from nlp_lib.errors import DataError
 

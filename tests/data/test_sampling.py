@@ -117,7 +117,7 @@ def test_bucket_batches_cost_each_side_of_a_pair_separately():
 
 
 def test_seq2seq_loader_with_a_token_budget_covers_every_pair_once(tmp_path):
-    from nlp_lib.data.seq2seq import scan_data
+    from nlp_lib.data.builders import scan_data
 
     dm = scan_data(token_budget=600, cache=False)
     dm.prepare()

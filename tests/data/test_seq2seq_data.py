@@ -6,10 +6,12 @@ import pytest
 import torch
 from conftest import SHARED_DATA
 
-from nlp_lib.data.seq2seq import Seq2SeqBatch, Seq2SeqVocab, parallel_data, read_parallel, scan_data
+from nlp_lib.data.builders import parallel_data, scan_data
+from nlp_lib.data.parallel import read_parallel
 from nlp_lib.data.tokenizers import SentencePieceTokenizer
+from nlp_lib.data.vocab import Seq2SeqVocab
 from nlp_lib.errors import ConfigError, DataError
-from nlp_lib.models.seq2seq import BOS, EOS, PAD
+from nlp_lib.structure.seq2seq import BOS, EOS, PAD, Seq2SeqBatch
 
 MULTI30K = SHARED_DATA / "multi30k" / "raw"
 

@@ -1,4 +1,4 @@
-from nlp_lib.data.sources import sst_binary
+from nlp_lib.data.ptb import sst_binary
 from nlp_lib.structure import parse_ptb
 
 

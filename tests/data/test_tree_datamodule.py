@@ -1,6 +1,6 @@
 import torch
 
-from nlp_lib.data.sources import listops_data
+from nlp_lib.data.builders import listops_data
 
 
 def _data(**kw):

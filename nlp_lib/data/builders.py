@@ -1,35 +1,52 @@
-"""DataModule builders: one per data source, every knob a plain keyword argument (Hydra targets)."""
+"""The data builders: every function a ``conf/data/*.yaml`` names as its ``_target_``.
+
+Each reads one kind of source and returns a ready LightningDataModule, every knob a plain keyword
+argument; the DataModule's own options pass through ``**kwargs``. They are the only functions a
+config may name without being trusted (:data:`nlp_lib.trust.FACTORIES`; ``conf/data/text.yaml``
+names the class :class:`~nlp_lib.data.TextDataModule` itself).
+
+* trees (:class:`~nlp_lib.data.tree_datamodule.TreeDataModule`): :func:`ptb_tree_data` (PTB-style
+  files such as SST), :func:`listops_data` (generated or read), :func:`conllu_tree_data`;
+  their sentences, for sequence models (:class:`~nlp_lib.data.tree_datamodule.SentenceDataModule`):
+  :func:`ptb_sentence_data`;
+* text pairs (:class:`~nlp_lib.data.seq2seq_datamodule.Seq2SeqDataModule`): :func:`scan_data`
+  (generated from the grammar or read), :func:`parallel_data` (line-aligned files, e.g. Multi30K).
+
+The readers live in one module per format (:mod:`~nlp_lib.data.ptb`, :mod:`~nlp_lib.data.conllu`...);
+a builder adds the split files, the cache key and the wiring.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from nlp_lib.constraints import PositiveInt
+from nlp_lib.data.bad_input import OnError, unseen_label
 from nlp_lib.data.cache import file_fingerprints
-from nlp_lib.data.ptb import OnError, read_ptb_trees
+from nlp_lib.data.conllu import read_conllu
+from nlp_lib.data.listops import generate_splits, read_listops
+from nlp_lib.data.parallel import Pair, read_parallel
+from nlp_lib.data.ptb import read_ptb_trees, sst_binary
+from nlp_lib.data.scan import SPLIT_FILES, _canonical_split, generate_scan, read_scan_split, scan_splits
+from nlp_lib.data.seq2seq_datamodule import Seq2SeqDataModule
 from nlp_lib.data.tree_datamodule import SentenceDataModule, TreeDataModule, TreeSplits
-from nlp_lib.errors import DataError
+from nlp_lib.errors import ConfigError, DataError
+from nlp_lib.structure.brackets import parse_unlabelled
 from nlp_lib.structure.tree import Tree
 
-__all__ = ["conllu_tree_data", "ptb_tree_data", "ptb_sentence_data", "listops_data", "sst_binary"]
+__all__ = ["conllu_tree_data", "listops_data", "parallel_data", "ptb_sentence_data", "ptb_tree_data", "scan_data"]
 
+log = logging.getLogger(__name__)
 
-_SST_BINARY = {0: 0, 1: 0, 2: -1, 3: 1, 4: 1}
-
-
-def sst_binary(tree: Tree) -> Tree | None:
-    """SST-2 from a fine-grained SST tree: labels 0, 1 -> 0 and 3, 4 -> 1; neutral (2) nodes get no label.
-
-    Returns ``None`` for a tree whose root is neutral (SST-2 drops those sentences).
-    """
-    if tree.labels is None or tree.labels[-1] == 2:
-        return None
-    if not set(tree.labels) <= set(_SST_BINARY) | {-1}:
-        raise DataError(f"binary SST needs labels 0..4, found {sorted(set(tree.labels))}")
-    return Tree(parent=tree.parent, words=tree.words, labels=[_SST_BINARY.get(x, -1) for x in tree.labels])
+# ------------------------------------------------------------------------------------------------
+# Trees
+# ------------------------------------------------------------------------------------------------
 
 
 def _split_dir(path: str, train_file: str, val_file: str, test_file: str | None) -> tuple[Path, dict[str, str | None]]:
@@ -95,7 +112,7 @@ def ptb_tree_data(
         on_error: ``"raise"`` on a malformed line, or ``"skip"`` it and report the count. A label
             that is not a class id in range is a malformed line: below 0, at or above
             ``num_classes`` (in ``datamodule_kwargs``), or, with no ``num_classes``, above 999.
-        binary: SST-2 (see :func:`sst_binary`): positive / negative, neutral sentences dropped and
+        binary: SST-2 (see :func:`~nlp_lib.data.ptb.sst_binary`): positive / negative, neutral sentences dropped and
             neutral phrases unlabelled. Set ``num_classes`` to 2.
         **datamodule_kwargs: Passed to :class:`TreeDataModule` (``batch_size``, ``lowercase``...).
 
@@ -143,9 +160,6 @@ def _ptb_module(
 
 
 def _listops_generated(sizes: dict[str, int], seed: int, params: dict[str, Any]) -> TreeSplits:
-    from nlp_lib.data.listops import generate_splits
-    from nlp_lib.structure.brackets import parse_unlabelled
-
     out: TreeSplits = {}
     for split, examples in generate_splits(sizes, seed, **params).items():
         trees = []
@@ -157,8 +171,6 @@ def _listops_generated(sizes: dict[str, int], seed: int, params: dict[str, Any])
 
 
 def _listops_files(directory: Path, files: dict[str, str | None], on_error: OnError) -> TreeSplits:
-    from nlp_lib.data.listops import read_listops
-
     out: TreeSplits = {}
     for split, f in _split_paths(directory, files):
         # the label set is the task's (the values 0-9), not the training file's: no known_labels check
@@ -203,8 +215,6 @@ def listops_data(
         val_file: See ``train_file``.
         test_file: See ``train_file`` (read if present).
         on_error: ``"raise"`` on a malformed line, or ``"skip"`` it and report the count.
-        binary: SST-2 (see :func:`sst_binary`): positive / negative, neutral sentences dropped and
-            neutral phrases unlabelled. Set ``num_classes`` to 2.
         **datamodule_kwargs: Passed to :class:`TreeDataModule`.
     """
     datamodule_kwargs.setdefault("num_classes", 10)
@@ -225,11 +235,6 @@ def listops_data(
 def _read_conllu_splits(
     directory: Path, files: dict[str, str | None], label_comment: str, on_error: OnError
 ) -> tuple[TreeSplits, list[str]]:
-    import logging
-
-    from nlp_lib.data.bad_input import unseen_label
-    from nlp_lib.data.conllu import read_conllu
-
     splits: TreeSplits = {}
     names: list[str] = []
     index: dict[str, int] = {}
@@ -251,9 +256,7 @@ def _read_conllu_splits(
                 continue
             trees.append((dep.tree, label))
         if bad:
-            logging.getLogger(__name__).warning(
-                "%s: skipped %d sentence(s) (data.on_error=skip); the first: %s", f, len(bad), bad[0]
-            )
+            log.warning("%s: skipped %d sentence(s) (data.on_error=skip); the first: %s", f, len(bad), bad[0])
         if split == "train":
             names = sorted({y for _, y in trees})
             index = {y: i for i, y in enumerate(names)}
@@ -296,3 +299,122 @@ def conllu_tree_data(
     key = _files_key("conllu", directory, files, label_comment=label_comment, on_error=on_error)
     load = partial(_read_conllu_splits, directory, files, label_comment, on_error)
     return TreeDataModule(load=load, cache_key=key, **datamodule_kwargs)
+
+
+# ------------------------------------------------------------------------------------------------
+# Text pairs
+# ------------------------------------------------------------------------------------------------
+
+
+def _val_from_train(pairs: list[Pair], fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(pairs), generator=g).tolist()
+    k = max(1, round(fraction * len(pairs)))
+    return [pairs[i] for i in order[k:]], [pairs[i] for i in order[:k]]
+
+
+def scan_data(
+    *,
+    split: str = "simple",
+    path: str | None = None,
+    val_fraction: float = 0.1,
+    on_error: OnError = "raise",
+    seed: int = 0,
+    **kwargs: Any,
+) -> Seq2SeqDataModule:
+    """SCAN (Lake & Baroni 2018), word tokens.
+
+    Args:
+        split: ``simple``, ``length`` or ``add_prim_jump`` (alias ``add_jump``).
+        path: ``None``: the commands generated from the grammar and split by the project
+            (:func:`nlp_lib.data.scan.scan_splits`). A directory laid out like the official release
+            (``simple_split/tasks_train_simple.txt``...): its train and test files, with
+            ``val_fraction`` of train held out for validation.
+        val_fraction: Share of the training commands held out for validation.
+        on_error: ``raise`` on a malformed line of the official files, or ``skip`` it (one warning
+            with the count).
+        seed: Seed of the random splits and of the epoch orders.
+        **kwargs: :class:`Seq2SeqDataModule` options (``batch_size``...).
+    """
+    name = _canonical_split(split)  # an unknown data.split fails now, not when the data is first read
+    key: dict[str, Any] = {"reader": "scan", "split": name, "val_fraction": val_fraction, "seed": seed}
+    if path is None:
+
+        def load() -> dict[str, list[Pair]]:
+            return scan_splits(generate_scan(), split, seed=seed, val_fraction=val_fraction)
+
+    else:
+        root = Path(path)
+        if not root.is_dir():
+            raise DataError(f"data.path: SCAN directory '{root}' does not exist")
+        key["files"] = file_fingerprints(root / rel for rel in SPLIT_FILES[name])
+        key["on_error"] = on_error
+
+        def load() -> dict[str, list[Pair]]:
+            files = read_scan_split(path, split, on_error=on_error)
+            train, val = _val_from_train(files["train"], val_fraction, seed)
+            return {"train": train, "val": val, "test": files["test"]}
+
+    kwargs.setdefault("tokenizer", "word")
+    return Seq2SeqDataModule(load, seed=seed, cache_key=key, **kwargs)
+
+
+def parallel_data(
+    *,
+    path: str,
+    source: str,
+    target: str,
+    train: str = "train",
+    val: str | None = "val",
+    test: str | None = None,
+    val_fraction: float = 0.05,
+    on_error: OnError = "raise",
+    seed: int = 0,
+    **kwargs: Any,
+) -> Seq2SeqDataModule:
+    """Parallel text: ``<path>/<prefix>.<source>`` and ``<path>/<prefix>.<target>`` (``.gz`` found too).
+
+    Args:
+        path: The folder of the files.
+        source / target: Language suffixes (``en``, ``de``).
+        train / val / test: File prefixes per split (``val=None`` holds out ``val_fraction`` of
+            train; ``test=None``: no test split).
+        on_error: ``raise`` on a half-empty pair, or ``skip`` it (with a warning).
+        **kwargs: :class:`Seq2SeqDataModule` options (``tokenizer``, ``vocab_size``...).
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise ConfigError(f"data.path: {root} is not a directory")
+
+    def find(prefix: str, lang: str, key: str) -> Path:
+        candidates = [root / f"{prefix}.{lang}", root / f"{prefix}.{lang}.gz"]
+        for p in candidates:
+            if p.is_file():
+                return p
+        for p in candidates:  # there, but not a file: say what it is, not that it is missing
+            if p.exists():
+                what = "a directory" if p.is_dir() else "not a regular file"
+                raise ConfigError(f"data.{key}: {p} is {what}; the {key} split's {lang} side must be a text file")
+        raise ConfigError(f"data.{key}: neither {candidates[0]} nor its .gz exists")
+
+    files = {
+        split: (find(prefix, source, split), find(prefix, target, split))
+        for split, prefix in (("train", train), ("val", val), ("test", test))
+        if prefix is not None
+    }
+
+    def load() -> dict[str, list[Pair]]:
+        splits = {split: read_parallel(s, t, on_error=on_error) for split, (s, t) in files.items()}
+        if "val" not in splits:
+            splits["train"], splits["val"] = _val_from_train(splits["train"], val_fraction, seed)
+        return splits
+
+    key = {
+        "reader": "parallel",
+        "files": {split: file_fingerprints(pair) for split, pair in files.items()},
+        "on_error": on_error,
+        "val_fraction": val_fraction if val is None else None,
+        "seed": seed if val is None else None,
+    }
+    kwargs.setdefault("tokenizer", "sentencepiece")
+    return Seq2SeqDataModule(load, seed=seed, cache_key=key, **kwargs)
