@@ -113,18 +113,12 @@ class Children:
     def count(self) -> Tensor:
         """``[M]`` number of children of each node (long)."""
         if self._count is None:
-            if torch.onnx.is_in_onnx_export():  # no bincount in ONNX: a sum of ones per node
-                ones = torch.ones_like(self.parent)
-                self._count = self.parent.new_zeros(self.num_nodes).scatter_add(0, self.parent, ones)
-            else:
-                self._count = torch.bincount(self.parent, minlength=self.num_nodes)
+            self._count = torch.bincount(self.parent, minlength=self.num_nodes)
         return self._count
 
     def sum(self, t: Tensor) -> Tensor:
         """``[E, ...] -> [M, ...]``: each node's sum over its children (0 for none)."""
         out = t.new_zeros((self.num_nodes,) + t.shape[1:])
-        if torch.onnx.is_in_onnx_export():  # index_add's ONNX form drops repeated indices; scatter_add's adds them
-            return out.scatter_add(0, self.parent.view((-1,) + (1,) * (t.dim() - 1)).expand_as(t), t)
         return out.index_add_(0, self.parent, t)
 
     def mean(self, t: Tensor) -> Tensor:
@@ -135,10 +129,6 @@ class Children:
     def max(self, t: Tensor) -> Tensor:
         """``[E, ...] -> [M, ...]``: each node's elementwise maximum over its children (0 for none)."""
         index = self.parent.view((-1,) + (1,) * (t.dim() - 1)).expand_as(t)
-        if torch.onnx.is_in_onnx_export():  # ONNX's ScatterElements(max) includes the start values
-            start = t.new_full((self.num_nodes,) + t.shape[1:], float("-inf"))
-            top = start.scatter_reduce(0, index, t, reduce="amax", include_self=True)
-            return torch.where(torch.isinf(top) & (top < 0), torch.zeros_like(top), top)
         out = t.new_zeros((self.num_nodes,) + t.shape[1:])
         return out.scatter_reduce(0, index, t, reduce="amax", include_self=False)
 
@@ -156,14 +146,21 @@ class Children:
         For ordered (N-ary) cells, e.g. ``children.slots(children.h, 2).flatten(1)`` is
         ``[h_left; h_right]``. Raises if a node has more than ``n`` children.
         """
-        m, e = self.num_nodes, t.shape[0]
-        tail = t.shape[1:]
+        self._check_width(t, n)
+        if t.shape[0] == self.num_nodes * n:  # exactly n each, rows in (node, slot) order
+            return t.reshape((self.num_nodes, n) + t.shape[1:])
+        return self._scatter_slots(t, n)
+
+    def _check_width(self, t: Tensor, n: int) -> None:
+        """Raise if a node has more than ``n`` children (``t``: ``[E, ...]``)."""
+        e = t.shape[0]
         most = self.max_children if self.max_children is not None else (int(self.slot.max()) + 1 if e else 0)
         if most > n:
             raise ValueError(f"a node has more than {n} children")
-        if e == m * n and not torch.onnx.is_in_onnx_export():  # exactly n each, rows in (node, slot) order
-            # (not while exporting: the shape test would be frozen into the graph for every batch)
-            return t.reshape((m, n) + tail)
+
+    def _scatter_slots(self, t: Tensor, n: int) -> Tensor:
+        """:meth:`slots` by scattering each child's row to its ``(node, slot)`` place."""
+        m, tail = self.num_nodes, t.shape[1:]
         rows = self.parent * n + self.slot  # [E]
         return t.new_zeros((m * n,) + tail).index_copy(0, rows, t).view((m, n) + tail)
 

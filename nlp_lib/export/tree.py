@@ -73,13 +73,8 @@ class OnnxChildren(Children):
 
     def slots(self, t: Tensor, n: int) -> Tensor:
         """``[E, ...] -> [M, n, ...]``: each node's children side by side by slot, zeros where missing."""
-        m, e = self.num_nodes, t.shape[0]
-        tail = t.shape[1:]
-        most = self.max_children if self.max_children is not None else (int(self.slot.max()) + 1 if e else 0)
-        if most > n:
-            raise ValueError(f"a node has more than {n} children")
-        rows = self.parent * n + self.slot  # [E]
-        return t.new_zeros((m * n,) + tail).index_copy(0, rows, t).view((m, n) + tail)
+        self._check_width(t, n)
+        return self._scatter_slots(t, n)
 
 
 class TreeGraph(nn.Module):
