@@ -26,7 +26,7 @@ _EXPORTS = {
     "TreeDataModule": "nlp_lib.data.tree_datamodule",
     "WordVocab": "nlp_lib.data.vocab",
     "SentencePieceTokenizer": "nlp_lib.data.tokenizers",
-    "TextDataModule": "nlp_lib.data.text",
+    "TextDataModule": "nlp_lib.data.text_datamodule",
     "read_labelled_text": "nlp_lib.data.text",
     "Seq2SeqDataModule": "nlp_lib.data.seq2seq_datamodule",
     "Seq2SeqVocab": "nlp_lib.data.vocab",

@@ -336,7 +336,7 @@ def test_parquet_bad_records_are_named_by_number(tmp_path: Path, caplog: pytest.
 
 
 def _text_module(tmp_path: Path, val_rows: list[dict], on_error: str) -> Any:
-    from nlp_lib.data.text import TextDataModule
+    from nlp_lib.data.text_datamodule import TextDataModule
 
     train = [
         {"text": f"{w} film number {i}", "label": y} for i in range(10) for w, y in (("good", "pos"), ("bad", "neg"))
@@ -357,7 +357,7 @@ def test_text_label_unseen_in_training(tmp_path: Path, caplog: pytest.LogCapture
         f"{tmp_path / 'val.jsonl'}:2: label 'meh' never occurs in training (training labels: 'neg', 'pos') (the val split)"
     )
     dm = _text_module(tmp_path, val, "skip")
-    with caplog.at_level(logging.WARNING, logger="nlp_lib.data.text"):
+    with caplog.at_level(logging.WARNING, logger="nlp_lib.data.text_datamodule"):
         dm.prepare()
     assert [y for _, y in dm.splits["val"]] == [dm.label_names.index("pos"), dm.label_names.index("neg")]
     assert (
@@ -741,7 +741,7 @@ def test_csv_byte_order_mark_and_a_column_named_twice(tmp_path: Path) -> None:
 
 
 def test_text_data_module_labels_from_a_dict_never_become_classes(tmp_path: Path) -> None:
-    from nlp_lib.data.text import TextDataModule
+    from nlp_lib.data.text_datamodule import TextDataModule
 
     rows = [json.dumps({"text": f"film {i}", "label": y}) + "\n" for i in range(10) for y in ("pos", "neg")]
     (tmp_path / "t.jsonl").write_text("".join(rows) + '{"text": "odd", "label": {"x": 1}}\n')

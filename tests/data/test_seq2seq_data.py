@@ -8,7 +8,6 @@ from conftest import SHARED_DATA
 
 from nlp_lib.data.builders import parallel_data, scan_data
 from nlp_lib.data.parallel import read_parallel
-from nlp_lib.data.tokenizers import SentencePieceTokenizer
 from nlp_lib.data.vocab import Seq2SeqVocab
 from nlp_lib.errors import ConfigError, DataError
 from nlp_lib.structure.seq2seq import BOS, EOS, PAD, Seq2SeqBatch
@@ -56,14 +55,6 @@ def test_vocab_and_batch_layout(tmp_path):
     assert b.tgt_in.tolist() == [[BOS, 9, 10, PAD], [BOS, 11, 12, 13]]
     assert b.tgt_out.tolist() == [[9, 10, EOS, PAD], [11, 12, 13, EOS]]
     assert b.num_target_tokens == 7
-
-
-def test_sentencepiece_with_seq2seq_specials():
-    texts = ["ein Hund läuft im Park", "zwei Hunde laufen", "ein Mann liest ein Buch"] * 20
-    tok = SentencePieceTokenizer.train(texts, vocab_size=40, specials=True)
-    assert tok.sp.bos_id() == BOS and tok.sp.eos_id() == EOS and tok.sp.pad_id() == PAD
-    ids = tok.encode("ein Hund liest")
-    assert min(ids) > EOS and tok.decode([*ids, EOS]) == "ein Hund liest"
 
 
 def test_scan_data_module_generated():
