@@ -49,11 +49,12 @@ def test_eval_reproduces_the_runs_test_metrics_and_predict_labels_inputs(tmp_pat
     # from Python: a list of inputs, answered in eval mode whatever the model's mode
     import nlp_lib
 
-    model = nlp_lib.load(run / "bundle").train()
-    first = model.predict(lines[:3])
-    assert model.predict(lines[:3]) == first and model.training  # same answers (no dropout); mode restored
+    predictor = nlp_lib.load(run / "bundle")
+    predictor.model.train()
+    first = predictor.predict(lines[:3])
+    assert predictor.predict(lines[:3]) == first and predictor.model.training  # no dropout; mode restored
     with pytest.raises(TypeError, match="takes a list of inputs"):
-        model.predict(lines[0])
+        predictor.predict(lines[0])
 
 
 def test_eval_gives_the_loss_training_logged_for_sst_trees_with_phrase_labels(tmp_path, sst_trees):

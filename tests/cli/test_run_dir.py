@@ -54,13 +54,13 @@ def test_a_second_launch_into_a_live_run_directory_fails_at_once_naming_the_hold
 
 
 def test_two_launches_in_one_process_cannot_share_a_directory(tmp_path):
-    from nlp_lib.cli import _hold_run_dir
+    from nlp_lib.cli.rundir import hold_run_dir
 
-    with _hold_run_dir(tmp_path / "r"):
+    with hold_run_dir(tmp_path / "r"):
         with pytest.raises(RunDirError, match=f"in use by process {os.getpid()}"):
-            with _hold_run_dir(tmp_path / "r"):
+            with hold_run_dir(tmp_path / "r"):
                 pass
-    with _hold_run_dir(tmp_path / "r"):  # released after the run
+    with hold_run_dir(tmp_path / "r"):  # released after the run
         pass
 
 

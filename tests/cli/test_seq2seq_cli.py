@@ -41,11 +41,11 @@ def test_training_writes_seq2seq_metrics_and_a_bundle(scan_run):
     assert {"source.vocab.json", "target.vocab.json", "model.safetensors", "config.yaml"} <= files
 
 
-def test_loaded_bundle_is_a_plain_module_that_translates(scan_run):
+def test_loaded_bundle_holds_a_plain_module_and_translates(scan_run):
     run, _ = scan_run
-    model = nlp_lib.load(run / "bundle")
-    assert type(model) is Seq2Seq
-    out = model.translate(["jump twice", "walk left after run"], beam_size=3, n_best=2)
+    predictor = nlp_lib.load(run / "bundle")
+    assert type(predictor.model) is Seq2Seq
+    out = predictor.translate(["jump twice", "walk left after run"], beam_size=3, n_best=2)
     assert len(out) == 2 and all(len(o) == 2 for o in out)
     assert all(
         set(h["output"].split()) <= {"I_JUMP", "I_WALK", "I_RUN", "I_LOOK", "I_TURN_LEFT", "I_TURN_RIGHT"}
@@ -116,8 +116,8 @@ def test_export_a_seq2seq_bundle_and_decode_it_in_onnxruntime(scan_run, tmp_path
     res = run_cli("export", f"bundle={run / 'bundle'}", f"output={out}", "max_length=12")
     assert res.returncode == 0, res.stderr[-2000:]
     assert "encoder.onnx" in res.stdout and "decoder_step.onnx" in res.stdout
-    model = nlp_lib.load(run / "bundle")
+    predictor = nlp_lib.load(run / "bundle")
     texts = ["jump twice", "walk left after run", "look around right thrice"]
-    tokens = OnnxSeq2Seq(out).greedy([model.tokenizer["source"].encode(t) for t in texts], max_steps=60)
-    ours = model.translate(texts, beam_size=1, max_length=60)
-    assert [model.tokenizer["target"].decode(t) for t in tokens] == [o[0]["output"] for o in ours]
+    tokens = OnnxSeq2Seq(out).greedy([predictor.tokenizer["source"].encode(t) for t in texts], max_steps=60)
+    ours = predictor.translate(texts, beam_size=1, max_length=60)
+    assert [predictor.tokenizer["target"].decode(t) for t in tokens] == [o[0]["output"] for o in ours]
