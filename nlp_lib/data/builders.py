@@ -12,8 +12,8 @@ names the class :class:`~nlp_lib.data.TextDataModule` itself).
 * text pairs (:class:`~nlp_lib.data.seq2seq_datamodule.Seq2SeqDataModule`): :func:`scan_data`
   (generated from the grammar or read), :func:`parallel_data` (line-aligned files, e.g. Multi30K).
 
-The readers live in one module per format (:mod:`~nlp_lib.data.ptb`, :mod:`~nlp_lib.data.conllu`...);
-a builder adds the split files, the cache key and the wiring.
+The readers live in one module per format (:mod:`~nlp_lib.data.ptb`,
+:mod:`~nlp_lib.data.listops_files`...); a builder adds the split files, the cache key and the wiring.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from nlp_lib.constraints import PositiveInt
 from nlp_lib.data.bad_input import OnError, unseen_label
 from nlp_lib.data.cache import file_fingerprints
 from nlp_lib.data.conllu import read_conllu
-from nlp_lib.data.listops import generate_splits, read_listops
+from nlp_lib.data.listops import generate_splits
+from nlp_lib.data.listops_files import read_listops
 from nlp_lib.data.parallel import Pair, read_parallel
 from nlp_lib.data.ptb import read_ptb_trees, sst_binary
 from nlp_lib.data.scan import SPLIT_FILES, _canonical_split, generate_scan, read_scan_split, scan_splits

@@ -19,7 +19,7 @@ import pytest
 from conftest import REPO, SHARED_DATA
 
 from nlp_lib.data.conllu import read_conllu
-from nlp_lib.data.listops import read_listops
+from nlp_lib.data.listops_files import read_listops
 from nlp_lib.data.parallel import read_parallel
 from nlp_lib.data.ptb import read_ptb_trees
 from nlp_lib.data.scan import read_scan, read_scan_split
@@ -83,7 +83,7 @@ READERS = [
         [(["[MAX", "2", "9", "]"], 9), (["[MIN", "3", "5", "]"], 3), (["[SM", "4", "]"], 4)],
         "9 ( ( [MAX 2 ) ] )\n",
         "missing tab: expected '<label>\\t<expression>'",
-        "nlp_lib.data.listops",
+        "nlp_lib.data.listops_files",
         b"9\t( ( \xff[MAX 2 ) ] )\n",
     ),
     Reader(

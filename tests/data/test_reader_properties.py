@@ -43,7 +43,7 @@ from hypothesis import strategies as st
 
 from nlp_lib.data.bad_input import MAX_INFERRED_CLASSES
 from nlp_lib.data.conllu import read_conllu
-from nlp_lib.data.listops import read_listops
+from nlp_lib.data.listops_files import read_listops
 from nlp_lib.data.parallel import read_parallel
 from nlp_lib.data.ptb import read_ptb_trees
 from nlp_lib.data.scan import read_scan
