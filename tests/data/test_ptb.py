@@ -1,3 +1,5 @@
+"""PTB-style trees: the SST-2 label mapping (nlp_lib.data.ptb; the reader's bad input: test_bad_input.py)."""
+
 from nlp_lib.data.ptb import sst_binary
 from nlp_lib.structure import parse_ptb
 
