@@ -1,4 +1,4 @@
-"""Model bundles: a trained model as a folder any project can load, with no Lightning and no Hydra.
+"""Model bundles, the file format: a trained model as a folder any project can load.
 
 A bundle holds::
 
@@ -7,11 +7,21 @@ A bundle holds::
     vocab.json | tokenizer.model   the word vocabulary or the sentencepiece model
                         (seq2seq: source.* and target.*, one per side)
     labels.json         the label names, in class-id order
-    meta.json           bundle format version, library version, recipe, metrics
+    meta.json           bundle format version, library version, the tokenizer's class and file
+                        (per side for seq2seq), recipe, metrics
 
-Every training run writes one to ``<run dir>/bundle/`` (the best checkpoint's weights).
-:func:`load` rebuilds the model from its config, loads the weights and attaches the tokenizer and
-labels, so ``model.predict([...])`` works on raw inputs.
+This module is the format only: :func:`save` writes one, :func:`read` reads and checks one
+without building anything, :func:`build` builds its config's allow-listed classes and
+:func:`transfer` copies its weights for fine-tuning. It knows no model and no tokenizer class: a
+tokenizer is recorded by its importable name and reads its own file (``from_bundle``), resolved
+through the allow-list (:mod:`nlp_lib.trust`). :func:`nlp_lib.load` (:mod:`nlp_lib.predict`)
+turns a bundle into a model ready for raw inputs. Every training run writes one to
+``<run dir>/bundle/`` (the best checkpoint's weights).
+
+A tokenizer class a bundle can hold has ``save(path)``, a ``bundle_suffix`` (its file name, such
+as ``"vocab.json"``, or a bare extension: ``"model"`` is saved as ``tokenizer.model``; a seq2seq
+side's file is ``<side>.<bundle_suffix>``) and a ``from_bundle(directory, name)`` class method that reads that
+file defensively (it is untrusted input).
 """
 
 from __future__ import annotations
@@ -20,8 +30,7 @@ import functools
 import json
 import os
 import stat
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,117 +40,125 @@ import yaml
 from torch import nn
 
 from nlp_lib import trust as trust_mod
-from nlp_lib.constraints import FiniteFloat, PositiveInt
-from nlp_lib.errors import BundleError, DataError, NlpLibError
+from nlp_lib.configurable import describe
+from nlp_lib.errors import BundleError
+from nlp_lib.version import __version__
 
-__all__ = [
-    "FORMAT_VERSION",
-    "BundleContents",
-    "Predictor",
-    "load",
-    "read",
-    "save",
-    "save_tokenizers",
-    "transfer",
-    "Translator",
-]
+__all__ = ["FORMAT_VERSION", "LIMITS", "BundleContents", "build", "read", "save", "save_tokenizers", "transfer"]
 
-# Tokenizer kinds meta.json may name, and the file each is saved in (seq2seq: "<side>.<suffix>").
-_TOKENIZER_FILES = {"WordVocab": "vocab.json", "Seq2SeqVocab": "vocab.json", "SentencePieceTokenizer": "model"}
-_SIDES = ("source", "target")
-
-# Size limits per file (bytes): generous for real models, small enough that a hostile bundle
-# cannot exhaust memory. A weights file is memory-mapped, not read.
+# Files besides the tokenizers', and the size each may have (bytes): generous for real models,
+# small enough that a hostile bundle cannot exhaust memory. A weights file is memory-mapped, not read.
+# Each tokenizer class gives its own limit (``bundle_limit``).
 LIMITS = {
     "config.yaml": 1 << 20,
     "meta.json": 4 << 20,
     "labels.json": 64 << 20,
-    "vocab.json": 512 << 20,
-    "model": 256 << 20,
     "model.safetensors": 64 << 30,
 }
+_SIDES = ("source", "target")
+# Format 1 named the tokenizer by class name only; format 2 records the importable name and file.
+# Format 1's names: class, file of a lone tokenizer, suffix of a seq2seq side's file.
+_FORMAT1_TOKENIZERS = {
+    "WordVocab": ("nlp_lib.data.vocab.WordVocab", "vocab.json", "vocab.json"),
+    "Seq2SeqVocab": ("nlp_lib.data.vocab.Seq2SeqVocab", "vocab.json", "vocab.json"),
+    "SentencePieceTokenizer": ("nlp_lib.data.tokenizers.SentencePieceTokenizer", "tokenizer.model", "model"),
+}
+FORMAT_VERSION = 2
 
 
-def save_tokenizers(tokenizers: dict[str, Any], directory: Path) -> dict[str, str]:
-    """A seq2seq model's tokenizers as ``<side>.vocab.json`` or ``<side>.model``; returns their kinds."""
-    kinds = {}
-    for side, tok in tokenizers.items():
-        kind = type(tok).__name__
-        if kind not in _TOKENIZER_FILES:
-            raise BundleError(f"cannot save a tokenizer of type {kind}")
-        tok.save(directory / f"{side}.{_TOKENIZER_FILES[kind]}")
-        kinds[side] = kind
-    return kinds
-
-
-def _load_tokenizer(kind: Any, d: Path, name: str) -> Any:
-    """A tokenizer of a known ``kind`` from ``d/name``, read defensively; a bad file is a BundleError."""
-    from nlp_lib.data.tokenizers import SentencePieceTokenizer
-    from nlp_lib.data.vocab import Seq2SeqVocab, WordVocab
-
-    if kind not in _TOKENIZER_FILES:
+def _tokenizer_file(tok: Any, side: str = "") -> str:
+    """The file a tokenizer is saved as: ``vocab.json`` / ``tokenizer.model``, or ``<side>.<suffix>``."""
+    suffix = getattr(type(tok), "bundle_suffix", None)
+    if not isinstance(suffix, str) or not callable(getattr(tok, "save", None)):
         raise BundleError(
-            f"{d / 'meta.json'}: unknown tokenizer {trust_mod.short(kind)}; expected one of {sorted(_TOKENIZER_FILES)}"
+            f"cannot save a tokenizer of type {type(tok).__name__}: a bundle's tokenizer has save(path), "
+            "a bundle_suffix and a from_bundle(directory, name) class method (see nlp_lib.bundle)"
         )
-    limit = LIMITS[name.rpartition(".")[2] if kind == "SentencePieceTokenizer" else "vocab.json"]
-    if kind == "SentencePieceTokenizer":
-        data = trust_mod.read_bytes(d, name, limit)
-        try:
-            return SentencePieceTokenizer(data)
-        except (RuntimeError, ValueError, TypeError) as e:
-            raise BundleError(f"{d / name}: not a sentencepiece model ({e})") from None
-    data = trust_mod.read_json(d, name, limit, dict)
-    cls = Seq2SeqVocab if kind == "Seq2SeqVocab" else WordVocab
-    try:
-        return cls.from_json(data, str(d / name))
-    except DataError as e:
-        raise BundleError(str(e)) from None
+    if side:
+        return f"{side}.{suffix}"
+    return suffix if "." in suffix else f"tokenizer.{suffix}"  # a bare extension: tokenizer.<ext>
 
 
-FORMAT_VERSION = 1
+def _save_tokenizer(tok: Any, directory: Path, side: str = "") -> dict[str, str]:
+    name = _tokenizer_file(tok, side)
+    tok.save(directory / name)
+    return {"class": f"{type(tok).__module__}.{type(tok).__qualname__}", "file": name}
+
+
+def save_tokenizers(tokenizers: dict[str, Any], directory: Path) -> dict[str, dict[str, str]]:
+    """A seq2seq model's tokenizers as ``<side>.vocab.json`` or ``<side>.model``; returns what
+    ``meta.json`` records of them (importable class name and file, per side)."""
+    return {side: _save_tokenizer(tok, directory, side) for side, tok in tokenizers.items()}
+
+
+def _read_tokenizer(entry: Any, d: Path, allowed: trust_mod.Trust, side: str = "") -> Any:
+    """A tokenizer from what ``meta.json`` records of it; its class is resolved through the
+    allow-list (nlp_lib's tokenizers, or what the caller trusts) and reads its own file."""
+    where = f"{d / 'meta.json'}: tokenizer" + (f".{side}" if side else "")
+    if isinstance(entry, str) and entry in _FORMAT1_TOKENIZERS:  # format 1
+        name, single, suffix = _FORMAT1_TOKENIZERS[entry]
+        entry = {"class": name, "file": f"{side}.{suffix}" if side else single}
+    if not (isinstance(entry, dict) and isinstance(entry.get("class"), str) and isinstance(entry.get("file"), str)):
+        raise BundleError(f'{where}: expected {{"class": importable name, "file": name}}, got {trust_mod.short(entry)}')
+    file = entry["file"]
+    if "/" in file or "\\" in file or file in ("", ".", ".."):
+        raise BundleError(f"{where}: file {trust_mod.short(file)} is not a file name inside the bundle")
+    cls = trust_mod.resolve_target(entry["class"], allowed, f"{where}.class")
+    reader = getattr(cls, "from_bundle", None)
+    if not callable(reader):
+        raise BundleError(f"{where}.class: {entry['class']} has no from_bundle(directory, name) to read it")
+    return reader(d, file)
 
 
 def save(
     model: nn.Module,
     path: str | Path,
     *,
-    config: dict[str, Any],
-    tokenizer: Any,
-    labels: Sequence[str],
+    tokenizer: Any = None,
+    labels: Sequence[str] | None = None,
     meta: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model`` as a bundle in ``path`` (created if needed).
+    """Write ``model`` as a bundle in ``path`` (created if needed; its files are replaced).
 
     Args:
         model: The model (its ``state_dict`` is saved as safetensors).
-        config: The model's ``_target_`` config with every constructor argument resolved
-            (``vocab_size`` and ``num_classes`` included).
         tokenizer: A :class:`~nlp_lib.data.vocab.WordVocab` or
-            :class:`~nlp_lib.data.tokenizers.SentencePieceTokenizer` (anything with ``save``).
-        labels: Label names in class-id order.
+            :class:`~nlp_lib.data.tokenizers.SentencePieceTokenizer` (or any class with ``save``,
+            ``bundle_suffix`` and ``from_bundle``); seq2seq: ``{"source": ..., "target": ...}``.
+        labels: Label names in class-id order (a model with ``num_classes`` needs that many).
         meta: Extra metadata (recipe, metrics...).
+        config: The model's ``_target_`` config with every constructor argument resolved. Default:
+            the constructor arguments the model recorded (:func:`nlp_lib.configurable.describe`).
+
+    Raises:
+        BundleError: labels that do not match the output layer, a tokenizer that cannot be saved, or
+            a constructor argument that cannot be written as config.
     """
     from safetensors.torch import save_file
 
-    from nlp_lib import __version__
-
     out = Path(path)
+    if tokenizer is None:
+        raise BundleError(f"{out}: save needs the model's tokenizer: pass tokenizer=")
+    num_classes = getattr(model, "num_classes", None)
+    if labels is None and isinstance(num_classes, int):
+        raise BundleError(f"{out}: save needs the label names: pass labels= ({num_classes} names)")
+    labels = [str(x) for x in labels or ()]
+    if isinstance(num_classes, int) and len(labels) != num_classes:
+        raise BundleError(f"{out}: {len(labels)} labels given, the output layer has {num_classes} classes")
+    if config is None:
+        config = describe(model, type(model).__name__)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     save_file(state, str(out / "model.safetensors"))
     # safetensors creates its file 0600; give it the mode every other file of the bundle gets (umask)
     os.chmod(out / "model.safetensors", stat.S_IMODE((out / "config.yaml").stat().st_mode))
-    kind: Any = type(tokenizer).__name__
     if isinstance(tokenizer, dict):  # seq2seq: one per side
-        kind = save_tokenizers(tokenizer, out)
-    elif kind == "WordVocab":
-        tokenizer.save(out / "vocab.json")
-    elif kind == "SentencePieceTokenizer":
-        tokenizer.save(out / "tokenizer.model")
+        kind: Any = save_tokenizers(tokenizer, out)
     else:
-        raise BundleError(f"cannot save a tokenizer of type {kind}")
-    (out / "labels.json").write_text(json.dumps(list(labels), ensure_ascii=False))
+        kind = _save_tokenizer(tokenizer, out)
+    (out / "labels.json").write_text(json.dumps(labels, ensure_ascii=False))
     info = {"format_version": FORMAT_VERSION, "nlp_lib_version": __version__, "tokenizer": kind, **(meta or {})}
     (out / "meta.json").write_text(json.dumps(info, indent=2, default=str))
     return out
@@ -203,24 +220,17 @@ def read(path: str | Path, *, trust_code: bool = False, trust: Sequence[str] = (
         raise BundleError(f"{d / 'labels.json'}: label {bad} is {trust_mod.short(labels[bad])}, not a string")
     if len(set(labels)) != len(labels):
         raise BundleError(f"{d / 'labels.json'}: a label name appears twice")
+    allowed = trust_mod.Trust(trust_mod.TOKENIZER_TARGETS, trust, trust_code=trust_code)
     kind = meta.get("tokenizer", "WordVocab")
     tokenizer: Any
-    if isinstance(kind, dict):  # seq2seq: one per side
-        if sorted(kind) != sorted(_SIDES) or not all(isinstance(k, str) for k in kind.values()):
+    if isinstance(kind, dict) and "class" not in kind:  # seq2seq: one per side
+        if sorted(kind) != sorted(_SIDES):
             raise BundleError(
-                f"{d / 'meta.json'}: tokenizer must name a source and a target tokenizer kind, got {trust_mod.short(kind)}"
+                f"{d / 'meta.json'}: tokenizer must name a source and a target tokenizer, got {trust_mod.short(kind)}"
             )
-        tokenizer = {
-            side: _load_tokenizer(k, d, f"{side}.{_TOKENIZER_FILES.get(k, 'model')}") for side, k in kind.items()
-        }
-    elif kind == "SentencePieceTokenizer":
-        tokenizer = _load_tokenizer(kind, d, "tokenizer.model")
-    elif kind == "WordVocab":
-        tokenizer = _load_tokenizer(kind, d, "vocab.json")
+        tokenizer = {side: _read_tokenizer(kind[side], d, allowed, side) for side in _SIDES}
     else:
-        raise BundleError(
-            f"{d / 'meta.json'}: unknown tokenizer {trust_mod.short(kind)}; expected one of {sorted(_TOKENIZER_FILES)}"
-        )
+        tokenizer = _read_tokenizer(kind, d, allowed)
     weights = trust_mod.checked_path(d, "model.safetensors", LIMITS["model.safetensors"])
     try:
         state = load_file(str(weights))
@@ -231,80 +241,6 @@ def read(path: str | Path, *, trust_code: bool = False, trust: Sequence[str] = (
 
 def _bundle_trust(trust: Sequence[str], trust_code: bool) -> trust_mod.Trust:
     return trust_mod.Trust(trust_mod.BUNDLE_TARGETS, trust, trust_code=trust_code)
-
-
-def load(
-    path: str | Path,
-    *,
-    device: str | torch.device = "cpu",
-    trust_code: bool = False,
-    trust: Sequence[str] = (),
-) -> nn.Module:
-    """Load a bundle: the model in eval mode, with ``.tokenizer``, ``.labels`` and ``.predict``.
-
-    Loading runs no code the bundle names unless you allow it: the model's config may build only
-    nlp_lib's own models, cells and layers (and ``torch.nn``'s). A model that uses your own cell or
-    model class loads with ``trust=["my_pkg.cells"]`` (prefixes of importable names) or, for a
-    bundle you trust completely, ``trust_code=True``.
-
-    Raises:
-        BundleError: the folder or a file is missing, corrupt or inconsistent (labels, vocabulary
-            and weights are checked against the model), a target is not allowed, or the bundle was
-            written by a newer, incompatible format.
-    """
-    b = read(path, trust_code=trust_code, trust=trust)
-    model = build(b.config, where=str(b.path / "config.yaml"), trust=trust, trust_code=trust_code)
-    if not isinstance(model, nn.Module):
-        raise BundleError(f"{b.path / 'config.yaml'}: builds a {type(model).__name__}, not a model (nn.Module)")
-    try:
-        model.load_state_dict(b.state)
-    except RuntimeError as e:
-        raise BundleError(f"{b.path / 'model.safetensors'}: weights do not fit the model in config.yaml: {e}") from None
-    _check_parts(b, model)
-    model.to(device).eval()
-    model.tokenizer = b.tokenizer
-    model.labels = b.labels
-    model.bundle_meta = b.meta
-    from nlp_lib.models.seq2seq import Seq2Seq
-
-    if isinstance(model, Seq2Seq):
-        model.translate = Translator(model)
-        model.predict = model.translate
-    else:
-        model.predict = Predictor(model)  # instance attribute: the model class stays the plain one
-    return model
-
-
-def _check_parts(b: BundleContents, model: nn.Module) -> None:
-    """Labels and vocabularies agree with the model they were saved with (else predict would crash)."""
-    num_classes = getattr(model, "num_classes", None)
-    if isinstance(num_classes, int) and len(b.labels) != num_classes:
-        raise BundleError(
-            f"{b.path / 'labels.json'}: {len(b.labels)} labels, but the model in config.yaml has {num_classes} classes"
-        )
-    sides = b.tokenizer if isinstance(b.tokenizer, dict) else {"": b.tokenizer}
-    embeddings = {"": "embedding", "source": "src_embedding", "target": "tgt_embedding"}
-    for side, tok in sides.items():
-        table = getattr(model, embeddings[side], None)
-        rows = getattr(table, "num_embeddings", None)
-        size = getattr(tok, "vocab_size", None)
-        if isinstance(rows, int) and isinstance(size, int) and size > rows:
-            what = f"{side} tokenizer" if side else "tokenizer"
-            raise BundleError(
-                f"{b.path}: the {what} has {size} entries, but the model's embedding has only {rows} rows "
-                "(the tokenizer and the weights come from different models)"
-            )
-    if isinstance(b.tokenizer, dict) != _is_seq2seq(model):
-        raise BundleError(
-            f"{b.path / 'meta.json'}: its tokenizer entry does not fit the model in config.yaml (a seq2seq model "
-            "has a source and a target tokenizer; other models have one)"
-        )
-
-
-def _is_seq2seq(model: nn.Module) -> bool:
-    from nlp_lib.models.seq2seq import Seq2Seq
-
-    return isinstance(model, Seq2Seq)
 
 
 def transfer(model: nn.Module, source: BundleContents, new_labels: Sequence[str], new_vocab_size: int) -> list[str]:
@@ -381,160 +317,3 @@ def _build(node: Any, where: str, allowed: trust_mod.Trust, key: str = "") -> An
         return target(**kwargs)
     except (TypeError, ValueError) as e:
         raise BundleError(f"{where}: {key or 'the top level'}: cannot build {node['_target_']}: {e}") from None
-
-
-def _check_inputs(inputs: Any, what: str) -> None:
-    if isinstance(inputs, (str, bytes)):  # a string is a sequence too: of characters
-        raise TypeError(f"{what} takes a list of inputs; for one, pass [{inputs[:40]!r}]")
-
-
-@contextmanager
-def _inference(model: nn.Module, inputs: Any, what: str) -> Iterator[None]:
-    """Checks ``inputs`` is a sequence of inputs, and runs in eval mode (no dropout), restoring the mode after."""
-    _check_inputs(inputs, what)
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-def parse_tree_input(x: Any) -> Any:
-    """A tree for a tree model: a :class:`~nlp_lib.structure.Tree` as it is, or a bracketed string
-    (PTB style with labels, or unlabelled brackets as in ListOps)."""
-    if not isinstance(x, str):
-        return x
-    from nlp_lib.structure.brackets import parse_ptb, parse_unlabelled
-
-    try:
-        return parse_ptb(x)
-    except NlpLibError:  # unlabelled brackets (ListOps style)
-        return parse_unlabelled(x)
-
-
-class Predictor:
-    """``model.predict(inputs)``: labels and probabilities for raw inputs.
-
-    Tree classifiers take PTB-style bracketed strings (or :class:`~nlp_lib.structure.Tree` s);
-    sequence classifiers take texts (split on whitespace for a word vocabulary, or sentencepiece).
-    Returns one ``{"label": name, "probs": {name: p, ...}}`` per input; a sequence tagger returns
-    one ``{"tokens": [...], "labels": [...], "scores": [...]}`` per input instead (a label and its
-    probability per token: words for a word vocabulary, sentencepiece pieces otherwise).
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-
-    @torch.no_grad()
-    def __call__(self, inputs: Sequence[Any], batch_size: PositiveInt = 64) -> list[dict[str, Any]]:
-        from nlp_lib.models.sequence import SequenceTagger
-
-        _check_inputs(inputs, "predict")  # self.logits runs the model in eval mode
-        if isinstance(self.model, SequenceTagger):
-            return self._tag(inputs, batch_size)
-        out: list[dict[str, Any]] = []
-        labels = self.model.labels
-        for i in range(0, len(inputs), batch_size):
-            probs = torch.softmax(self.logits(inputs[i : i + batch_size]), dim=-1).cpu()
-            for row in probs:
-                k = int(row.argmax())
-                out.append({"label": labels[k], "probs": dict(zip(labels, row.tolist(), strict=True))})
-        return out
-
-    @torch.no_grad()
-    def logits(self, inputs: Sequence[Any]) -> torch.Tensor:
-        """``[len(inputs), num_classes]`` logits (inference, in eval mode: no autograd graph, no dropout;
-        call the model for a graph)."""
-        from nlp_lib.models.tree_classifier import TreeClassifier
-
-        model, tok = self.model, self.model.tokenizer
-        device = next(model.parameters()).device
-        with _inference(model, inputs, "logits"):
-            if isinstance(model, TreeClassifier):
-                from nlp_lib.structure import TreeBatch
-
-                trees = [parse_tree_input(x) for x in inputs]
-                if type(tok).__name__ == "SentencePieceTokenizer":  # words split into pieces, as in training
-                    from nlp_lib.data.collate import collate_trees, encode_tree_subwords
-
-                    batch = collate_trees([encode_tree_subwords(t, tok.encode) for t in trees])
-                else:
-                    batch = TreeBatch.from_arrays([t.parent for t in trees], [tok.encode(t.words) for t in trees])
-                return model(batch.to(device)).logits
-            from nlp_lib.structure.sequence import SequenceBatch
-
-            ids = [i or [0] for i, _ in map(self._encode, inputs)]
-            out = model(SequenceBatch.from_lists(ids).to(device))
-            return out if isinstance(out, torch.Tensor) else out.logits  # a tagger returns its logits as they are
-
-    def _encode(self, text: Any) -> tuple[list[int], list[str]]:
-        """A text's token ids and the tokens themselves (words, or sentencepiece pieces)."""
-        tok = self.model.tokenizer
-        if type(tok).__name__ == "WordVocab":
-            words = str(text).split()
-            return [tok.id(w) for w in words], words
-        ids = tok.encode(str(text))
-        return ids, [tok.sp.id_to_piece(int(i)) for i in ids]
-
-    def _tag(self, inputs: Sequence[Any], batch_size: PositiveInt) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for i in range(0, len(inputs), batch_size):
-            chunk = inputs[i : i + batch_size]
-            probs = torch.softmax(self.logits(chunk), dim=-1).cpu()  # [B, T, C]
-            for row, x in zip(probs, chunk, strict=True):
-                _, tokens = self._encode(x)
-                best = row[: len(tokens)].max(-1)
-                out.append(
-                    {
-                        "tokens": tokens,
-                        "labels": [self.model.labels[int(k)] for k in best.indices],
-                        "scores": [round(float(p), 6) for p in best.values],
-                    }
-                )
-        return out
-
-
-class Translator:
-    """``model.translate(texts)`` (also ``model.predict``) for a loaded seq2seq bundle.
-
-    Tokenizes with the bundle's source tokenizer, decodes with batched beam search (or greedy with
-    ``beam_size=1``) and detokenizes with the target tokenizer. Returns, per input, the ``n_best``
-    outputs as ``{"output": text, "score": normalised log-probability}``, best first.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-
-    @torch.no_grad()
-    def __call__(
-        self,
-        inputs: Sequence[str],
-        batch_size: PositiveInt = 64,
-        *,
-        beam_size: PositiveInt = 5,
-        n_best: PositiveInt = 1,
-        max_length: PositiveInt = 200,
-        length_penalty: FiniteFloat = 1.0,
-    ) -> list[list[dict[str, Any]]]:
-        from nlp_lib.models.decoding import beam_search
-        from nlp_lib.structure.seq2seq import Seq2SeqBatch
-
-        model, toks = self.model, self.model.tokenizer
-        device = next(model.parameters()).device
-        out: list[list[dict[str, Any]]] = []
-        with _inference(model, inputs, "translate"):
-            for i in range(0, len(inputs), batch_size):
-                chunk = [str(x) for x in inputs[i : i + batch_size]]
-                batch = Seq2SeqBatch.from_ids([toks["source"].encode(x) for x in chunk], [[] for _ in chunk], chunk)
-                hyps = beam_search(
-                    model,
-                    batch.src.to(device),
-                    batch.src_lengths.to(device),
-                    beam_size=beam_size,
-                    n_best=n_best,
-                    max_length=max_length,
-                    length_penalty=length_penalty,
-                )
-                out.extend([{"output": toks["target"].decode(h.tokens), "score": h.score} for h in hs] for hs in hyps)
-        return out

@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import TINY_LISTOPS
 
+import nlp_lib
 from nlp_lib import bundle
 from nlp_lib.cli import compose, train
 from nlp_lib.data.listops import generate_listops
@@ -18,7 +19,7 @@ import json, sys
 import nlp_lib
 model = nlp_lib.load(sys.argv[1])
 inputs = json.loads(sys.argv[2])
-logits = model.predict.logits(inputs).tolist()
+logits = model.logits(inputs).tolist()
 preds = model.predict(inputs)
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("pytorch_lightning", "lightning", "hydra", "omegaconf"))
 print(json.dumps({"logits": logits, "labels": [p["label"] for p in preds], "heavy": heavy}))
@@ -57,10 +58,10 @@ def test_run_writes_a_bundle_that_a_fresh_process_loads_without_lightning_or_hyd
     # the same outputs as the trained weights in the run's best checkpoint, computed here
     from nlp_lib.models import TreeClassifier  # noqa: F401  (the class config.yaml names)
 
-    model = bundle.load(b)
+    model = nlp_lib.load(b)
     ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in ckpt.items()})
-    expected = model.predict.logits(inputs)
+    expected = model.logits(inputs)
     torch.testing.assert_close(torch.tensor(fresh["logits"]), expected, atol=1e-5, rtol=0)
     assert fresh["labels"] == [model.labels[i] for i in expected.argmax(-1).tolist()]
     assert model.labels == [str(i) for i in range(10)]
@@ -97,10 +98,10 @@ def test_corrupt_or_newer_bundles_give_clear_errors(listops_run, tmp_path):
     meta = json.loads((b / "meta.json").read_text())
     (b / "meta.json").write_text(json.dumps({**meta, "format_version": bundle.FORMAT_VERSION + 1}))
     with pytest.raises(BundleError, match="newer"):
-        bundle.load(b)
+        nlp_lib.load(b)
     (b / "meta.json").write_text(json.dumps(meta))
     (b / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(BundleError, match="model.safetensors"):
-        bundle.load(b)
+        nlp_lib.load(b)
     with pytest.raises(BundleError, match="no such bundle"):
-        bundle.load(tmp_path / "nowhere")
+        nlp_lib.load(tmp_path / "nowhere")

@@ -30,7 +30,7 @@ def good(tmp_path):
     model = SequenceClassifier(
         vocab_size=WORDS.vocab_size, num_classes=5, cell=LSTMCell, embedding_size=4, hidden_size=3
     )
-    return model.save(tmp_path / "good", tokenizer=WORDS, labels=list("abcde"))
+    return nlp_lib.save(model, tmp_path / "good", tokenizer=WORDS, labels=list("abcde"))
 
 
 def _with_config(src, dest, config):
@@ -139,12 +139,12 @@ def test_a_users_cell_loads_when_trusted(tmp_path, monkeypatch):
     from my_pkg.cells import MyCell
 
     model = SequenceClassifier(vocab_size=WORDS.vocab_size, num_classes=2, cell=MyCell, embedding_size=4, hidden_size=3)
-    b = model.save(tmp_path / "mine", tokenizer=WORDS, labels=["n", "p"])
+    b = nlp_lib.save(model, tmp_path / "mine", tokenizer=WORDS, labels=["n", "p"])
     with pytest.raises(BundleError, match=r"my_pkg\.cells\.MyCell.*trust=\['my_pkg\.cells'\]"):
         nlp_lib.load(b)
     for trusted in ({"trust": ["my_pkg.cells"]}, {"trust": ["my_pkg"]}, {"trust_code": True}):
         loaded = nlp_lib.load(b, **trusted)
-        assert type(loaded.runner.cells[0]) is MyCell
+        assert type(loaded.model.runner.cells[0]) is MyCell
     res = run_cli("predict", f"bundle={b}", "trust=my_pkg.cells", stdin="a great film\n", cwd=pkg.parent)
     assert res.returncode == 0, res.stderr[-2000:]
     res = run_cli("predict", f"bundle={b}", "trust_code=maybe", stdin="a\n")
@@ -193,7 +193,7 @@ def test_a_hostile_config_yaml_is_a_bundle_error(good, tmp_path, name, text, mes
         ("meta.json", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
         ("meta.json", '{"format_version": "1", "tokenizer": "WordVocab"}', "format_version must be a whole number"),
         ("meta.json", '{"format_version": true, "tokenizer": "WordVocab"}', "format_version must be a whole number"),
-        ("meta.json", '{"format_version": 1, "tokenizer": "os.system"}', "unknown tokenizer"),
+        ("meta.json", '{"format_version": 1, "tokenizer": "os.system"}', r'tokenizer: expected \{"class"'),
         ("labels.json", '{"a": 1}', "expected a list"),
         ("labels.json", '["a", {"x": 1}, "c", "d", "e"]', "label 1 is"),
         ("labels.json", '["a", "b"]', "2 labels, but the model in config.yaml has 5 classes"),
@@ -239,7 +239,7 @@ def test_files_that_are_not_regular_or_lie_outside_are_refused(good, tmp_path):
 
 
 def test_a_file_over_its_size_limit_is_refused_before_it_is_read(good, monkeypatch):
-    monkeypatch.setitem(bundle.LIMITS, "vocab.json", 20)
+    monkeypatch.setattr(WordVocab, "bundle_limit", 20)
     with pytest.raises(BundleError, match=r"vocab.json: \d+ bytes, over the 20-byte limit"):
         nlp_lib.load(good)
 
@@ -249,7 +249,7 @@ def test_missing_or_corrupt_tokenizers_are_named(tmp_path):
 
     tok = SentencePieceTokenizer.train(["a great film", "an awful dull movie", "long and dull"] * 20, vocab_size=30)
     model = SequenceClassifier(vocab_size=tok.vocab_size, num_classes=2, cell=LSTMCell, embedding_size=4, hidden_size=3)
-    b = model.save(tmp_path / "sp", tokenizer=tok, labels=["n", "p"])
+    b = nlp_lib.save(model, tmp_path / "sp", tokenizer=tok, labels=["n", "p"])
     (b / "tokenizer.model").write_bytes(b"\x00garbage" * 10)
     with pytest.raises(BundleError, match="tokenizer.model: not a sentencepiece model"):
         nlp_lib.load(b)
@@ -407,6 +407,9 @@ def test_eval_of_a_damaged_run_config_names_the_key(finished_run, tmp_path, edit
 def test_a_tokenizer_entry_of_the_wrong_type_and_huge_values_give_short_errors(good):
     meta = json.loads((good / "meta.json").read_text())
     (good / "meta.json").write_text(json.dumps({**meta, "tokenizer": {"source": [1], "target": [2]}}))
+    with pytest.raises(BundleError, match=r"meta.json: tokenizer.source: expected \{\"class\""):
+        nlp_lib.load(good)
+    (good / "meta.json").write_text(json.dumps({**meta, "tokenizer": {"source": [1], "extra": [2]}}))
     with pytest.raises(BundleError, match="meta.json: tokenizer must name a source and a target"):
         nlp_lib.load(good)
     (good / "meta.json").write_text(json.dumps(meta))
@@ -414,3 +417,71 @@ def test_a_tokenizer_entry_of_the_wrong_type_and_huge_values_give_short_errors(g
     with pytest.raises(BundleError, match="label 1 is") as e:
         nlp_lib.load(good)
     assert len(str(e.value)) < 400
+
+
+# ----------------------------------------------------------------------------- tokenizer by name
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"class": "builtins.eval", "file": "vocab.json"}, r"tokenizer.class: refusing to build 'builtins.eval'"),
+        ({"class": "nlp_lib.trust.Trust", "file": "vocab.json"}, r"refusing to build 'nlp_lib.trust.Trust'"),
+        ({"class": "nlp_lib.data.vocab.WordVocab", "file": "../good/vocab.json"}, "not a file name inside"),
+        ({"class": "nlp_lib.data.vocab.WordVocab", "file": "nowhere.json"}, "nowhere.json: missing"),
+        ("NoSuchKind", r"tokenizer: expected \{"),
+    ],
+)
+def test_the_tokenizer_class_is_allow_listed_and_its_file_stays_inside(good, entry, message, monkeypatch):
+    imported = []
+    monkeypatch.setattr("builtins.eval", lambda *a: imported.append(a))
+    meta = json.loads((good / "meta.json").read_text())
+    (good / "meta.json").write_text(json.dumps({**meta, "tokenizer": entry}))
+    with pytest.raises(BundleError, match=message):
+        nlp_lib.load(good)
+    assert imported == []
+
+
+def test_meta_records_the_tokenizer_by_importable_name_and_format_1_still_loads(good):
+    meta = json.loads((good / "meta.json").read_text())
+    assert meta["format_version"] == bundle.FORMAT_VERSION == 2
+    assert meta["tokenizer"] == {"class": "nlp_lib.data.vocab.WordVocab", "file": "vocab.json"}
+    expected = nlp_lib.load(good).logits(["a great film"])
+    (good / "meta.json").write_text(json.dumps({**meta, "format_version": 1, "tokenizer": "WordVocab"}))
+    torch.testing.assert_close(nlp_lib.load(good).logits(["a great film"]), expected, rtol=0, atol=0)
+
+
+def test_a_trusted_users_tokenizer_round_trips(tmp_path, monkeypatch):
+    pkg = tmp_path / "pkgs" / "my_tok"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(USER_TOKENIZER)
+    monkeypatch.syspath_prepend(str(pkg.parent))
+    from my_tok import CharVocab
+
+    model = SequenceClassifier(vocab_size=30, num_classes=2, cell=LSTMCell, embedding_size=4, hidden_size=3)
+    b = nlp_lib.save(model, tmp_path / "chars", tokenizer=CharVocab(), labels=["n", "p"])
+    assert (b / "chars.json").is_file()
+    with pytest.raises(BundleError, match=r"my_tok.CharVocab.*trust=\['my_tok'\]"):
+        nlp_lib.load(b)
+    assert type(nlp_lib.load(b, trust=["my_tok"]).tokenizer) is CharVocab
+
+
+USER_TOKENIZER = """
+import json
+
+
+class CharVocab:
+    bundle_suffix = "chars.json"
+    vocab_size = 30
+
+    def save(self, path):
+        open(path, "w").write(json.dumps({"chars": 30}))
+
+    @classmethod
+    def from_bundle(cls, directory, name):
+        json.loads((directory / name).read_text())
+        return cls()
+
+    def encode(self, text):
+        return [min(ord(c) - 96, 29) for c in text]
+"""

@@ -1,4 +1,4 @@
-"""``model.save(path)`` from Python: the bundle rebuilds the same model, in this process and a fresh one."""
+"""``nlp_lib.save(model, path)`` from Python: the bundle rebuilds the same model, in this process and a fresh one."""
 
 import functools
 import json
@@ -16,6 +16,7 @@ from nlp_lib.data.seq2seq import Seq2SeqVocab
 from nlp_lib.data.vocab import WordVocab
 from nlp_lib.errors import BundleError
 from nlp_lib.models import Seq2Seq, SequenceClassifier, TreeClassifier
+from nlp_lib.predict import Seq2SeqPredictor
 
 WORDS = WordVocab.build("a great film an awful dull long movie".split())
 
@@ -72,20 +73,19 @@ def test_sequence_classifier_saved_from_python_loads_back_identical(tmp_path, ce
     model = SequenceClassifier(
         vocab_size=WORDS.vocab_size, num_classes=2, cell=cell, embedding_size=6, hidden_size=5, bidirectional=True
     ).eval()
-    path = model.save(tmp_path / "b", tokenizer=WORDS, labels=["neg", "pos"])
+    path = nlp_lib.save(model, tmp_path / "b", tokenizer=WORDS, labels=["neg", "pos"])
     loaded = nlp_lib.load(path, trust=[__name__])  # the user cells live in this test module
-    assert type(loaded.runner.cells[0]) is type(model.runner.cells[0])
+    assert type(loaded.model.runner.cells[0]) is type(model.runner.cells[0])
     if isinstance(cell, functools.partial) and cell.keywords:
-        assert loaded.runner.cells[0].gain == 0.5
-    assert torch.equal(loaded.predict.logits(TEXTS), Predictor_logits(model, TEXTS))
+        assert loaded.model.runner.cells[0].gain == 0.5
+    assert torch.equal(loaded.logits(TEXTS), Predictor_logits(model, TEXTS))
     assert loaded.labels == ["neg", "pos"]
 
 
 def Predictor_logits(model, texts):
-    from nlp_lib.bundle import Predictor
+    from nlp_lib.predict import predictor_for
 
-    model.tokenizer = WORDS
-    return Predictor(model).logits(texts)
+    return predictor_for(model)(model, WORDS, ["unused"] * model.num_classes).logits(texts)
 
 
 def test_a_loaded_model_saves_itself_and_a_fresh_process_reads_it(tmp_path):
@@ -97,20 +97,20 @@ def test_a_loaded_model_saves_itself_and_a_fresh_process_reads_it(tmp_path):
         down_cell=NaryTreeLSTMCell(6, 3),
         dropout=0.2,
     )
-    first = model.save(tmp_path / "first", tokenizer=WORDS, labels=["x", "y", "z"], meta={"recipe": "mine"})
+    first = nlp_lib.save(model, tmp_path / "first", tokenizer=WORDS, labels=["x", "y", "z"], meta={"recipe": "mine"})
     loaded = nlp_lib.load(first)
     second = loaded.save(tmp_path / "second")  # tokenizer, labels and meta come from the bundle
     assert json.loads((second / "meta.json").read_text())["recipe"] == "mine"
     trees = ["(1 (2 a) (2 (3 great) (1 film)))", "(0 (0 dull) (1 movie))"]
     code = (
         "import json, sys, nlp_lib; m = nlp_lib.load(sys.argv[1]); "
-        "print(json.dumps(m.predict.logits(json.loads(sys.argv[2])).tolist()))"
+        "print(json.dumps(m.logits(json.loads(sys.argv[2])).tolist()))"
     )
     res = subprocess.run([sys.executable, "-c", code, str(second), json.dumps(trees)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     fresh = torch.tensor(json.loads(res.stdout.strip().splitlines()[-1]))
-    assert torch.allclose(fresh, loaded.predict.logits(trees), atol=1e-6)
-    assert torch.equal(loaded.predict.logits(trees), Predictor_logits(model.eval(), trees))
+    assert torch.allclose(fresh, loaded.logits(trees), atol=1e-6)
+    assert torch.equal(loaded.logits(trees), Predictor_logits(model.eval(), trees))
 
 
 def test_seq2seq_saves_both_tokenizers(tmp_path):
@@ -126,36 +126,31 @@ def test_seq2seq_saves_both_tokenizers(tmp_path):
         hidden_size=8,
         tie_embeddings=True,
     ).eval()
-    path = model.save(tmp_path / "s2s", tokenizer={"source": src, "target": tgt})
+    path = nlp_lib.save(model, tmp_path / "s2s", tokenizer={"source": src, "target": tgt})
     loaded = nlp_lib.load(path)
-    ours = nlp_lib.bundle.Translator(_attach(model, src, tgt))(["jump twice", "walk left"], beam_size=3)
+    ours = Seq2SeqPredictor(model, {"source": src, "target": tgt}).translate(["jump twice", "walk left"], beam_size=3)
     assert loaded.translate(["jump twice", "walk left"], beam_size=3) == ours
-
-
-def _attach(model, src, tgt):
-    model.tokenizer = {"source": src, "target": tgt}
-    return model
 
 
 def test_save_says_what_it_cannot_write(tmp_path):
     plain = SequenceClassifier(vocab_size=WORDS.vocab_size, num_classes=2, cell=ForgetfulCell, hidden_size=4)
-    plain.save(tmp_path / "ok", tokenizer=WORDS, labels=["a", "b"])  # a class factory needs no arguments
+    nlp_lib.save(plain, tmp_path / "ok", tokenizer=WORDS, labels=["a", "b"])  # a class factory needs no arguments
 
     tree = TreeClassifier(vocab_size=WORDS.vocab_size, num_classes=2, cell=ForgetfulTreeCell(4, 4))
     with pytest.raises(BundleError, match=r"cell: cannot recover ForgetfulTreeCell's constructor argument 'scale'"):
-        tree.save(tmp_path / "x", tokenizer=WORDS, labels=["a", "b"])
+        nlp_lib.save(tree, tmp_path / "x", tokenizer=WORDS, labels=["a", "b"])
 
     lam = SequenceClassifier(vocab_size=WORDS.vocab_size, num_classes=2, cell=lambda i, h: LSTMCell(i, h))
     with pytest.raises(BundleError, match=r"SequenceClassifier\.cell: .*lambda"):
-        lam.save(tmp_path / "y", tokenizer=WORDS, labels=["a", "b"])
+        nlp_lib.save(lam, tmp_path / "y", tokenizer=WORDS, labels=["a", "b"])
 
     model = SequenceClassifier(vocab_size=WORDS.vocab_size, num_classes=2, cell=LSTMCell, hidden_size=4)
     with pytest.raises(BundleError, match="3 labels given, the output layer has 2 classes"):
-        model.save(tmp_path / "z", tokenizer=WORDS, labels=["a", "b", "c"])
+        nlp_lib.save(model, tmp_path / "z", tokenizer=WORDS, labels=["a", "b", "c"])
     with pytest.raises(BundleError, match="pass tokenizer="):
-        model.save(tmp_path / "z")
+        nlp_lib.save(model, tmp_path / "z")
     with pytest.raises(BundleError, match=r"pass labels= \(2 names\)"):
-        model.save(tmp_path / "z", tokenizer=WORDS)
+        nlp_lib.save(model, tmp_path / "z", tokenizer=WORDS)
 
 
 class ScriptCell(LSTMCell):
@@ -166,7 +161,7 @@ def test_save_warns_when_a_class_lives_in_the_running_script(tmp_path, monkeypat
     monkeypatch.setattr(ScriptCell, "__module__", "__main__")
     model = SequenceClassifier(vocab_size=WORDS.vocab_size, num_classes=2, cell=ScriptCell, hidden_size=4)
     with pytest.warns(UserWarning, match=r"ScriptCell is defined in the script being run \(__main__\)"):
-        model.save(tmp_path / "main", tokenizer=WORDS, labels=["a", "b"])
+        nlp_lib.save(model, tmp_path / "main", tokenizer=WORDS, labels=["a", "b"])
 
 
 class ForgetfulTreeCell(nn.Module):  # does not derive from the library: nothing recorded
@@ -190,8 +185,8 @@ def test_kwargs_subclasses_save_and_models_pickle(tmp_path):
         extra_note="hi", vocab_size=WORDS.vocab_size, num_classes=2, cell=LSTMCell, hidden_size=4
     ).eval()
     assert model.config()["hidden_size"] == 4 and model.config()["extra_note"] == "hi"
-    loaded = nlp_lib.load(model.save(tmp_path / "kw", tokenizer=WORDS, labels=["a", "b"]), trust=[__name__])
-    assert type(loaded) is KeywordsClassifier and loaded.extra_note == "hi"
+    loaded = nlp_lib.load(nlp_lib.save(model, tmp_path / "kw", tokenizer=WORDS, labels=["a", "b"]), trust=[__name__])
+    assert type(loaded.model) is KeywordsClassifier and loaded.model.extra_note == "hi"
     # pickling keeps the record as config; a lambda cell factory pickles as before (no record)
     again = pickle.loads(pickle.dumps(model))
     assert again.config() == model.config()

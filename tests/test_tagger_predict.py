@@ -42,7 +42,7 @@ def _trained_tagger() -> SequenceTagger:
     model = SequenceTagger(vocab_size=WORDS.vocab_size, num_classes=3, cell=LSTMCell, embedding_size=8, hidden_size=8)
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     for _ in range(60):
-        loss = torch.nn.functional.cross_entropy(model(batch).flatten(0, 1), gold.flatten(), ignore_index=-1)
+        loss = torch.nn.functional.cross_entropy(model(batch).logits.flatten(0, 1), gold.flatten(), ignore_index=-1)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -50,7 +50,7 @@ def _trained_tagger() -> SequenceTagger:
 
 
 def test_tagger_bundle_predicts_a_label_per_token(tmp_path):
-    path = _trained_tagger().save(tmp_path / "tagger", tokenizer=WORDS, labels=TAGS)
+    path = nlp_lib.save(_trained_tagger(), tmp_path / "tagger", tokenizer=WORDS, labels=TAGS)
     model = nlp_lib.load(path)
     texts = ["the dog runs", "the bird sees the cat eats", "fish"]
     preds = model.predict(texts, batch_size=2)  # batches of different lengths
@@ -82,7 +82,7 @@ def test_a_sentencepiece_tagger_labels_each_piece(tmp_path):
     sp = SentencePieceTokenizer.train(texts, vocab_size=30)
     torch.manual_seed(0)
     model = SequenceTagger(vocab_size=sp.vocab_size, num_classes=3, cell=LSTMCell, embedding_size=8, hidden_size=8)
-    path = model.eval().save(tmp_path / "sp_tagger", tokenizer=sp, labels=TAGS)
+    path = nlp_lib.save(model.eval(), tmp_path / "sp_tagger", tokenizer=sp, labels=TAGS)
     (pred,) = nlp_lib.load(path).predict(["the dog runs"])
     pieces = [sp.sp.id_to_piece(i) for i in sp.encode("the dog runs")]
     assert pred["tokens"] == pieces and "".join(pieces).replace("\u2581", " ").strip() == "the dog runs"

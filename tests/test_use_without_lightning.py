@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+import nlp_lib
 from nlp_lib.cells import GRUCell, LSTMCell, NaryTreeLSTMCell
 from nlp_lib.data.tokenizers import SentencePieceTokenizer
 from nlp_lib.data.vocab import Seq2SeqVocab, WordVocab
@@ -59,7 +60,7 @@ def _sentencepiece(specials=False):
 def _tree(tmp_path):
     vocab = _words()
     model = TreeClassifier(vocab_size=vocab.vocab_size, num_classes=3, cell=NaryTreeLSTMCell(4, 5))
-    return model.save(tmp_path / "tree", tokenizer=vocab, labels=["0", "1", "2"]), ["(1 (2 a) (0 (1 great) (2 film)))"]
+    return nlp_lib.save(model, tmp_path / "tree", tokenizer=vocab, labels=["0", "1", "2"]), ["(1 (2 a) (0 (1 great) (2 film)))"]
 
 
 def _classifier(tokenizer):
@@ -68,7 +69,7 @@ def _classifier(tokenizer):
         model = SequenceClassifier(
             vocab_size=tok.vocab_size, num_classes=2, cell=LSTMCell, embedding_size=4, hidden_size=3
         )
-        return model.save(tmp_path / "cls", tokenizer=tok, labels=["neg", "pos"]), TEXTS
+        return nlp_lib.save(model, tmp_path / "cls", tokenizer=tok, labels=["neg", "pos"]), TEXTS
 
     return make
 
@@ -76,7 +77,7 @@ def _classifier(tokenizer):
 def _tagger(tmp_path):
     tok = _words()
     model = SequenceTagger(vocab_size=tok.vocab_size, num_classes=2, cell=GRUCell, embedding_size=4, hidden_size=3)
-    return model.save(tmp_path / "tag", tokenizer=tok, labels=["O", "X"]), TEXTS
+    return nlp_lib.save(model, tmp_path / "tag", tokenizer=tok, labels=["O", "X"]), TEXTS
 
 
 def _seq2seq(tokenizer):
@@ -88,7 +89,7 @@ def _seq2seq(tokenizer):
         model = Seq2Seq(
             src_vocab_size=src.vocab_size, tgt_vocab_size=tgt.vocab_size, cell=GRUCell, embedding_size=4, hidden_size=4
         )
-        return model.save(tmp_path / "s2s", tokenizer={"source": src, "target": tgt}), TEXTS
+        return nlp_lib.save(model, tmp_path / "s2s", tokenizer={"source": src, "target": tgt}), TEXTS
 
     return make
 

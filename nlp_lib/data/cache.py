@@ -98,7 +98,7 @@ class DataCache:
     """
 
     def __init__(self, kind: str, key: dict[str, Any], directory: str | Path | None = None) -> None:
-        from nlp_lib import __version__
+        from nlp_lib.version import __version__
 
         blob = json.dumps(
             {"format": DATA_FORMAT, "nlp_lib": __version__, "kind": kind, **key}, sort_keys=True, default=str

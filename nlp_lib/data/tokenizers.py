@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nlp_lib.errors import ConfigError
+from nlp_lib import trust
+from nlp_lib.errors import BundleError, ConfigError
 
 __all__ = ["SentencePieceTokenizer"]
 
@@ -67,6 +68,19 @@ class SentencePieceTokenizer:
     @classmethod
     def load(cls, path: str | Path) -> SentencePieceTokenizer:
         return cls(Path(path).read_bytes())
+
+    # How a bundle stores it (nlp_lib.bundle): the file name's suffix and the size it may have.
+    bundle_suffix = "model"
+    bundle_limit = 256 << 20
+
+    @classmethod
+    def from_bundle(cls, directory: Path, name: str) -> SentencePieceTokenizer:
+        """Read ``directory/name`` as a bundle's (untrusted) file: regular, size-limited, checked."""
+        data = trust.read_bytes(directory, name, cls.bundle_limit)
+        try:
+            return cls(data)
+        except (RuntimeError, ValueError, TypeError) as e:
+            raise BundleError(f"{directory / name}: not a sentencepiece model ({e})") from None
 
 
 def _train(spm: Any, buf: io.BytesIO, texts: Sequence[str], vocab_size: int, model_type: str, specials: bool) -> None:

@@ -9,7 +9,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nlp_lib.errors import DataError
+from nlp_lib import trust
+from nlp_lib.errors import BundleError, DataError
 
 __all__ = ["WordVocab", "Seq2SeqVocab"]
 
@@ -48,6 +49,19 @@ class _WordList:
         except (OSError, ValueError) as e:
             raise DataError(f"cannot read vocabulary: {e}", path=str(path)) from None
         return cls.from_json(data, str(path))
+
+    # How a bundle stores it (nlp_lib.bundle): the file name's suffix and the size it may have.
+    bundle_suffix = "vocab.json"
+    bundle_limit = 512 << 20
+
+    @classmethod
+    def from_bundle(cls: type[Self], directory: Path, name: str) -> Self:
+        """Read ``directory/name`` as a bundle's (untrusted) file: regular, size-limited, checked."""
+        data = trust.read_json(directory, name, cls.bundle_limit, dict)
+        try:
+            return cls.from_json(data, str(directory / name))
+        except DataError as e:
+            raise BundleError(str(e)) from None
 
     @classmethod
     def from_json(cls: type[Self], data: Any, path: str) -> Self:

@@ -18,7 +18,7 @@ from nlp_lib.models.base import SavableModel
 from nlp_lib.modules.seq_runner import CellFactory, SequenceRunner
 from nlp_lib.structure.sequence import SequenceBatch
 
-__all__ = ["SequenceClassifier", "SequenceTagger", "SequenceClassifierOutput"]
+__all__ = ["SequenceClassifier", "SequenceClassifierOutput", "SequenceTagger", "SequenceTaggerOutput"]
 
 Pooling = Literal["last", "mean", "max"]
 
@@ -28,6 +28,12 @@ class SequenceClassifierOutput(NamedTuple):
 
     logits: Tensor
     pooled: Tensor
+
+
+class SequenceTaggerOutput(NamedTuple):
+    """``logits`` ``[B, T, C]``: a score per token and tag (rows past a sequence's length are padding)."""
+
+    logits: Tensor
 
 
 def _recurrent_body(
@@ -115,8 +121,8 @@ class SequenceTagger(SavableModel):
     """A label per token: embeddings -> recurrent layers -> a linear layer per step.
 
     Args: as :class:`SequenceClassifier`, without ``pooling``; ``num_classes`` is the tag count.
-    Returns ``[B, T, num_classes]`` logits (rows past a sequence's length are meaningless; mask
-    them with ``batch.lengths`` or labels ``-1``).
+    Returns a :class:`SequenceTaggerOutput` whose ``logits`` are ``[B, T, num_classes]`` (rows past a
+    sequence's length are meaningless; mask them with ``batch.lengths`` or labels ``-1``).
     """
 
     def __init__(
@@ -150,6 +156,6 @@ class SequenceTagger(SavableModel):
             compile=compile,
         )
 
-    def forward(self, batch: SequenceBatch) -> Tensor:
+    def forward(self, batch: SequenceBatch) -> SequenceTaggerOutput:
         out = self.runner(self.dropout(self.embedding(batch.tokens)), batch.lengths)
-        return self.classifier(self.dropout(out.outputs))  # [B, T, C]
+        return SequenceTaggerOutput(self.classifier(self.dropout(out.outputs)))  # [B, T, C]

@@ -59,4 +59,4 @@ def test_sst_tree_lstm_with_sentencepiece_trains_saves_and_predicts(tmp_path, ss
     trees = ["(3 (2 An) (4 (4 extraordinarily) (2 film)))", "(1 (1 dull))"]
     preds = model.predict(trees)
     assert [set(p["probs"]) for p in preds] == [set(json.loads((run / "bundle" / "labels.json").read_text()))] * 2
-    assert torch.isfinite(model.predict.logits(trees)).all()
+    assert torch.isfinite(model.logits(trees)).all()

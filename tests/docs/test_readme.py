@@ -26,11 +26,12 @@ def test_bundle_example_runs_on_a_real_bundle(tmp_path):
     from nlp_lib.data.listops import generate_listops
 
     expr = generate_listops(1, seed=1, max_depth=2)[0].expression
-    block = re.sub(r"model\.predict\.logits\(\[\.\.\.\]\).*", f"model.predict.logits([{expr!r}])", block)
+    block = re.sub(r"sst\.logits\(\[\.\.\.\]\).*", f"logits = sst.logits([{expr!r}])", block)
     ns: dict = {}
     exec(compile(block, "README.md", "exec"), ns)  # noqa: S102
-    pred = ns["model"].predict(["(3 (2 A) (4 (4 fine) (2 film)))"])
-    assert pred[0]["label"] in ns["model"].labels and abs(sum(pred[0]["probs"].values()) - 1) < 1e-5
+    pred = ns["sst"].predict(["(3 (2 A) (4 (4 fine) (2 film)))"])
+    assert pred[0]["label"] in ns["sst"].labels and abs(sum(pred[0]["probs"].values()) - 1) < 1e-5
+    assert ns["logits"].shape == (1, 10) and not ns["sst"].model.training
 
 
 def test_seq2seq_example_runs():

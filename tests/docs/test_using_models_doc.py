@@ -12,5 +12,5 @@ def test_using_and_fine_tuning_models_doc_runs():
     assert ns["metrics"]["val"]["accuracy"] >= 0.75
     assert ns["gentle"]["val"]["accuracy"] >= 0.5
     assert ns["again"].labels == ns["tuned"].labels
-    assert abs(ns["onnx_logits"] - ns["tuned"].predict.logits(["the team won the match"]).numpy()).max() < 1e-4
+    assert abs(ns["onnx_logits"] - ns["tuned"].logits(["the team won the match"]).numpy()).max() < 1e-4
     assert (ns["work"] / "fresh" / "model.safetensors").is_file()

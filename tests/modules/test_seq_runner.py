@@ -107,9 +107,9 @@ def test_tagger_gives_a_label_per_token_and_ignores_padding():
     assert batch.labels.tolist() == [[0, 1, 2], [1, -1, -1]]
     torch.manual_seed(0)
     tagger = SequenceTagger(vocab_size=5, num_classes=3, cell=GRUCell, embedding_size=4, hidden_size=6)
-    logits = tagger(batch)
+    logits = tagger(batch).logits
     assert logits.shape == (2, 3, 3)
-    alone = tagger(SequenceBatch.from_lists([[4]]))
+    alone = tagger(SequenceBatch.from_lists([[4]])).logits
     torch.testing.assert_close(logits[1, :1], alone[0])
 
 
