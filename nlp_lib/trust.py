@@ -32,6 +32,7 @@ from nlp_lib.errors import BundleError
 
 __all__ = [
     "BUNDLE_TARGETS",
+    "TOKENIZER_TARGETS",
     "RUN_TARGETS",
     "FACTORIES",
     "Trust",
@@ -48,8 +49,12 @@ __all__ = [
 # What a bundle's config.yaml may build without being trusted: the library's own models, cells and
 # layers, and PyTorch's layers (a user may pass e.g. torch.nn.GRUCell as a cell).
 BUNDLE_TARGETS: tuple[str, ...] = ("nlp_lib.models", "nlp_lib.cells", "nlp_lib.modules", "torch.nn")
+# The tokenizer classes a bundle's meta.json may name without being trusted: nlp_lib's own.
+TOKENIZER_TARGETS: tuple[str, ...] = ("nlp_lib.data.vocab", "nlp_lib.data.tokenizers")
 # What a run directory's config.yaml may build (nlp-lib eval, train resume=): also the library's
-# data modules and tasks, PyTorch's optimisers and schedulers, and Lightning's Trainer.
+# data modules and tasks, PyTorch's optimisers and schedulers, Lightning's Trainer, and the
+# callbacks and loggers of conf/callbacks/ and conf/logger/ (their paths stay inside the run
+# directory: nlp_lib/cli/build.py). Each class by the name configs use and where it is defined.
 RUN_TARGETS: tuple[str, ...] = (
     *BUNDLE_TARGETS,
     "nlp_lib.data",
@@ -57,6 +62,14 @@ RUN_TARGETS: tuple[str, ...] = (
     "torch.optim",
     "pytorch_lightning.trainer.trainer.Trainer",
     "pytorch_lightning.Trainer",
+    "pytorch_lightning.callbacks.ModelCheckpoint",
+    "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint",
+    "pytorch_lightning.callbacks.LearningRateMonitor",
+    "pytorch_lightning.callbacks.lr_monitor.LearningRateMonitor",
+    "pytorch_lightning.loggers.TensorBoardLogger",
+    "pytorch_lightning.loggers.tensorboard.TensorBoardLogger",
+    "pytorch_lightning.loggers.CSVLogger",
+    "pytorch_lightning.loggers.csv_logs.CSVLogger",
 )
 # The only functions a config may name without trust: nlp_lib's documented data builders.
 FACTORIES: frozenset[str] = frozenset(
@@ -175,7 +188,7 @@ def check_targets(config: Any, trust: Trust, where: str, *, resolve: bool = True
         if not all(p.isidentifier() for p in name.split(".")):
             raise BundleError(f"{at}: {short(name)} is not a dotted name")
         if not trust.permits(name):
-            raise trust.refuse(name, at, "not one of nlp_lib's models, cells or layers")
+            raise trust.refuse(name, at, "not in the allow-list of nlp_lib's own classes")
     if resolve:
         for key, node in nodes:
             resolve_target(node["_target_"], trust, f"{where}: {join(key, '_target_')}")
@@ -189,7 +202,7 @@ def resolve_target(name: str, trust: Trust, where: str) -> Any:
         BundleError: the name is not permitted, does not import, or is not a class.
     """
     if not trust.permits(name):
-        raise trust.refuse(name, where, "not one of nlp_lib's models, cells or layers")
+        raise trust.refuse(name, where, "not in the allow-list of nlp_lib's own classes")
     module, _, attr = name.rpartition(".")
     try:
         obj = getattr(importlib.import_module(module), attr)
