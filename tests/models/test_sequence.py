@@ -1,4 +1,4 @@
-"""SequenceClassifier: pooling over real tokens only, padding that changes nothing.
+"""SequenceClassifier and SequenceTagger: pooling over real tokens only, padding that changes nothing, a label per token.
 
 (The sequence runner's parity with nn.LSTM / nn.GRU: tests/modules/test_seq_runner.py.)
 """
@@ -6,8 +6,8 @@
 import pytest
 import torch
 
-from nlp_lib.cells import LSTMCell
-from nlp_lib.models import SequenceClassifier
+from nlp_lib.cells import GRUCell, LSTMCell
+from nlp_lib.models import SequenceClassifier, SequenceTagger
 from nlp_lib.structure.sequence import SequenceBatch
 
 SEQS = [[1, 2, 3, 4, 5], [6, 7], [8], [9, 3, 2]]
@@ -47,3 +47,14 @@ def test_mean_and_max_pool_the_real_tokens_outputs(pooling):
 def test_an_unknown_pooling_is_named():
     with pytest.raises(ValueError, match="pooling must be 'last', 'mean' or 'max', got 'sum'"):
         _classifier("sum")
+
+
+def test_tagger_gives_a_label_per_token_and_ignores_padding():
+    batch = SequenceBatch.from_lists([[1, 2, 3], [4]], [[0, 1, 2], [1]])
+    assert batch.labels.tolist() == [[0, 1, 2], [1, -1, -1]]
+    torch.manual_seed(0)
+    tagger = SequenceTagger(vocab_size=5, num_classes=3, cell=GRUCell, embedding_size=4, hidden_size=6)
+    logits = tagger(batch).logits
+    assert logits.shape == (2, 3, 3)
+    alone = tagger(SequenceBatch.from_lists([[4]])).logits
+    torch.testing.assert_close(logits[1, :1], alone[0])

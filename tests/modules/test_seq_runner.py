@@ -99,20 +99,6 @@ def test_compiled_step_equals_eager():
     torch.testing.assert_close(compiled(x, LENGTHS).outputs, eager(x, LENGTHS).outputs, atol=1e-10, rtol=0)
 
 
-def test_tagger_gives_a_label_per_token_and_ignores_padding():
-    from nlp_lib.models import SequenceTagger
-    from nlp_lib.structure.sequence import SequenceBatch
-
-    batch = SequenceBatch.from_lists([[1, 2, 3], [4]], [[0, 1, 2], [1]])
-    assert batch.labels.tolist() == [[0, 1, 2], [1, -1, -1]]
-    torch.manual_seed(0)
-    tagger = SequenceTagger(vocab_size=5, num_classes=3, cell=GRUCell, embedding_size=4, hidden_size=6)
-    logits = tagger(batch).logits
-    assert logits.shape == (2, 3, 3)
-    alone = tagger(SequenceBatch.from_lists([[4]])).logits
-    torch.testing.assert_close(logits[1, :1], alone[0])
-
-
 class _NoState(LSTMCell):
     def forward(self, x_proj, state):  # forgets to return its state
         return super().forward(x_proj, state)[0]
