@@ -14,6 +14,7 @@ from nlp_lib.constraints import NonNegativeInt
 from nlp_lib.errors import ConfigError
 
 __all__ = [
+    "check_callback_paths",
     "check_init_from_kind",
     "check_model_fits_data",
     "check_run_config",
@@ -33,7 +34,6 @@ def run_options(
     monitor: str,
     monitor_mode: Literal["min", "max"],
     checkpoint_every_n_steps: NonNegativeInt,
-    logger: Literal["tensorboard", "csv"],
     init_from: str | None,
     freeze_encoder_steps: NonNegativeInt,
     trust: list[str],
@@ -45,8 +45,11 @@ def run_options(
     optim: Any = None,
     trainer: Any = None,
     precision: Any = None,
+    callbacks: Any = None,
+    logger: Any = None,
 ) -> None:
-    """The top-level keys of a run's config and what each accepts (checked by :func:`check_run_config`)."""
+    """The top-level keys of a run's config and what each accepts (checked by :func:`check_run_config`;
+    the nodes, ``data`` to ``logger``, by their targets' signatures)."""
 
 
 _TOP_LEVEL = frozenset(inspect.signature(run_options).parameters)
@@ -55,7 +58,8 @@ _TOP_LEVEL = frozenset(inspect.signature(run_options).parameters)
 def check_run_config(cfg: Any) -> None:
     """Every key of a composed config checked against what reads it, before anything is read:
     top-level keys against :func:`run_options`, every ``_target_`` (data, model and its cells,
-    task, optimiser, scheduler, trainer) against its target's signature (:mod:`nlp_lib.schema`).
+    task, optimiser, scheduler, trainer, callbacks, logger) against its target's signature
+    (:mod:`nlp_lib.schema`).
 
     Raises:
         ConfigError: naming the key, what it expects and what it got.
@@ -83,7 +87,28 @@ def check_run_config(cfg: Any) -> None:
     for part in ("optimizer", "scheduler"):
         check_config(optim.get(part), f"optim.{part}", given=("params", "optimizer"))
     check_config(plain.get("trainer"), "trainer", given=("default_root_dir", "logger", "callbacks", "plugins"))
+    check_config(plain.get("callbacks"), "callbacks")
+    check_callback_paths(plain.get("callbacks"))
+    check_config(plain.get("logger"), "logger", given=("save_dir",))
     check_model_fits_data(plain)
+
+
+def check_callback_paths(callbacks: Any) -> None:
+    """A callback's ``dirpath`` and ``filename`` stay inside the run directory: relative, without ``..``
+    (a run directory's ``config.yaml`` is untrusted input on ``resume=``)."""
+    from pathlib import Path
+
+    if not isinstance(callbacks, dict):
+        return
+    for name, entry in callbacks.items():
+        for part in ("dirpath", "filename"):
+            value = entry.get(part) if isinstance(entry, dict) else None
+            path = Path(str(value))
+            if value is not None and (path.is_absolute() or ".." in path.parts):
+                raise ConfigError(
+                    f"callbacks.{name}.{part}: must stay inside the run directory (a relative path without ..), "
+                    f"got {value!r}"
+                )
 
 
 def model_kind(target: Any) -> str | None:

@@ -9,10 +9,10 @@ from typing import Any
 
 import yaml
 
+from nlp_lib.cli.build import instantiate
 from nlp_lib.cli.checks import check_run_config
 from nlp_lib.cli.options import TRUST_KEYS, fail, key_values, trust_options
 from nlp_lib.cli.rundir import check_run_targets, read_run_config
-from nlp_lib.cli.train import instantiate
 from nlp_lib.errors import ConfigError, NlpLibError
 
 __all__ = ["eval_command", "evaluate"]

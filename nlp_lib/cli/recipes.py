@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_RECIPE",
     "compose",
     "find_recipe",
+    "group_option",
     "list_recipes",
     "recipe_dirs",
     "recipes_command",
@@ -133,3 +134,23 @@ def recipes_command(args: list[str]) -> int:
         raise ConfigError("usage: nlp-lib recipes [show NAME [KEY=VALUE ...] | cp NAME DEST]")
     except NlpLibError as e:
         return fail(e)
+
+
+def group_option(group: str, name: str):  # noqa: ANN201
+    """``conf/<group>/<name>.yaml`` as Hydra places it in a config: under ``group``, or at the top
+    for a file starting ``# @package _global_`` (for a config that names an option by a string).
+
+    Raises:
+        ConfigError: ``group`` has no option ``name``.
+    """
+    from omegaconf import OmegaConf
+
+    folder = Path(str(resources.files("nlp_lib.conf"))) / group
+    options = sorted(p.stem for p in folder.glob("*.yaml"))
+    if name not in options:
+        raise ConfigError(f"{group}: expected one of {', '.join(map(repr, options))} (conf/{group}/), got {name!r}")
+    path = folder / f"{name}.yaml"
+    node = OmegaConf.load(path)
+    return (
+        node if path.read_text(encoding="utf-8").startswith("# @package _global_") else OmegaConf.create({group: node})
+    )

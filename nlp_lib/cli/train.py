@@ -16,7 +16,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nlp_lib.cli.checks import check_init_from_kind, check_run_config, check_trainer, try_optimizer
+from nlp_lib.cli.build import (
+    build_callbacks,
+    build_logger,
+    build_model,
+    instantiate,
+    model_sizes,
+    read_init_from,
+    with_group_nodes,
+    write_bundle,
+)
+from nlp_lib.cli.checks import check_run_config, check_trainer, try_optimizer
 from nlp_lib.cli.distributed import hydra_argv, published_job
 from nlp_lib.cli.options import TRUST_KEYS, fail, key_values, trust_options
 from nlp_lib.cli.recipes import CONF_SEARCHPATH, DEFAULT_RECIPE, find_recipe, take_recipe_dirs
@@ -32,35 +42,17 @@ from nlp_lib.cli.rundir import (
 from nlp_lib.errors import ConfigError, NlpLibError
 from nlp_lib.launch import launcher_overrides
 
-__all__ = ["instantiate", "print_summary", "resume_command", "train", "train_command"]
+__all__ = ["print_summary", "resume_command", "train", "train_command"]
 
 log = logging.getLogger("nlp_lib")
-
-
-def instantiate(node: Any, key: str, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate`` with errors that name the config key."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as e:
-        cause = e.__cause__
-        if isinstance(cause, NlpLibError):
-            raise cause from None
-        # Hydra names keys from the node it was given: "full_key: cell" is the recipe's model.cell
-        raise ConfigError(f"{key}: cannot build it: {str(e).replace('full_key: ', f'full_key: {key}.')}") from None
-    except OmegaConfBaseException as e:
-        raise ConfigError(f"{key}: {e}") from None
 
 
 def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
     """Train the model a composed config describes, in its run directory.
 
-    Wiring, in order: seed, data (its vocabulary and label count), model, task, trainer; then fit,
-    evaluate the best checkpoint on ``val`` (and ``test`` if the data has it) and write
-    ``config.yaml`` and ``metrics.json`` into the run directory.
+    Wiring, in order: seed, data (its vocabulary and label count), model, task, callbacks and
+    logger, trainer; then fit, evaluate the best checkpoint on ``val`` (and ``test`` if the data
+    has it) and write ``config.yaml``, ``metrics.json`` and the bundle into the run directory.
 
     With ``resume=True`` it continues the run in ``cfg.run_dir`` from ``checkpoints/last.ckpt``
     (weights, optimiser, scheduler, epoch and position in it, random state).
@@ -69,11 +61,13 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
         The metrics written to ``metrics.json``.
 
     Raises:
-        RunDirError: another process holds the run directory (see :func:`_hold_run_dir`), or it
-            holds another run's files.
+        ConfigError: a value of the config is not valid (named by its key), before anything is read.
+        RunDirError: another process holds the run directory (see
+            :func:`~nlp_lib.cli.rundir.hold_run_dir`), or it holds another run's files.
     """
     start = time.perf_counter()
     check_trainer(cfg.trainer)  # before anything is read or written
+    cfg = with_group_nodes(cfg)
     check_run_config(cfg)
     run_dir = resolve_run_dir(cfg)
     with hold_run_dir(run_dir):
@@ -85,76 +79,17 @@ def train(cfg: Any, *, resume: bool = False) -> dict[str, Any]:
 def _train_in(cfg: Any, run_dir: Path, *, resume: bool, start: float) -> dict[str, Any]:
     """The body of :func:`train`, with the run directory held."""
     import pytorch_lightning as pl
-    from omegaconf import OmegaConf
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
-    from pytorch_lightning.loggers import TensorBoardLogger
+    from pytorch_lightning.utilities import rank_zero_only
 
     from nlp_lib.tasks.checkpoint_io import AtomicCheckpointIO
 
     write_run_config(cfg, run_dir)
-    from pytorch_lightning.utilities import rank_zero_only
-
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     data = instantiate(cfg.data, "data", seed=int(cfg.seed))
-    source = None
-    if cfg.get("init_from"):  # fine-tuning: the bundle's architecture, tokenizer and weights
-        from nlp_lib import bundle
-
-        source = bundle.read(
-            str(cfg.init_from), trust_code=bool(cfg.get("trust_code", False)), trust=list(cfg.get("trust") or ())
-        )
-        check_init_from_kind(cfg, source)
-        if not hasattr(data, "adopt_tokenizer"):
-            raise ConfigError("init_from: this data module cannot reuse a trained model's tokenizer")
-        data.adopt_tokenizer(source.tokenizer)
+    source = read_init_from(cfg, data)  # fine-tuning: the bundle, whose tokenizer the data adopts
     data.prepare()
-    # what the data decides about the model: vocabulary and label counts (seq2seq: both vocabularies)
-    if hasattr(data, "model_sizes"):
-        sizes = data.model_sizes()
-    else:
-        sizes = {"vocab_size": data.vocab_size, "num_classes": data.num_classes}
-    if source is not None:
-        model_cfg = OmegaConf.create({k: v for k, v in source.config.items() if k not in sizes})
-        log.info(
-            "init_from %s: the model is the bundle's (%s); the recipe's model group is not used",
-            source.path,
-            model_cfg.get("_target_"),
-        )
-    else:
-        model_cfg = OmegaConf.masked_copy(cfg.model, [k for k in cfg.model if k != "embeddings"])
-    model = instantiate(model_cfg, "model", **sizes)
-    if source is not None and hasattr(data, "model_sizes"):  # seq2seq: same tokenizers, so every weight fits
-        try:
-            model.load_state_dict(source.state)
-        except RuntimeError as e:
-            raise ConfigError(f"init_from: the bundle's weights do not fit its own model config: {e}") from None
-    elif source is not None:
-        labels = list(getattr(data, "label_names", None) or [str(i) for i in range(data.num_classes)])
-        for note in bundle.transfer(model, source, labels, data.vocab_size):
-            log.info("init_from: %s", note)
-    vectors = cfg.model.get("embeddings") or {}
-    if (
-        vectors.get("path") and source is None
-    ):  # pretrained word vectors initialise the embedding (model.embeddings.path=)
-        from torch import nn
-
-        from nlp_lib.modules.embeddings import load_pretrained
-
-        if not isinstance(getattr(model, "embedding", None), nn.Embedding):
-            raise ConfigError("model.embeddings.path: this model has no word embedding (.embedding) to initialise")
-        words = getattr(getattr(data, "vocab", None), "words", None)
-        if words is None:
-            raise ConfigError(
-                "model.embeddings.path: this data has no word vocabulary to look vectors up for "
-                "(a sentencepiece vocabulary's pieces are not words)"
-            )
-        load_pretrained(
-            model.embedding,
-            words,
-            str(vectors.path),
-            freeze=bool(vectors.get("freeze", False)),
-            key="model.embeddings.path",
-        )
+    sizes = model_sizes(data)
+    model, model_cfg = build_model(cfg, data, sizes, source)
     optimizer = instantiate(cfg.optim.optimizer, "optim.optimizer")
     scheduler = instantiate(cfg.optim.scheduler, "optim.scheduler") if cfg.optim.get("scheduler") else None
     try_optimizer(optimizer, scheduler, model, cfg.optim)
@@ -162,77 +97,29 @@ def _train_in(cfg: Any, run_dir: Path, *, resume: bool, start: float) -> dict[st
     if rank_zero_only.rank == 0:
         data.save(run_dir)
 
-    monitor = str(cfg.get("monitor", "val/accuracy"))
     validating = cfg.trainer.get("limit_val_batches", 1.0) != 0
     if not validating:
         log.info("trainer.limit_val_batches=0: no validation; best.ckpt and the bundle hold the last epoch's weights")
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="best",
-        monitor=monitor if validating else None,
-        mode=str(cfg.get("monitor_mode", "max")),
-        save_top_k=1,
-        auto_insert_metric_name=False,
-    )
-    # last.ckpt at every epoch end, whatever the monitored metric did (Lightning's save_last only
-    # follows the best checkpoint's saves), and every `checkpoint_every_n_steps` steps below
-    last_per_epoch = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="last", every_n_epochs=1, save_top_k=1, enable_version_counter=False
-    )
-    callbacks = [checkpoint, last_per_epoch, LearningRateMonitor(logging_interval="epoch")]
-    freeze = int(cfg.get("freeze_encoder_steps") or 0)  # checked by check_run_config
-    if freeze:
+    callbacks = build_callbacks(cfg.get("callbacks"), run_dir, validating=validating)
+    if cfg.get("freeze_encoder_steps"):  # fine-tuning: a step count, checked by check_run_config
         from nlp_lib.tasks.freeze import FreezeEncoder
 
-        callbacks.append(FreezeEncoder(freeze))
-    every = int(cfg.get("checkpoint_every_n_steps", 0) or 0)
-    if every > 0:  # mid-epoch last.ckpt: a killed run loses at most `every` steps
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=run_dir / "checkpoints",
-                filename="last",
-                every_n_train_steps=every,
-                save_top_k=1,
-                enable_version_counter=False,
-            )
-        )
-    if str(cfg.get("logger", "tensorboard")) == "csv":  # tensorboard | csv, checked by check_run_config
-        from pytorch_lightning.loggers import CSVLogger
-
-        logger = CSVLogger(save_dir=str(run_dir), name="csv", version="")
-    else:
-        logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
+        callbacks.append(FreezeEncoder(int(cfg.freeze_encoder_steps)))
     trainer = instantiate(
         cfg.trainer,
         "trainer",
         default_root_dir=str(run_dir),
-        logger=logger,
+        logger=build_logger(cfg.get("logger"), run_dir),
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
     )
-    last = run_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume else None)
+    trainer.fit(task, datamodule=data, ckpt_path=str(run_dir / "checkpoints" / "last.ckpt") if resume else None)
     fit_seconds = time.perf_counter() - start
-    train_metrics = {
-        k.split("/", 1)[1].removesuffix("_epoch"): float(v)
-        for k, v in trainer.callback_metrics.items()
-        if k.startswith("train/") and not k.endswith("_step")
-    }
 
-    metrics: dict[str, Any] = {"recipe": str(cfg.get("recipe", "")), "train": train_metrics}
-    best = checkpoint.best_model_path or None
-    for split in ("val", "test"):
-        if split not in data.splits:
-            continue
-        if split == "val" and not validating:
-            metrics[split] = {"skipped": "trainer.limit_val_batches=0"}
-            continue
-        fn = trainer.validate if split == "val" else trainer.test
-        res = fn(task, datamodule=data, ckpt_path=best, verbose=False)
-        if not res:  # no batches (limit_test_batches=0)
-            metrics[split] = {"skipped": f"no {split} batches"}
-            continue
-        metrics[split] = {k.split("/", 1)[1]: float(v) for k, v in res[0].items()}
+    # the first checkpoint callback's best (conf/callbacks/: `best`); the last weights without one
+    best = getattr(trainer.checkpoint_callback, "best_model_path", None) or None
+    metrics: dict[str, Any] = {"recipe": str(cfg.get("recipe", "")), "train": _train_metrics(trainer)}
+    metrics.update(_evaluate_best(trainer, task, data, best, validating=validating))
     metrics["epochs"] = int(trainer.current_epoch)
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
     metrics["fit_time_s"] = round(fit_seconds, 2)
@@ -240,28 +127,36 @@ def _train_in(cfg: Any, run_dir: Path, *, resume: bool, start: float) -> dict[st
     metrics["run_dir"] = str(run_dir)
     if trainer.is_global_zero:
         # The model now holds the best checkpoint's weights (validate/test loaded them).
-        metrics["bundle"] = str(_write_bundle(run_dir / "bundle", model, model_cfg, data, cfg, metrics, sizes))
+        metrics["bundle"] = str(write_bundle(run_dir / "bundle", model, model_cfg, data, cfg, metrics, sizes))
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
 
-def _write_bundle(
-    path: Path, model: Any, model_cfg: Any, data: Any, cfg: Any, metrics: dict[str, Any], sizes: dict[str, int]
-) -> Path:
-    """The importable model: constructor config, safetensors weights, tokenizer(s), labels (nlp_lib.bundle)."""
-    from omegaconf import OmegaConf
+def _train_metrics(trainer: Any) -> dict[str, float]:
+    """The last epoch's training metrics (``train/loss``, ``train/trees_per_s``...) without their prefix."""
+    return {
+        k.split("/", 1)[1].removesuffix("_epoch"): float(v)
+        for k, v in trainer.callback_metrics.items()
+        if k.startswith("train/") and not k.endswith("_step")
+    }
 
-    from nlp_lib import bundle
 
-    config = OmegaConf.to_container(model_cfg, resolve=True)
-    config.update(sizes)
-    if hasattr(data, "tokenizers"):  # seq2seq: source and target tokenizers, no labels
-        tokenizer, labels = data.tokenizers, []
-    else:
-        tokenizer = getattr(data, "tokenizer", None) or data.vocab
-        labels = list(getattr(data, "label_names", None) or [str(i) for i in range(data.num_classes)])
-    meta = {"recipe": str(cfg.get("recipe", "")), "metrics": {k: metrics.get(k) for k in ("train", "val", "test")}}
-    return bundle.save(model, path, config=config, tokenizer=tokenizer, labels=labels, meta=meta)
+def _evaluate_best(trainer: Any, task: Any, data: Any, best: str | None, *, validating: bool) -> dict[str, Any]:
+    """The ``best`` checkpoint's metrics on the data's ``val`` and ``test`` splits (the task's own)."""
+    out: dict[str, Any] = {}
+    for split in ("val", "test"):
+        if split not in data.splits:
+            continue
+        if split == "val" and not validating:
+            out[split] = {"skipped": "trainer.limit_val_batches=0"}
+            continue
+        fn = trainer.validate if split == "val" else trainer.test
+        res = fn(task, datamodule=data, ckpt_path=best, verbose=False)
+        if not res:  # no batches (limit_test_batches=0)
+            out[split] = {"skipped": f"no {split} batches"}
+            continue
+        out[split] = {k.split("/", 1)[1]: float(v) for k, v in res[0].items()}
+    return out
 
 
 def print_summary(metrics: dict[str, Any]) -> None:

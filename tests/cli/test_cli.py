@@ -227,5 +227,39 @@ def test_csv_logger_writes_the_curves(tmp_path):
     train(compose("listops_tree_lstm", [*TINY_LISTOPS, "logger=csv", f"run_dir={run}"]))
     text = (run / "csv" / "metrics.csv").read_text()
     assert "val/accuracy" in text and "train/trees_per_s" in text
+    assert not (run / "tensorboard").exists()
     with pytest.raises(ConfigError, match="logger"):
         train(compose("listops_tree_lstm", [*TINY_LISTOPS, "logger=wandb", f"run_dir={tmp_path}/x"]))
+
+
+def test_callbacks_and_logger_are_config_groups_a_run_changes(tmp_path):
+    run = tmp_path / "run"
+    changed = ["logger=none", "callbacks.best.filename=top", "callbacks.last_every_n_steps=null"]
+    metrics = train(compose("listops_tree_lstm", [*TINY_LISTOPS, *changed, f"run_dir={run}"]))
+    assert metrics["best_checkpoint"] == "checkpoints/top.ckpt" and (run / "checkpoints" / "top.ckpt").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()  # callbacks.last, at every epoch end
+    assert not (run / "tensorboard").exists() and not (run / "csv").exists()  # no logger, no lr_monitor
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["logger"] is None and saved["callbacks"]["last_every_n_steps"] is None
+
+
+def test_a_config_naming_its_logger_by_a_string_gets_that_group_option():
+    """A run's config.yaml from before conf/logger/ and conf/callbacks/, or one's own recipe saying
+    `logger: csv`: the string names the option, and no callbacks means the default ones."""
+    from omegaconf import OmegaConf
+
+    from nlp_lib.cli.build import with_group_nodes
+
+    plain = OmegaConf.to_container(compose("listops_tree_lstm", ["checkpoint_every_n_steps=7"]))
+    del plain["callbacks"]
+    plain["logger"] = "csv"
+    cfg = with_group_nodes(OmegaConf.create(plain))
+    assert cfg.logger._target_ == "pytorch_lightning.loggers.CSVLogger"
+    assert list(cfg.callbacks) == ["best", "last", "lr_monitor", "last_every_n_steps"]
+    assert cfg.callbacks.last_every_n_steps.every_n_train_steps == 7
+    plain["logger"] = "none"
+    cfg = with_group_nodes(OmegaConf.create(plain))
+    assert cfg.logger is None and cfg.callbacks.lr_monitor is None
+    plain["logger"] = "wandb"
+    with pytest.raises(ConfigError, match="logger: expected one of 'csv', 'none', 'tensorboard'"):
+        with_group_nodes(OmegaConf.create(plain))

@@ -29,7 +29,10 @@ def test_every_recipe_passes_the_checks(recipe):
         ("listops_tree_lstm", "optim.optimizer.lr=abc", "optim.optimizer.lr: expected a number"),
         ("scan_seq2seq", "task.test_beam_size=0", "task.test_beam_size: expected an integer >= 1, got 0"),
         ("scan_seq2seq", "task.length_penalty=nan", "task.length_penalty: expected a finite number"),
-        ("listops_tree_lstm", "logger=wandb", "logger: expected one of 'tensorboard', 'csv', got 'wandb'"),
+        ("listops_tree_lstm", "logger=wandb", "Could not find 'logger/wandb'"),
+        ("listops_tree_lstm", "callbacks.best.save_top_k=abc", "callbacks.best.save_top_k: expected an integer"),
+        ("listops_tree_lstm", "callbacks.best.dirpath=/tmp", "callbacks.best.dirpath: must stay inside the run"),
+        ("listops_tree_lstm", "callbacks.last.filename=../x", "callbacks.last.filename: must stay inside the run"),
         (
             "listops_tree_lstm",
             "+model.cell.hidden=3",
@@ -76,6 +79,7 @@ def test_a_run_without_validation_trains_and_says_what_it_skipped(tmp_path):
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
+    from nlp_lib import bundle
     from nlp_lib.cells import GRUCell, LSTMCell
     from nlp_lib.data.vocab import Seq2SeqVocab, WordVocab
     from nlp_lib.models import Seq2Seq, SequenceClassifier
@@ -90,8 +94,8 @@ def bundles(tmp_path_factory):
     words = WordVocab.build(" ".join(texts).split())
     cls = SequenceClassifier(vocab_size=words.vocab_size, num_classes=2, cell=LSTMCell, embedding_size=4, hidden_size=3)
     return {
-        "seq2seq": s2s.save(d / "s2s", tokenizer={"source": v, "target": v}),
-        "classifier": cls.save(d / "cls", tokenizer=words, labels=["a", "b"]),
+        "seq2seq": bundle.save(s2s, d / "s2s", tokenizer={"source": v, "target": v}),
+        "classifier": bundle.save(cls, d / "cls", tokenizer=words, labels=["a", "b"]),
     }
 
 

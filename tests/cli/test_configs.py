@@ -24,6 +24,7 @@ RUNTIME_KWARGS = {
     "callbacks",
     "default_root_dir",
     "params",
+    "save_dir",  # a logger's: the run directory
 }
 
 
@@ -36,6 +37,14 @@ def _targets(node, key=""):
     elif isinstance(node, list):
         for i, v in enumerate(node):
             yield from _targets(v, f"{key}[{i}]")
+
+
+def _leaves(node):
+    if isinstance(node, dict):
+        for v in node.values():
+            yield from _leaves(v)
+    else:
+        yield node
 
 
 def _import(path):
@@ -84,6 +93,8 @@ def test_every_config_group_option_binds(path):
     if (CONF / path).read_text().startswith("# @package trainer"):  # merged into the trainer node (precision/)
         node = {"_target_": "pytorch_lightning.Trainer", **node}
     found = list(_targets(node, path))
-    assert found, f"{path} has no _target_"
+    if not found:  # an option that turns nodes off (logger/none): placed at the top, every value null
+        assert (CONF / path).read_text().startswith("# @package _global_"), f"{path} has no _target_"
+        assert all(v is None for v in _leaves(node)), f"{path} has no _target_ and sets more than nulls"
     for key, n in found:
         _check_binds(key, n)
