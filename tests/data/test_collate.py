@@ -55,7 +55,7 @@ def test_sst_tree_lstm_with_sentencepiece_trains_saves_and_predicts(tmp_path, ss
     assert "accuracy" in metrics["val"]
     assert (run / "bundle" / "tokenizer.model").is_file() and not (run / "bundle" / "vocab.json").exists()
     model = nlp_lib.load(run / "bundle")
-    assert model.embedding.num_embeddings == 600
+    assert model.model.embedding.num_embeddings == 600  # the predictor's plain nn.Module
     trees = ["(3 (2 An) (4 (4 extraordinarily) (2 film)))", "(1 (1 dull))"]
     preds = model.predict(trees)
     assert [set(p["probs"]) for p in preds] == [set(json.loads((run / "bundle" / "labels.json").read_text()))] * 2
