@@ -53,60 +53,67 @@ def eval_command(args: list[str]) -> int:
 
 
 def evaluate(cfg: Any, run: Path, split: str, *, trust_code: bool = False, trust: Sequence[str] = ()) -> dict[str, Any]:
-    """Accuracy and loss of a run's bundled model on a split of the (possibly overridden) data.
+    """A run's bundled model measured on a split of the (possibly overridden) data by the run's own
+    task, in Lightning's test loop: the metrics training logged for its test split (classifiers:
+    ``accuracy`` and the task's ``loss``, a tree task's phrase-level term included; seq2seq:
+    ``loss``, ``accuracy``, ``exact_match``, ``bleu``, ``chrf``), for ``val`` or ``test``, with
+    ``examples`` (and, for seq2seq, the ``beam_size`` it decoded with). Written to
+    ``<run>/eval_<split>.json``.
+
+    Either split is scored as the run's test was (a seq2seq task decodes with its test beam).
 
     ``trust_code`` / ``trust``: what the run's bundle may build besides nlp_lib's own classes
     (see :func:`nlp_lib.load`).
     """
-    import torch
+    if split not in ("val", "test"):
+        raise ConfigError(f"eval: split must be val or test, got {split!r}")
+    import pytorch_lightning as pl
 
+    from nlp_lib.data.vocab import WordVocab
     from nlp_lib.predict import load
 
     predictor = load(run / "bundle", trust_code=trust_code, trust=trust)
-    model, tokenizer = predictor.model, predictor.tokenizer
     data = instantiate(cfg.data, "data", seed=int(cfg.seed))
-    if type(tokenizer).__name__ == "WordVocab":
-        data.vocab = tokenizer  # the model's vocabulary as it is: unseen words are <unk>
+    if isinstance(predictor.tokenizer, WordVocab):
+        data.vocab = predictor.tokenizer  # as it is: words it never saw are <unk> (adopt_tokenizer appends them)
     else:
-        data.adopt_tokenizer(tokenizer)
+        data.adopt_tokenizer(predictor.tokenizer)  # sentencepiece pieces, seq2seq tokenizers: used as they are
     data.prepare()
-    loader = {"val": data.val_dataloader, "test": data.test_dataloader}.get(split)
-    if loader is None:
-        raise ConfigError(f"eval: split must be val or test, got {split!r}")
-    if isinstance(tokenizer, dict):  # seq2seq: decode as the run's test did
-        metrics = _evaluate_seq2seq(model, loader(), tokenizer["target"], cfg.get("task") or {}, split)
-        (run / f"eval_{split}.json").write_text(json.dumps(metrics, indent=2))
-        return metrics
-    # the run's own task computes the loss, so it is the one training logged (a tree task's includes
-    # its phrase-level term, node_loss_weight), averaged over examples as Lightning does
-    task = instantiate(cfg.task, "task", model=model, optimizer=None)
-    correct = total = 0
-    loss = 0.0
-    with torch.no_grad():
-        for batch in loader():
-            batch_loss, logits, target = task.loss_and_targets(batch)
-            loss += float(batch_loss) * int(target.numel())
-            correct += int((logits.argmax(-1) == target).sum())
-            total += int(target.numel())
-    metrics = {"split": split, "accuracy": correct / max(total, 1), "loss": loss / max(total, 1), "examples": total}
+    task = instantiate(cfg.task, "task", model=predictor.model, optimizer=None)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    res = trainer.test(task, datamodule=_as_test_split(data, split), verbose=False)
+    metrics: dict[str, Any] = {"split": split}
+    metrics.update({k.split("/", 1)[1]: float(v) for k, v in (res[0] if res else {}).items()})
+    metrics["examples"] = len(data.splits[split])
+    beams = getattr(task, "beam_sizes", None)  # a seq2seq task: the beam its test decodes with
+    if beams:
+        metrics["beam_size"] = beams["test"]
     (run / f"eval_{split}.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
 
-def _evaluate_seq2seq(model: Any, batches: Any, tokenizer: Any, task_cfg: Any, split: str) -> dict[str, Any]:
-    import torch
+def _as_test_split(data: Any, split: str) -> Any:
+    """``data`` with its ``split`` served as the test split (``trainer.test`` runs the task's test
+    step on it); everything else, the tokenizers a task reads say, is ``data``'s own."""
+    import pytorch_lightning as pl
 
-    from nlp_lib.tasks.seq2seq import decode_batch, score_outputs, token_loss
+    class SplitAsTest(pl.LightningDataModule):
+        def setup(self, stage: str | None = None) -> None:
+            data.setup(stage)
 
-    beam = int(task_cfg.get("test_beam_size", 5))
-    max_length = int(task_cfg.get("max_length", 100))
-    hyps, refs, loss, tokens = [], [], 0.0, 0
-    with torch.no_grad():
-        for batch in batches:
-            loss += float(token_loss(model, batch, reduction="sum")[0])
-            tokens += batch.num_target_tokens
-            ids = decode_batch(model, batch, beam, max_length, float(task_cfg.get("length_penalty", 1.0)))
-            hyps += [tokenizer.decode(i) for i in ids]
-            refs += batch.references
-    scores = score_outputs(hyps, refs, str(task_cfg.get("bleu_tokenize", "13a")))
-    return {"split": split, **scores, "loss": loss / max(tokens, 1), "examples": len(hyps), "beam_size": beam}
+        def test_dataloader(self) -> Any:
+            return data.val_dataloader() if split == "val" else data.test_dataloader()
+
+        def __getattr__(self, name: str) -> Any:  # only names the class itself does not have
+            if name.startswith("_"):
+                raise AttributeError(name)
+            return getattr(data, name)
+
+    return SplitAsTest()

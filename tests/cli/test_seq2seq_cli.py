@@ -86,6 +86,9 @@ def test_eval_reproduces_the_test_metrics(scan_run):
     assert res.returncode == 0, res.stderr[-2000:]
     ev = json.loads((run / "eval_val.json").read_text())
     assert {"exact_match", "bleu", "chrf", "loss"} <= set(ev) and ev["examples"] > 0
+    assert ev["beam_size"] == 5  # any split decoded as the run's test was (task.test_beam_size)
+    res = run_cli("eval", f"run={run}", "split=train")
+    assert res.returncode == 2 and "split must be val or test, got 'train'" in res.stderr
 
 
 def test_fine_tune_from_a_seq2seq_bundle(scan_run, tmp_path):
