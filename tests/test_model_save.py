@@ -12,7 +12,7 @@ from torch import nn
 import nlp_lib
 from nlp_lib.cells import GRUCell, LayerNormLSTMCell, LSTMCell, NaryTreeLSTMCell, RecurrentCellBase
 from nlp_lib.cells.rnn import RNNState
-from nlp_lib.data.seq2seq import Seq2SeqVocab
+from nlp_lib.data.vocab import Seq2SeqVocab
 from nlp_lib.data.vocab import WordVocab
 from nlp_lib.errors import BundleError
 from nlp_lib.models import Seq2Seq, SequenceClassifier, TreeClassifier
