@@ -11,6 +11,7 @@ One module per job, each importing only those listed before it (and nothing here
 * :mod:`~nlp_lib.cli.checks`: a composed config checked by key before anything is read;
 * :mod:`~nlp_lib.cli.distributed`: Lightning's data-parallel children run their parent's job;
 * :mod:`~nlp_lib.cli.rundir`: the run directory, its lock and its ``config.yaml``;
+* :mod:`~nlp_lib.cli.build`: what :func:`train` wires (data, model, callbacks, logger, bundle);
 * :mod:`~nlp_lib.cli.train`: :func:`train` and ``nlp-lib train``;
 * :mod:`~nlp_lib.cli.evaluate`, :mod:`~nlp_lib.cli.predict`, :mod:`~nlp_lib.cli.export`: the
   commands on a finished run or bundle.
