@@ -208,7 +208,7 @@ def read(path: str | Path, *, trust_code: bool = False, trust: Sequence[str] = (
     if version > FORMAT_VERSION:
         raise BundleError(
             f"{d}: bundle format {version!r} is newer than this nlp_lib understands ({FORMAT_VERSION}); "
-            f"it was written by nlp_lib {meta.get('nlp_lib_version', '?')}: upgrade nlp_lib"
+            f"it was written by nlp_lib {trust_mod.short(meta.get('nlp_lib_version', '?'))}: upgrade nlp_lib"
         )
     config = trust_mod.read_yaml(d, "config.yaml", LIMITS["config.yaml"], dict)
     if "_target_" not in config:

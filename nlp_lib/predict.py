@@ -27,7 +27,8 @@ from torch import nn
 from nlp_lib import bundle
 from nlp_lib.constraints import FiniteFloat, PositiveInt
 from nlp_lib.data.collate import collate_trees, encode_tree_subwords
-from nlp_lib.data.vocab import WordVocab
+from nlp_lib.data.tokenizers import SentencePieceTokenizer
+from nlp_lib.data.vocab import Seq2SeqVocab, WordVocab
 from nlp_lib.errors import BundleError, NlpLibError
 from nlp_lib.models.decoding import beam_search
 from nlp_lib.models.seq2seq import Seq2Seq
@@ -134,6 +135,8 @@ class Predictor:
                 "is not a seq2seq model"
             )
         _check_rows(contents.path, "tokenizer", contents.tokenizer, getattr(model, "embedding", None))
+        if cls is not Predictor:
+            _check_kind(contents.path, "tokenizer", contents.tokenizer, (WordVocab, SentencePieceTokenizer))
 
     @property
     def device(self) -> torch.device:
@@ -171,13 +174,26 @@ class Predictor:
             self.model.train(was_training)
 
 
-def _check_rows(path: Path, what: str, tok: Any, table: Any) -> None:
+def _check_rows(path: Path, what: str, tok: Any, table: Any, *, exact: bool = False) -> None:
+    """No more tokenizer entries than embedding rows (ids past them would crash the model); with
+    ``exact``, as many (a target vocabulary turns every output id back into a word)."""
     rows = getattr(table, "num_embeddings", None)
     size = getattr(tok, "vocab_size", None)
-    if isinstance(rows, int) and isinstance(size, int) and size > rows:
+    if isinstance(rows, int) and isinstance(size, int) and (size > rows or (exact and size != rows)):
+        rows_text = f"only {rows}" if size > rows else str(rows)
         raise BundleError(
-            f"{path}: the {what} has {size} entries, but the model's embedding has only {rows} rows "
+            f"{path}: the {what} has {size} entries, but the model's embedding has {rows_text} rows "
             "(the tokenizer and the weights come from different models)"
+        )
+
+
+def _check_kind(path: Path, what: str, tok: Any, kinds: tuple[type, ...]) -> None:
+    """One of nlp_lib's tokenizers of the kinds this model reads (a trusted tokenizer of the user's
+    own is taken as it is: it answers for itself)."""
+    if type(tok).__module__.startswith("nlp_lib.") and not isinstance(tok, kinds):
+        raise BundleError(
+            f"{path / 'meta.json'}: the {what} is a {type(tok).__name__}; this model reads "
+            f"{' or '.join(k.__name__ for k in kinds)}"
         )
 
 
@@ -228,7 +244,8 @@ class SequenceClassifierPredictor(_Classifier):
             words = str(text).split()
             return [self.tokenizer.id(w) for w in words], words
         ids = self.tokenizer.encode(str(text))
-        return ids, [self.tokenizer.sp.id_to_piece(int(i)) for i in ids]
+        sp = getattr(self.tokenizer, "sp", None)  # sentencepiece: the pieces; a user's tokenizer: the ids
+        return ids, [sp.id_to_piece(int(i)) if sp is not None else str(i) for i in ids]
 
     def batch(self, inputs: Sequence[Any]) -> SequenceBatch:
         return SequenceBatch.from_lists([ids or [0] for ids, _ in map(self.tokens, inputs)])
@@ -277,7 +294,8 @@ class Seq2SeqPredictor(Predictor):
                 "(it needs a source and a target tokenizer)"
             )
         for side, table in (("source", model.src_embedding), ("target", model.tgt_embedding)):
-            _check_rows(contents.path, f"{side} tokenizer", tok[side], table)
+            _check_rows(contents.path, f"{side} tokenizer", tok[side], table, exact=side == "target")
+            _check_kind(contents.path, f"{side} tokenizer", tok[side], (Seq2SeqVocab, SentencePieceTokenizer))
 
     def translate(
         self,

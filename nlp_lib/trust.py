@@ -94,18 +94,26 @@ class Trust:
     """
 
     def __init__(self, allowed: Iterable[str], trust: Iterable[str] = (), *, trust_code: bool = False) -> None:
+        if not isinstance(trust_code, bool):  # the string "false" is a true value: never guess
+            raise BundleError(f"trust_code: must be True or False, got {short(trust_code)}")
         if isinstance(trust, str):
             trust = [t for t in trust.split(",") if t.strip()]
+        try:
+            trust = list(trust)
+        except TypeError:
+            trust = None
+        if trust is None or not all(isinstance(t, str) for t in trust):
+            raise BundleError(f"trust: expected a list of dotted names, got {short(trust)}")
         self.trust = tuple(_prefix(t) for t in trust)
         self.allowed = (*tuple(allowed), *self.trust)
-        self.trust_code = bool(trust_code)
+        self.trust_code = trust_code
 
     def permits(self, name: str) -> bool:
         return self.trust_code or any(name == p or name.startswith(p + ".") for p in self.allowed)
 
     def refuse(self, name: str, where: str, why: str) -> BundleError:
         prefix = name.rpartition(".")[0] or name
-        return BundleError(f"{where}: refusing to build {name!r}: {why}; if you trust it, {_HOW.format(prefix=prefix)}")
+        return BundleError(f"{where}: refusing to build {short(name)}: {why}; if you trust it, {_HOW.format(prefix=prefix)}")
 
 
 def _prefix(value: Any) -> str:
@@ -204,10 +212,12 @@ def resolve_target(name: str, trust: Trust, where: str) -> Any:
     if not trust.permits(name):
         raise trust.refuse(name, where, "not in the allow-list of nlp_lib's own classes")
     module, _, attr = name.rpartition(".")
+    if attr.startswith("_") and not trust.trust_code:
+        raise trust.refuse(name, where, "a private name (it starts with _)")
     try:
         obj = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError, ValueError):
-        raise BundleError(f"{where}: cannot import {name!r} (is the package that defines it installed?)") from None
+        raise BundleError(f"{where}: cannot import {short(name)} (is the package that defines it installed?)") from None
     if trust.trust_code:
         return obj
     defined = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"

@@ -485,3 +485,39 @@ class CharVocab:
     def encode(self, text):
         return [min(ord(c) - 96, 29) for c in text]
 """
+
+
+@pytest.mark.parametrize("value", ["false", "no", 0, 1, None])
+def test_trust_code_must_be_a_bool_not_a_truthy_string(good, value):
+    with pytest.raises(BundleError, match="trust_code: must be True or False"):
+        nlp_lib.load(good, trust_code=value)
+    with pytest.raises(BundleError, match="trust: expected a list of dotted names"):
+        nlp_lib.load(good, trust=3)
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("nlp_lib.data.vocab._WordList", "a private name"),
+        ("nlp_lib.data.vocab.Seq2SeqVocab", "the tokenizer is a Seq2SeqVocab; this model reads WordVocab or"),
+    ],
+)
+def test_a_tokenizer_of_the_wrong_kind_for_the_model_is_refused_at_load(good, name, message):
+    meta = json.loads((good / "meta.json").read_text())
+    vocab = json.loads((good / "vocab.json").read_text())
+    (good / "vocab.json").write_text(json.dumps({**vocab, "words": ["<pad>", "<unk>", "<s>", "</s>"]}))
+    (good / "meta.json").write_text(json.dumps({**meta, "tokenizer": {"class": name, "file": "vocab.json"}}))
+    with pytest.raises(BundleError, match=message):
+        nlp_lib.load(good)
+
+
+def test_a_seq2seq_target_vocabulary_must_match_its_embedding(tmp_path):
+    from nlp_lib.data.vocab import Seq2SeqVocab
+    from nlp_lib.models import Seq2Seq
+
+    src, tgt = Seq2SeqVocab.build(["jump twice"]), Seq2SeqVocab.build(["JUMP JUMP WALK"])
+    model = Seq2Seq(src_vocab_size=src.vocab_size, tgt_vocab_size=tgt.vocab_size, cell=LSTMCell, hidden_size=4)
+    b = nlp_lib.save(model, tmp_path / "s2s", tokenizer={"source": src, "target": tgt})
+    (b / "target.vocab.json").write_text(json.dumps({"lowercase": False, "words": list(Seq2SeqVocab.SPECIALS)}))
+    with pytest.raises(BundleError, match="target tokenizer has 4 entries, but the model's embedding has 6 rows"):
+        nlp_lib.load(b)

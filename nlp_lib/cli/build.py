@@ -168,10 +168,12 @@ def build_callbacks(node: Any, run_dir: Path, *, validating: bool) -> list[Any]:
     """The entries of ``callbacks`` (``conf/callbacks/``), in order; an entry set to null is off.
 
     A ``dirpath`` is a folder of the run directory (kept inside it by
-    :func:`~nlp_lib.cli.checks.check_callback_paths`). Without validation
+    :func:`~nlp_lib.cli.checks.check_run_outputs`); each built entry must be a Lightning callback. Without validation
     (``trainer.limit_val_batches=0``) nothing follows a validation metric: a ``monitor`` is
     cleared, so ``best.ckpt`` holds the last epoch's weights.
     """
+    import pytorch_lightning as pl
+
     callbacks = []
     for name, entry in (node or {}).items():
         if entry is None:
@@ -181,16 +183,27 @@ def build_callbacks(node: Any, run_dir: Path, *, validating: bool) -> list[Any]:
             kwargs["dirpath"] = run_dir / str(entry.dirpath)
         if not validating and entry.get("monitor") is not None:
             kwargs["monitor"] = None
-        callbacks.append(instantiate(entry, f"callbacks.{name}", **kwargs))
+        callback = instantiate(entry, f"callbacks.{name}", **kwargs)
+        if not isinstance(callback, pl.Callback):
+            raise ConfigError(f"callbacks.{name}: builds a {type(callback).__name__}, not a Lightning callback")
+        callbacks.append(callback)
     return callbacks
 
 
 def build_logger(node: Any, run_dir: Path) -> Any:
     """The ``logger`` (``conf/logger/``), writing under the run directory (its ``save_dir``); ``False``
     (no logger) for ``logger=none``."""
+    from pytorch_lightning.loggers import Logger
+
     if node is None:
         return False
-    return instantiate(node, "logger", save_dir=str(run_dir))
+    logger = instantiate(node, "logger", save_dir=str(run_dir))
+    if not isinstance(logger, Logger):
+        raise ConfigError(f"logger: builds a {type(logger).__name__}, not a Lightning logger")
+    where = Path(logger.log_dir).resolve()
+    if not where.is_relative_to(run_dir.resolve()):
+        raise ConfigError(f"logger: writes to {where}, outside the run directory {run_dir}")
+    return logger
 
 
 def write_bundle(

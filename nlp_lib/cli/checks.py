@@ -8,13 +8,14 @@ trainer values Lightning would only reject later, with a traceback.
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any, Literal
 
 from nlp_lib.constraints import NonNegativeInt
 from nlp_lib.errors import ConfigError
 
 __all__ = [
-    "check_callback_paths",
+    "check_run_outputs",
     "check_init_from_kind",
     "check_model_fits_data",
     "check_run_config",
@@ -87,28 +88,66 @@ def check_run_config(cfg: Any) -> None:
     for part in ("optimizer", "scheduler"):
         check_config(optim.get(part), f"optim.{part}", given=("params", "optimizer"))
     check_config(plain.get("trainer"), "trainer", given=("default_root_dir", "logger", "callbacks", "plugins"))
+    check_run_outputs(plain.get("callbacks"), plain.get("logger"))
     check_config(plain.get("callbacks"), "callbacks")
-    check_callback_paths(plain.get("callbacks"))
     check_config(plain.get("logger"), "logger", given=("save_dir",))
     check_model_fits_data(plain)
 
 
-def check_callback_paths(callbacks: Any) -> None:
-    """A callback's ``dirpath`` and ``filename`` stay inside the run directory: relative, without ``..``
-    (a run directory's ``config.yaml`` is untrusted input on ``resume=``)."""
-    from pathlib import Path
+# Keys of a callback or logger node that name a file or folder. A run's config.yaml is untrusted on
+# resume= and eval (it may come from someone else), so each must be a relative path inside the run
+# directory made of plain name characters and, for a checkpoint's filename, simple template
+# fields ({epoch}, {val/loss:.3f}): Lightning formats the filename with str.format, whose
+# attribute and index access ({epoch.__class__}, {x[0]}) would reach any object and whose width
+# ({epoch:>300000000}) any size.
+PATH_KEYS = ("dirpath", "filename", "name", "version", "prefix")
+SET_BY_THE_RUN = ("save_dir", "log_dir", "sub_dir", "root_dir")  # the run directory decides these
+_FIELD = r"\{[A-Za-z_][A-Za-z0-9_/]*(?::[<>^]?[0-9]{0,2}(?:\.[0-9])?[dfe]?)?\}"
+_PATH = re.compile(rf"(?:[A-Za-z0-9_=+./-]|{_FIELD})+")
 
-    if not isinstance(callbacks, dict):
-        return
-    for name, entry in callbacks.items():
-        for part in ("dirpath", "filename"):
-            value = entry.get(part) if isinstance(entry, dict) else None
-            path = Path(str(value))
-            if value is not None and (path.is_absolute() or ".." in path.parts):
+
+def check_run_outputs(callbacks: Any, logger: Any) -> None:
+    """The ``callbacks`` and ``logger`` nodes are mappings of ``_target_`` nodes whose paths stay
+    inside the run directory (:data:`PATH_KEYS`, each checked segment by segment; the keys of
+    :data:`SET_BY_THE_RUN` may not be set at all)."""
+    if callbacks is not None and not isinstance(callbacks, dict):
+        raise ConfigError(f"callbacks: expected a mapping of name -> callback node, got {_short(callbacks)}")
+    nodes = [(f"callbacks.{k}", v) for k, v in (callbacks or {}).items()]
+    if logger is not None:
+        nodes.append(("logger", logger))
+    for key, node in nodes:
+        if node is None and key != "logger":
+            continue  # a callback turned off
+        if not isinstance(node, dict) or not isinstance(node.get("_target_"), str):
+            raise ConfigError(f"{key}: expected a node with a _target_ (or null), got {_short(node)}")
+        for part in SET_BY_THE_RUN:
+            if node.get(part) is not None:
+                raise ConfigError(f"{key}.{part}: set by nlp-lib (the run directory); remove it")
+        for part in PATH_KEYS:
+            value = node.get(part)
+            if value is not None and not _inside(value):
                 raise ConfigError(
-                    f"callbacks.{name}.{part}: must stay inside the run directory (a relative path without ..), "
-                    f"got {value!r}"
+                    f"{key}.{part}: must stay inside the run directory (a relative path of names made of "
+                    f"letters, digits, _ - . = + and template fields like {{epoch}}, without ..), got {_short(value)}"
                 )
+
+
+def _inside(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return False
+    text = str(value)
+    if text == "":
+        return True  # no sub-folder (a logger's version "")
+    if len(text) > 200 or not _PATH.fullmatch(text):
+        return False
+    segments = re.sub(_FIELD, "x", text).split("/")  # a field may hold "/" (val/loss)
+    return all(seg not in ("", ".", "..") for seg in segments)
+
+
+def _short(value: Any) -> str:
+    from nlp_lib.trust import short
+
+    return short(value)
 
 
 def model_kind(target: Any) -> str | None:

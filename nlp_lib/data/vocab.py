@@ -71,9 +71,9 @@ class _WordList:
         words, lowercase = data["words"], data.get("lowercase", False)
         bad = next((i for i, w in enumerate(words) if not isinstance(w, str)), None)
         if bad is not None:
-            raise DataError(f"words[{bad}] is {words[bad]!r}, not a string", path=path)
+            raise DataError(f"words[{bad}] is {trust.short(words[bad])}, not a string", path=path)
         if not isinstance(lowercase, bool):
-            raise DataError(f"lowercase must be true or false, got {lowercase!r}", path=path)
+            raise DataError(f"lowercase must be true or false, got {trust.short(lowercase)}", path=path)
         if len(set(words)) != len(words):
             raise DataError("a word appears twice in the vocabulary", path=path)
         try:

@@ -33,6 +33,16 @@ def test_every_recipe_passes_the_checks(recipe):
         ("listops_tree_lstm", "callbacks.best.save_top_k=abc", "callbacks.best.save_top_k: expected an integer"),
         ("listops_tree_lstm", "callbacks.best.dirpath=/tmp", "callbacks.best.dirpath: must stay inside the run"),
         ("listops_tree_lstm", "callbacks.last.filename=../x", "callbacks.last.filename: must stay inside the run"),
+        ("listops_tree_lstm", "logger.name=../../x", "logger.name: must stay inside the run"),
+        ("listops_tree_lstm", "logger.version=/tmp/x", "logger.version: must stay inside the run"),
+        ("listops_tree_lstm", "+logger.sub_dir=x", "logger.sub_dir: set by nlp-lib"),
+        (
+            "listops_tree_lstm",
+            "callbacks.last.filename='{epoch].__repr__.__func__.__module__[5}'",
+            "callbacks.last.filename: must stay inside the run",
+        ),
+        ("listops_tree_lstm", "callbacks.last.filename='{epoch:>300000000}'", "callbacks.last.filename: must stay"),
+
         (
             "listops_tree_lstm",
             "+model.cell.hidden=3",
@@ -137,3 +147,21 @@ def test_good_predict_options_still_work(bundles, tmp_path):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert len(out.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("callbacks", "logger", "message"),
+    [
+        ([{"_target_": "x"}], None, "callbacks: expected a mapping"),
+        ({"a": "string"}, None, "callbacks.a: expected a node with a _target_"),
+        ({}, [{"_target_": "pytorch_lightning.loggers.CSVLogger", "save_dir": "/tmp"}], "logger: expected a node"),
+        ({}, {"_target_": "pytorch_lightning.loggers.CSVLogger", "name": "a\x00b"}, "logger.name: must stay"),
+        ({"a": {"_target_": "x", "filename": "{a]x}"}}, None, "callbacks.a.filename: must stay"),
+    ],
+)
+def test_callback_and_logger_nodes_are_checked_as_untrusted(callbacks, logger, message):
+    from nlp_lib.cli.checks import check_run_outputs
+
+    with pytest.raises(ConfigError, match=message):
+        check_run_outputs(callbacks, logger)
+    check_run_outputs({"best": {"_target_": "x", "dirpath": "checkpoints", "filename": "{epoch}-{val/loss:.3f}"}}, None)

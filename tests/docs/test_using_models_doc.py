@@ -5,7 +5,7 @@ from conftest import exec_doc
 
 def test_using_and_fine_tuning_models_doc_runs():
     ns = exec_doc("docs/using_models.md")
-    preds = ns["model"].predict(["a great film", "dull and long"])
+    preds = ns["sentiment"].predict(["a great film", "dull and long"])
     assert [p["label"] for p in preds] == ["pos", "neg"]
     assert ns["logits"].shape == (1, 2)
     assert ns["tuned"].labels == ["politics", "sport"]
