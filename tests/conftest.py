@@ -1,3 +1,5 @@
+import contextlib
+import functools
 import os
 import subprocess
 import sys
@@ -100,3 +102,56 @@ def write_conllu(directory, repeats=6, extra=None):
             text += extra[name]
         (directory / name).write_text(text)
     return directory
+
+
+# ----------------------------------------------------------------------------- the integration marker
+# A test that trains through Lightning (builds a Trainer) or starts a subprocess must carry
+# @pytest.mark.integration, so `-m "not integration"` is a quick unit run. The check runs while
+# the test and its fixtures are set up and called: an unmarked test that does either fails and says
+# so (a module-scoped fixture that trains counts against the first test that uses it, so mark every
+# test that uses it). NLP_LIB_MARKER_AUDIT=FILE records the offenders in FILE instead of failing.
+
+
+def _guarded(item):
+    if item.get_closest_marker("integration") is not None:
+        return contextlib.nullcontext()
+    return _refuse_integration(item)
+
+
+@contextlib.contextmanager
+def _refuse_integration(item):
+    import pytorch_lightning as pl
+
+    audit = os.environ.get("NLP_LIB_MARKER_AUDIT")
+
+    def refuse(what, original):
+        @functools.wraps(original)  # inspect.signature(Trainer) still sees Trainer's (config checks read it)
+        def guard(self, *args, **kwargs):
+            message = f"{item.nodeid}: {what}: mark the test @pytest.mark.integration"
+            if audit:
+                with open(audit, "a") as f:
+                    f.write(f"{item.nodeid}\t{what}\n")
+                return original(self, *args, **kwargs)
+            pytest.fail(message, pytrace=False)
+
+        return guard
+
+    saved = (subprocess.Popen.__init__, pl.Trainer.__init__)
+    subprocess.Popen.__init__ = refuse("starts a subprocess", saved[0])
+    pl.Trainer.__init__ = refuse("builds a Lightning Trainer", saved[1])
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__, pl.Trainer.__init__ = saved
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    with _guarded(item):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    with _guarded(item):
+        yield

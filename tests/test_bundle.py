@@ -41,6 +41,7 @@ def listops_run(tmp_path_factory):
     return run_dir, metrics
 
 
+@pytest.mark.integration
 def test_run_writes_a_bundle_that_a_fresh_process_loads_without_lightning_or_hydra(listops_run):
     run_dir, metrics = listops_run
     b = run_dir / "bundle"
@@ -60,13 +61,14 @@ def test_run_writes_a_bundle_that_a_fresh_process_loads_without_lightning_or_hyd
 
     model = nlp_lib.load(b)
     ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)["state_dict"]
-    model.load_state_dict({k.removeprefix("model."): v for k, v in ckpt.items()})
+    model.model.load_state_dict({k.removeprefix("model."): v for k, v in ckpt.items()})
     expected = model.logits(inputs)
     torch.testing.assert_close(torch.tensor(fresh["logits"]), expected, atol=1e-5, rtol=0)
     assert fresh["labels"] == [model.labels[i] for i in expected.argmax(-1).tolist()]
     assert model.labels == [str(i) for i in range(10)]
 
 
+@pytest.mark.integration
 def test_text_classifier_bundle_carries_its_sentencepiece_model(tmp_path):
     rows = [{"text": t, "label": y} for t, y in [("great film", "pos"), ("awful plot", "neg")] * 20]
     data = tmp_path / "train.jsonl"
@@ -90,6 +92,7 @@ def test_text_classifier_bundle_carries_its_sentencepiece_model(tmp_path):
     assert fresh["labels"] == ["pos", "neg"]
 
 
+@pytest.mark.integration
 def test_corrupt_or_newer_bundles_give_clear_errors(listops_run, tmp_path):
     import shutil
 

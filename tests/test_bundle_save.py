@@ -12,8 +12,7 @@ from torch import nn
 import nlp_lib
 from nlp_lib.cells import GRUCell, LayerNormLSTMCell, LSTMCell, NaryTreeLSTMCell, RecurrentCellBase
 from nlp_lib.cells.rnn import RNNState
-from nlp_lib.data.vocab import Seq2SeqVocab
-from nlp_lib.data.vocab import WordVocab
+from nlp_lib.data.vocab import Seq2SeqVocab, WordVocab
 from nlp_lib.errors import BundleError
 from nlp_lib.models import Seq2Seq, SequenceClassifier, TreeClassifier
 from nlp_lib.predict import Seq2SeqPredictor
@@ -88,6 +87,7 @@ def Predictor_logits(model, texts):
     return predictor_for(model)(model, WORDS, ["unused"] * model.num_classes).logits(texts)
 
 
+@pytest.mark.integration
 def test_a_loaded_model_saves_itself_and_a_fresh_process_reads_it(tmp_path):
     torch.manual_seed(1)
     model = TreeClassifier(

@@ -66,6 +66,7 @@ def _payloads(marker, victim):
     }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "name",
     [
@@ -130,6 +131,7 @@ USER_CELL = textwrap.dedent(
 )
 
 
+@pytest.mark.integration
 def test_a_users_cell_loads_when_trusted(tmp_path, monkeypatch):
     pkg = tmp_path / "pkgs" / "my_pkg"
     pkg.mkdir(parents=True)
@@ -276,6 +278,7 @@ def _evil_run(tmp_path, marker):
     return run
 
 
+@pytest.mark.integration
 def test_eval_and_resume_of_a_handed_over_run_run_no_code(tmp_path):
     marker = tmp_path / "marker"
     run = _evil_run(tmp_path, marker)
@@ -318,6 +321,7 @@ def _pickle_bomb(tmp_path, marker):
     return path
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "hidden",
     [
@@ -383,6 +387,7 @@ def finished_run(tmp_path_factory):
     return run
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("edit", "message"),
     [

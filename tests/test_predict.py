@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import nlp_lib
@@ -49,6 +50,7 @@ def _trained_tagger() -> SequenceTagger:
     return model.eval()
 
 
+@pytest.mark.integration
 def test_tagger_bundle_predicts_a_label_per_token(tmp_path):
     path = nlp_lib.save(_trained_tagger(), tmp_path / "tagger", tokenizer=WORDS, labels=TAGS)
     model = nlp_lib.load(path)

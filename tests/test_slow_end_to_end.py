@@ -6,6 +6,7 @@ from conftest import SST_TREES
 from nlp_lib.cli import compose, train
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_sst_tree_lstm_recipe_defaults_reach_the_reported_dev_accuracy(tmp_path, sst_trees):
     """docs/benchmarks.md: 44.1% fine-grained dev accuracy with the recipe's defaults (10 epochs, GloVe 50-d)."""

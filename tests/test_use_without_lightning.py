@@ -60,7 +60,9 @@ def _sentencepiece(specials=False):
 def _tree(tmp_path):
     vocab = _words()
     model = TreeClassifier(vocab_size=vocab.vocab_size, num_classes=3, cell=NaryTreeLSTMCell(4, 5))
-    return nlp_lib.save(model, tmp_path / "tree", tokenizer=vocab, labels=["0", "1", "2"]), ["(1 (2 a) (0 (1 great) (2 film)))"]
+    return nlp_lib.save(model, tmp_path / "tree", tokenizer=vocab, labels=["0", "1", "2"]), [
+        "(1 (2 a) (0 (1 great) (2 film)))"
+    ]
 
 
 def _classifier(tokenizer):
@@ -94,6 +96,7 @@ def _seq2seq(tokenizer):
     return make
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "make",
     [_tree, _classifier("words"), _classifier("sentencepiece"), _tagger, _seq2seq("words"), _seq2seq("sentencepiece")],
@@ -114,6 +117,7 @@ def test_every_model_kind_loads_and_predicts_with_lightning_and_hydra_unimportab
     assert fresh == expected
 
 
+@pytest.mark.integration
 def test_the_blocker_does_block():
     """The check above means something: with the blocker, importing Lightning fails."""
     code = FRESH.split("import nlp_lib")[0] + "import pytorch_lightning\n"

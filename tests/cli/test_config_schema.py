@@ -16,6 +16,7 @@ def test_every_recipe_passes_the_checks(recipe):
     check_run_config(compose(recipe))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("recipe", "override", "message"),
     [
@@ -42,7 +43,6 @@ def test_every_recipe_passes_the_checks(recipe):
             "callbacks.last.filename: must stay inside the run",
         ),
         ("listops_tree_lstm", "callbacks.last.filename='{epoch:>300000000}'", "callbacks.last.filename: must stay"),
-
         (
             "listops_tree_lstm",
             "+model.cell.hidden=3",
@@ -65,6 +65,7 @@ def test_a_bad_value_is_named_by_its_key_before_anything_is_read(tmp_path, recip
     assert not (tmp_path / "run" / "config.yaml").exists()
 
 
+@pytest.mark.integration
 def test_the_cli_reports_a_bad_value_without_a_traceback(tmp_path):
     res = run_cli("train", "data.batch_size=abc", f"run_dir={tmp_path / 'r'}")
     assert res.returncode == 2 and "data.batch_size: expected an integer, got 'abc'" in res.stderr
@@ -78,6 +79,7 @@ def test_sentencepiece_too_small_for_the_text_names_the_key(tmp_path):
         SentencePieceTokenizer.train(["the quick brown fox jumps over a lazy dog"] * 5, vocab_size=8)
 
 
+@pytest.mark.integration
 def test_a_run_without_validation_trains_and_says_what_it_skipped(tmp_path):
     run = tmp_path / "run"
     metrics = train(compose("listops_tree_lstm", [*TINY_LISTOPS, f"run_dir={run}", "trainer.limit_val_batches=0"]))
@@ -109,6 +111,7 @@ def bundles(tmp_path_factory):
     }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("kind", "args", "message"),
     [
@@ -134,6 +137,7 @@ def test_predict_options_are_checked_before_anything_is_computed(bundles, tmp_pa
     assert message in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]
 
 
+@pytest.mark.integration
 def test_good_predict_options_still_work(bundles, tmp_path):
     out = tmp_path / "hyps.txt"
     res = run_cli(

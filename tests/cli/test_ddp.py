@@ -2,10 +2,12 @@
 
 import json
 
+import pytest
 import torch
 from conftest import TINY_LISTOPS, run_cli
 
 
+@pytest.mark.integration
 def test_ddp_cpu_two_ranks_train_and_rank_zero_writes(tmp_path):
     run = tmp_path / "run"
     res = run_cli("train", "trainer=ddp_cpu", "trainer.devices=2", *TINY_LISTOPS, f"run_dir={run}", timeout=600)
@@ -28,6 +30,7 @@ def test_ddp_cpu_two_ranks_train_and_rank_zero_writes(tmp_path):
     assert last["global_step"] == 8  # 200 trees over 2 ranks: 100 each, batches of 32: 4 steps an epoch
 
 
+@pytest.mark.integration
 def test_a_sweep_of_ddp_jobs_runs_each_job_once_in_its_own_directory(tmp_path):
     import yaml
 

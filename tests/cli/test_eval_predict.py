@@ -10,6 +10,7 @@ from nlp_lib.cli import compose, train
 from nlp_lib.data.listops import generate_listops
 
 
+@pytest.mark.integration
 def test_eval_reproduces_the_runs_test_metrics_and_predict_labels_inputs(tmp_path):
     run = tmp_path / "run"
     metrics = train(compose("listops_tree_lstm", [*TINY_LISTOPS, "model.dropout=0.5", f"run_dir={run}"]))
@@ -57,6 +58,7 @@ def test_eval_reproduces_the_runs_test_metrics_and_predict_labels_inputs(tmp_pat
         predictor.predict(lines[0])
 
 
+@pytest.mark.integration
 def test_eval_gives_the_loss_training_logged_for_sst_trees_with_phrase_labels(tmp_path, sst_trees):
     run = tmp_path / "sst"
     short = ["trainer.limit_train_batches=3", "trainer.max_epochs=1", "model.embeddings.path=null"]
@@ -68,6 +70,7 @@ def test_eval_gives_the_loss_training_logged_for_sst_trees_with_phrase_labels(tm
     assert abs(ev["loss"] - metrics["val"]["loss"]) < 1e-4  # the root and the phrase terms (node_loss_weight)
 
 
+@pytest.mark.integration
 def test_a_run_launched_with_relative_paths_evaluates_from_anywhere(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
@@ -84,6 +87,7 @@ def test_a_run_launched_with_relative_paths_evaluates_from_anywhere(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
 
 
+@pytest.mark.integration
 def test_eval_and_predict_errors(tmp_path):
     res = run_cli("eval", f"run={tmp_path}")
     assert res.returncode == 2 and "not a finished run directory" in res.stderr

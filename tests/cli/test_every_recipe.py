@@ -53,6 +53,7 @@ def _overrides(recipe, tmp_path):
     raise AssertionError(f"recipes/{recipe}.yaml is new: give it test-sized overrides here")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("recipe", sorted(list_recipes()))
 def test_recipe_runs_one_training_step(recipe, tmp_path):
     cfg = compose(recipe, [*_overrides(recipe, tmp_path), *ONE_STEP, f"run_dir={tmp_path / 'run'}"])

@@ -28,6 +28,7 @@ def _topics(tmp_path):
     return _jsonl(tmp_path / "topics.jsonl", [(t, y) for y, ts in TOPICS.items() for t in ts] * 10)
 
 
+@pytest.mark.integration
 def test_text_classifier_fine_tuned_on_new_labels(tmp_path, caplog):
     first = _jsonl(tmp_path / "sentiment.jsonl", [("a great film", "pos"), ("an awful film", "neg")] * 30)
     base = tmp_path / "base"
@@ -55,6 +56,7 @@ def test_text_classifier_fine_tuned_on_new_labels(tmp_path, caplog):
     assert metrics["val"]["accuracy"] > 0.8  # chance: 1/3
 
 
+@pytest.mark.integration
 def test_tree_model_fine_tuned_keeps_known_words_and_head(tmp_path, caplog):
     base = tmp_path / "base"
     train(compose("listops_tree_lstm", [*TINY_LISTOPS, f"run_dir={base}"]))
@@ -87,6 +89,7 @@ def test_tree_model_fine_tuned_keeps_known_words_and_head(tmp_path, caplog):
         train(compose("finetune", wrong))
 
 
+@pytest.mark.integration
 def test_finetune_recipe_freezes_the_encoder_for_its_first_steps(tmp_path, caplog):
     from nlp_lib import bundle
 
@@ -139,6 +142,7 @@ def test_freeze_encoder_steps_must_be_a_step_count(tmp_path):
         train(cfg)
 
 
+@pytest.mark.integration
 def test_sst_trained_lstm_fine_tuned_on_a_new_jsonl_task(tmp_path, sst_trees, caplog):
     """Issue bar: a classifier trained on SST sentences, fine-tuned on a new JSONL task with other labels."""
     from nlp_lib import bundle

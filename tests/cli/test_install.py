@@ -25,6 +25,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return whl
 
 
+@pytest.mark.integration
 def test_wheel_holds_every_module_recipe_and_config_group(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {p.relative_to(REPO).as_posix() for p in (REPO / "nlp_lib").rglob("*.py")}
@@ -37,6 +38,7 @@ def test_wheel_holds_every_module_recipe_and_config_group(wheel: Path) -> None:
     assert any(n.endswith("entry_points.txt") for n in names)
 
 
+@pytest.mark.integration
 def test_installed_package_runs_from_another_directory(wheel: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     proc = subprocess.run(

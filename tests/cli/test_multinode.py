@@ -23,6 +23,7 @@ def env(monkeypatch):
     return monkeypatch
 
 
+@pytest.mark.integration
 def test_two_nodes_on_loopback_train_one_run():
     """scripts/multinode_loopback: torchrun twice (node ranks 0 and 1), one run directory, rank 0 writes."""
     res = subprocess.run(

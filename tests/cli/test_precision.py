@@ -14,6 +14,7 @@ from nlp_lib.tasks.base import ClassificationTask
 FOUR_STEPS = ["trainer.max_epochs=1", "trainer.limit_train_batches=4", "trainer.limit_val_batches=1"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("accumulate", [1, 2])
 def test_bf16_mixed_with_accumulation_trains_on_cpu(accumulate, tmp_path, monkeypatch):
     seen = []  # the autocast state each training step ran under
@@ -73,6 +74,7 @@ def test_bad_trainer_value_names_its_key_before_anything_is_written(override, ke
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.integration
 def test_clipping_by_value_and_no_clipping_train(tmp_path):
     for i, clip in enumerate(["trainer.gradient_clip_algorithm=value", "trainer.gradient_clip_val=null"]):
         metrics = train(

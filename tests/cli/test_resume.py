@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 from conftest import REPO, TINY_LISTOPS
 from safetensors.torch import load_file
@@ -76,6 +77,7 @@ def _assert_same_run(whole, cut):
         assert torch.equal(ba[k], bb[k]), k
 
 
+@pytest.mark.integration
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     res = _python("-m", "nlp_lib", "train", *OVERRIDES, f"run_dir={whole}")
@@ -98,6 +100,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
         torch.testing.assert_close(wa[k], wb[k], atol=0, rtol=0, msg=k)
 
 
+@pytest.mark.integration
 def test_throughput_after_a_resume_inside_the_last_epoch_counts_from_the_resume(tmp_path):
     cut = tmp_path / "cut"
     res = _python(
@@ -111,6 +114,7 @@ def test_throughput_after_a_resume_inside_the_last_epoch_counts_from_the_resume(
     assert m["train"]["trees_per_s"] * m["wall_time_s"] >= 32  # at least one batch of 32 trees
 
 
+@pytest.mark.integration
 def test_resume_errors_are_clear(tmp_path):
     res = _python("-m", "nlp_lib", "train", f"resume={tmp_path}/nowhere")
     assert res.returncode == 2 and "not a run directory" in res.stderr and "Traceback" not in res.stderr
@@ -136,6 +140,7 @@ train(compose("listops_tree_lstm", sys.argv[1:]))
 """
 
 
+@pytest.mark.integration
 def test_kill_during_a_checkpoint_save_keeps_the_previous_one(tmp_path):
     run = tmp_path / "run"
     res = _python("-c", DIES_IN_SAVE, *OVERRIDES, f"run_dir={run}")
@@ -152,6 +157,7 @@ def test_kill_during_a_checkpoint_save_keeps_the_previous_one(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in [run / "metrics.json", *(run / "checkpoints").iterdir()]} == before
 
 
+@pytest.mark.integration
 def test_node_budget_batches_resume_mid_epoch_too(tmp_path):
     budget = [*OVERRIDES, "data.node_budget=250"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
@@ -167,6 +173,7 @@ def test_node_budget_batches_resume_mid_epoch_too(tmp_path):
         torch.testing.assert_close(wa[k], wb[k], atol=0, rtol=0, msg=k)
 
 
+@pytest.mark.integration
 def test_last_checkpoint_follows_every_epoch_even_without_a_new_best(tmp_path):
     from nlp_lib.cli import compose, train
 
@@ -187,6 +194,7 @@ def test_last_checkpoint_follows_every_epoch_even_without_a_new_best(tmp_path):
 MID_EPOCH = ["trainer.max_epochs=2", "checkpoint_every_n_steps=3", "trainer.enable_progress_bar=false"]
 
 
+@pytest.mark.integration
 def test_sst_tree_lstm_with_dropout_resumes_bit_for_bit(tmp_path, sst_trees):
     trees = tmp_path / "trees"  # the first 160 / 40 real SST trees: 8 batches of 20
     trees.mkdir()
@@ -206,6 +214,7 @@ def test_sst_tree_lstm_with_dropout_resumes_bit_for_bit(tmp_path, sst_trees):
     _assert_same_run(whole, cut)
 
 
+@pytest.mark.integration
 def test_text_classifier_with_dropout_and_workers_resumes_bit_for_bit(tmp_path):
     good, bad = ["good", "great", "lovely", "fine"], ["bad", "dull", "awful", "poor"]
     nouns = ["film", "plot", "story", "acting", "music", "cast"]
@@ -230,6 +239,7 @@ def test_text_classifier_with_dropout_and_workers_resumes_bit_for_bit(tmp_path):
     _assert_same_run(whole, cut)
 
 
+@pytest.mark.integration
 def test_scan_seq2seq_with_dropout_and_scheduled_sampling_resumes_bit_for_bit(tmp_path):
     overrides = [
         "data.batch_size=16",

@@ -15,6 +15,7 @@ from nlp_lib.errors import CheckpointError, RunDirError
 SLOW_TRAIN = [*TINY_LISTOPS, "data.train_size=2000", "trainer.max_epochs=50"]
 
 
+@pytest.mark.integration
 def test_a_second_launch_into_a_live_run_directory_fails_at_once_naming_the_holder(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -71,6 +72,7 @@ def finished_run(tmp_path_factory):
     return run
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "a pickle that runs code"])
 def test_resume_from_a_corrupt_last_checkpoint_names_the_file(finished_run, tmp_path, damage):
     import pickle
@@ -112,6 +114,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+@pytest.mark.integration
 def test_a_full_disk_while_checkpointing_is_a_clear_error_and_leaves_no_temporary_file(small_disk):
     import torch
 

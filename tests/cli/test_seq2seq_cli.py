@@ -31,6 +31,7 @@ def scan_run(tmp_path_factory):
     return run, metrics
 
 
+@pytest.mark.integration
 def test_training_writes_seq2seq_metrics_and_a_bundle(scan_run):
     run, metrics = scan_run
     for split in ("val", "test"):
@@ -41,6 +42,7 @@ def test_training_writes_seq2seq_metrics_and_a_bundle(scan_run):
     assert {"source.vocab.json", "target.vocab.json", "model.safetensors", "config.yaml"} <= files
 
 
+@pytest.mark.integration
 def test_loaded_bundle_holds_a_plain_module_and_translates(scan_run):
     run, _ = scan_run
     predictor = nlp_lib.load(run / "bundle")
@@ -55,6 +57,7 @@ def test_loaded_bundle_holds_a_plain_module_and_translates(scan_run):
     assert out[0][0]["score"] >= out[0][1]["score"]
 
 
+@pytest.mark.integration
 def test_predict_reads_stdin_and_files_and_writes_nbest(scan_run, tmp_path):
     run, _ = scan_run
     res = subprocess.run(
@@ -78,6 +81,7 @@ def test_predict_reads_stdin_and_files_and_writes_nbest(scan_run, tmp_path):
     assert res.returncode == 2 and "missing.txt" in res.stderr and "Traceback" not in res.stderr
 
 
+@pytest.mark.integration
 def test_eval_reproduces_the_test_metrics(scan_run):
     run, metrics = scan_run
     res = run_cli("eval", f"run={run}", "split=test", "trainer.limit_test_batches=2")
@@ -91,6 +95,7 @@ def test_eval_reproduces_the_test_metrics(scan_run):
     assert res.returncode == 2 and "split must be val or test, got 'train'" in res.stderr
 
 
+@pytest.mark.integration
 def test_fine_tune_from_a_seq2seq_bundle(scan_run, tmp_path):
     run, _ = scan_run
     cfg = compose(
@@ -110,6 +115,7 @@ def test_fine_tune_from_a_seq2seq_bundle(scan_run, tmp_path):
     ).read_text()
 
 
+@pytest.mark.integration
 def test_export_a_seq2seq_bundle_and_decode_it_in_onnxruntime(scan_run, tmp_path):
     pytest.importorskip("onnxruntime", reason="the export extra is not installed")
     from nlp_lib.export import OnnxSeq2Seq

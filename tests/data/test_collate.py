@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 import nlp_lib
@@ -31,6 +32,7 @@ def test_pieces_become_a_left_branching_subtree_with_the_word_label_on_top():
     assert dep.parent == (6, 3, 3, 5, 5, 6, -1)  # "a" and the pieces' top under the word's node
 
 
+@pytest.mark.integration
 def test_sst_tree_lstm_with_sentencepiece_trains_saves_and_predicts(tmp_path, sst_trees):
     run = tmp_path / "run"
     metrics = train(

@@ -43,6 +43,7 @@ def test_missing_or_unseen_labels_are_named_or_skipped(tmp_path, caplog, extra, 
     assert len(dm.splits["train"]) == len(dm.splits["val"]) == 24  # every valid sentence kept
 
 
+@pytest.mark.integration
 def test_conllu_recipe_trains_and_its_bundle_names_the_labels(tmp_path):
     d = write_conllu(tmp_path / "ud")
     run = tmp_path / "run"

@@ -19,6 +19,7 @@ def _write_jsonl(path, n=40):
     return path
 
 
+@pytest.mark.integration
 def test_text_classifier_recipe_trains_and_saves_its_tokenizer(tmp_path):
     data = _write_jsonl(tmp_path / "train.jsonl", 80)
     run_dir = tmp_path / "run"
@@ -29,6 +30,7 @@ def test_text_classifier_recipe_trains_and_saves_its_tokenizer(tmp_path):
     assert json.loads((run_dir / "labels.json").read_text()) == ["neg", "pos"]
 
 
+@pytest.mark.integration
 def test_text_classifier_missing_column_is_a_clean_error(tmp_path):
     data = _write_jsonl(tmp_path / "train.jsonl", 10)
     res = run_cli(
@@ -38,6 +40,7 @@ def test_text_classifier_missing_column_is_a_clean_error(tmp_path):
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.integration
 def test_one_label_and_no_validation_share_are_clean_errors(tmp_path):
     one = tmp_path / "one.jsonl"
     one.write_text("".join(json.dumps({"text": t, "label": "pos"}) + "\n" for t in GOOD * 5))
@@ -82,6 +85,7 @@ def test_text_data_globs_cache_and_token_budget(tmp_path, caplog):
     assert all(b.tokens.numel() <= 40 or len(b.lengths) == 1 for b in batches)
 
 
+@pytest.mark.integration
 def test_text_classifier_trains_with_a_token_budget(tmp_path):
     f = tmp_path / "t.jsonl"
     f.write_text("\n".join(json.dumps({"text": t, "label": y}) for t, y in [("good one", "p"), ("bad one", "n")] * 20))

@@ -2,6 +2,7 @@
 
 import re
 
+import pytest
 from conftest import TINY_LISTOPS, doc_blocks
 
 
@@ -16,6 +17,7 @@ def test_model_in_your_own_project_example_runs():
     assert ns["logits"].shape == (2, 5)
 
 
+@pytest.mark.integration
 def test_bundle_example_runs_on_a_real_bundle(tmp_path):
     from nlp_lib.cli import compose, train
 

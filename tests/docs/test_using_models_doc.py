@@ -1,8 +1,10 @@
 """docs/using_models.md runs as written: train, load and predict, fine-tune on new labels."""
 
+import pytest
 from conftest import exec_doc
 
 
+@pytest.mark.integration
 def test_using_and_fine_tuning_models_doc_runs():
     ns = exec_doc("docs/using_models.md")
     preds = ns["sentiment"].predict(["a great film", "dull and long"])

@@ -7,6 +7,7 @@ import pytest
 pytest.importorskip("onnxruntime", reason="the export extra is not installed")
 
 
+@pytest.mark.integration
 def test_cli_exports_a_trained_bundle(tmp_path):
     from conftest import run_cli
 

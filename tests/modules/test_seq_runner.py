@@ -91,6 +91,7 @@ def test_recurrent_dropout_is_one_mask_per_sequence_and_off_in_eval():
     assert not runner.is_fused
 
 
+@pytest.mark.integration
 def test_compiled_step_equals_eager():
     eager = _runner(LSTMCell)
     compiled = _runner(LSTMCell, compile=True)

@@ -21,12 +21,14 @@ def _bench(script, *args, timeout=300):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.integration
 def test_export_bench_runs():
     pytest.importorskip("onnxruntime", reason="the export extra is not installed")
     out = _bench("export.py", "--batch", "8", "--reps", "1")
     assert out["max_abs_diff"] <= 1e-4 and out["seq2seq_identical_outputs"]
 
 
+@pytest.mark.integration
 def test_data_bench_runs():
     if not (SHARED_DATA / "multi30k" / "raw").is_dir() or not (SHARED_DATA / "sst" / "trees").is_dir():
         pytest.skip("the shared data folder is absent")
@@ -34,6 +36,7 @@ def test_data_bench_runs():
     assert out["cached_speedup"] > 1 and out["balanced_max_over_mean"] < 1.05
 
 
+@pytest.mark.integration
 def test_cells_bench_runs():
     out = _bench(
         "cells.py", "--batch", "4", "--seq-len", "5", "--hidden", "16", "--input-size", "8",
@@ -48,6 +51,7 @@ def test_cells_bench_runs():
     assert all(out[k] > 0 for k in names) and out["cpu"]
 
 
+@pytest.mark.integration
 def test_tree_lstm_bench_runs():
     out = _bench(
         "tree_lstm.py", "--data", "synthetic", "--batch", "8", "--hidden", "16", "--input-size", "8",
@@ -56,6 +60,7 @@ def test_tree_lstm_bench_runs():
     assert out["ratio_vs_recursive"] > 0 and out["ratio_vs_lstm"] > 0 and 0 <= out["schedule_overhead_share"] < 1
 
 
+@pytest.mark.integration
 def test_seq2seq_bench_runs():
     out = _bench(
         "seq2seq.py", "--batch", "8", "--hidden", "16", "--embedding", "8", "--train-steps", "2", "--steps", "1",
@@ -64,6 +69,7 @@ def test_seq2seq_bench_runs():
     assert out["identical_share"] == 1.0 and out["beam_batched_vs_single"] > 0
 
 
+@pytest.mark.integration
 def test_sampler_bench_runs():
     if not (SHARED_DATA / "sst" / "trees").is_dir():
         pytest.skip("the shared data folder is absent")
