@@ -113,7 +113,9 @@ class Trust:
 
     def refuse(self, name: str, where: str, why: str) -> BundleError:
         prefix = name.rpartition(".")[0] or name
-        return BundleError(f"{where}: refusing to build {short(name)}: {why}; if you trust it, {_HOW.format(prefix=prefix)}")
+        return BundleError(
+            f"{where}: refusing to build {short(name)}: {why}; if you trust it, {_HOW.format(prefix=prefix)}"
+        )
 
 
 def _prefix(value: Any) -> str:
