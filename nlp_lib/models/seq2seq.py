@@ -230,7 +230,13 @@ class Seq2Seq(SavableModel):
 
     def step(self, y_prev: Tensor, state: DecoderState, enc: Encoded) -> tuple[Tensor, DecoderState, Tensor]:
         """One decoder step: ``(logits [B, V], new state, attention weights [B, S])`` after token ``y_prev`` ``[B]``."""
-        x = self.dropout(self.tgt_embedding(y_prev))
+        out, state, weights = self.step_hidden(self.tgt_embedding(y_prev), state, enc)
+        return self.project_vocab(out), state, weights
+
+    def step_hidden(self, emb: Tensor, state: DecoderState, enc: Encoded) -> tuple[Tensor, DecoderState, Tensor]:
+        """What must run step by step: from the previous token's embedding ``[B, E]`` to the output
+        layer's input (dropped out, ``[B, H]``), the new state and the attention weights ``[B, S]``."""
+        x = self.dropout(emb)
         if self.input_feeding:
             x = torch.cat([x, state.feed], dim=-1)
         cells = []
@@ -240,7 +246,7 @@ class Seq2Seq(SavableModel):
             x = self.dropout(out) if i < len(self.decoder_cells) - 1 else out
         context, weights = self.attention(x, enc.keys, enc.memory, enc.mask)
         feed = torch.tanh(self.combine(torch.cat([context, x], dim=-1)))  # h~_t
-        return self.project_vocab(self.dropout(feed)), DecoderState(cells, feed), weights
+        return self.dropout(feed), DecoderState(cells, feed), weights
 
     def project_vocab(self, h: Tensor) -> Tensor:
         """``[..., H] -> [..., V]`` logits."""
@@ -258,6 +264,8 @@ class Seq2Seq(SavableModel):
         """
         enc, state = self.encode(src, src_lengths)
         sample = self.training and self.teacher_forcing < 1.0
+        if not sample:  # teacher forcing: only the recurrence runs per step, the output layer once
+            return self._teacher_forced(tgt_in, state, enc)
         logits, attn = [], []
         y = tgt_in[:, 0]
         for t in range(tgt_in.shape[1]):
@@ -271,3 +279,18 @@ class Seq2Seq(SavableModel):
             logits.append(out)
             attn.append(w)
         return Seq2SeqOutput(torch.stack(logits, dim=1), torch.stack(attn, dim=1))
+
+    def _teacher_forced(self, tgt_in: Tensor, state: DecoderState, enc: Encoded) -> Seq2SeqOutput:
+        """The decoder over gold inputs: target embeddings looked up once, the recurrence (cells,
+        attention, input feeding) step by step, stacked once, then the output layer
+        once over every position (one ``[B*T, H] x [H, V]`` product instead of ``T`` small ones).
+        The same operations as :meth:`step` per position, in the same order (dropout masks included)."""
+        emb = self.tgt_embedding(tgt_in)  # [B, T, E]
+        outs, weights = [], []
+        for t in range(tgt_in.shape[1]):
+            out, state, w = self.step_hidden(emb[:, t], state, enc)
+            outs.append(out)
+            weights.append(w)
+        hidden = torch.stack(outs, dim=1)  # [B, T, H]
+        attn = torch.stack(weights, dim=1)  # [B, T, S]
+        return Seq2SeqOutput(self.project_vocab(hidden), attn)
