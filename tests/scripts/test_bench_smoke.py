@@ -76,3 +76,9 @@ def test_sampler_bench_runs():
     path = SHARED_DATA / "sst" / "trees" / "dev.txt"
     out = _bench("sampler.py", "--sst-path", str(path), "--ranks", "2", "--epochs", "1")
     assert out["balanced_max_over_mean"] < out["distributed_max_over_mean"]
+
+
+@pytest.mark.integration
+def test_seq2seq_decoder_bench_runs():
+    out = _bench("seq2seq_decoder.py", "--src-vocab", "50", "--tgt-vocab", "60", "--hidden", "8", "--repeats", "1")
+    assert out["speedup"] > 0 and out["output_once_tgt_tokens_per_s"] > 0
