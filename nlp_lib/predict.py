@@ -16,7 +16,7 @@ imported on this path.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -198,7 +198,10 @@ def _check_kind(path: Path, what: str, tok: Any, kinds: tuple[type, ...]) -> Non
 
 
 class _Classifier(Predictor):
-    """Labels and probabilities from ``logits`` (a subclass encodes its inputs)."""
+    """Labels and probabilities from ``logits``; each subclass defines ``batch(inputs)``, the model's
+    input batch for a list of raw inputs."""
+
+    batch: Callable[[Sequence[Any]], Any]
 
     def predict(self, inputs: Sequence[Any], batch_size: PositiveInt = 64) -> list[dict[str, Any]]:
         """One ``{"label": name, "probs": {name: p, ...}}`` per input."""
@@ -218,9 +221,6 @@ class _Classifier(Predictor):
         call ``predictor.model`` for a graph)."""
         with self._inference(inputs, "logits"):
             return self.model(self.batch(inputs).to(self.device)).logits
-
-    def batch(self, inputs: Sequence[Any]) -> Any:
-        raise NotImplementedError
 
 
 class TreeClassifierPredictor(_Classifier):

@@ -2,32 +2,16 @@
 
 import pytest
 import torch
+from seq2seq_helpers import padded_sources, small_seq2seq
 
-from nlp_lib.models import Seq2Seq
 from nlp_lib.models.decoding import beam_search, beam_search_one_by_one, greedy
-from nlp_lib.models.seq2seq import BOS, EOS, PAD
-
-
-def _model(**kw):
-    torch.manual_seed(0)
-    args = dict(src_vocab_size=20, tgt_vocab_size=15, embedding_size=8, hidden_size=16, dropout=0.0)
-    args.update(kw)
-    return Seq2Seq(**args).double().eval()
-
-
-def _src(lengths, vocab=20, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    lens = torch.tensor(lengths)
-    src = torch.randint(4, vocab, (len(lengths), max(lengths)), generator=g)
-    for i, n in enumerate(lengths):
-        src[i, n:] = PAD
-    return src, lens
+from nlp_lib.models.seq2seq import BOS, EOS
 
 
 @pytest.mark.parametrize("attention", ["dot", "general", "additive"])
 def test_batched_beam_search_equals_one_sentence_at_a_time(attention):
-    model = _model(attention=attention)
-    src, lens = _src([9, 3, 5, 1, 9, 7, 2, 4])
+    model = small_seq2seq(attention=attention)
+    src, lens = padded_sources([9, 3, 5, 1, 9, 7, 2, 4])
     kw = dict(beam_size=4, max_length=12, n_best=3, length_penalty=0.7)
     batched = beam_search(model, src, lens, **kw)
     alone = beam_search_one_by_one(model, src, lens, **kw)
@@ -41,8 +25,8 @@ def test_batched_beam_search_equals_one_sentence_at_a_time(attention):
 
 
 def test_beam_search_scores_are_the_model_log_probabilities():
-    model = _model()
-    src, lens = _src([6, 4])
+    model = small_seq2seq()
+    src, lens = padded_sources([6, 4])
     hyps = beam_search(model, src, lens, beam_size=3, max_length=10, n_best=2)
     for i, hs in enumerate(hyps):
         for h in hs:
@@ -55,16 +39,16 @@ def test_beam_search_scores_are_the_model_log_probabilities():
 
 
 def test_greedy_equals_beam_of_one():
-    model = _model(attention="additive")
-    src, lens = _src([5, 8, 2, 6])
+    model = small_seq2seq(attention="additive")
+    src, lens = padded_sources([5, 8, 2, 6])
     assert greedy(model, src, lens, max_length=12) == [
         h[0].tokens for h in beam_search(model, src, lens, beam_size=1, max_length=12)
     ]
 
 
 def test_outputs_hold_no_end_token_and_respect_max_length():
-    model = _model()
-    src, lens = _src([5, 8, 2, 6])
+    model = small_seq2seq()
+    src, lens = padded_sources([5, 8, 2, 6])
     for out in greedy(model, src, lens, max_length=7):
         assert len(out) <= 7 and EOS not in out
     for hyps in beam_search(model, src, lens, beam_size=3, max_length=7, n_best=2):
@@ -73,4 +57,4 @@ def test_outputs_hold_no_end_token_and_respect_max_length():
 
 def test_more_best_hypotheses_than_beams_is_refused():
     with pytest.raises(ValueError, match="n_best"):
-        beam_search(_model(), *_src([3]), beam_size=2, n_best=3)
+        beam_search(small_seq2seq(), *padded_sources([3]), beam_size=2, n_best=3)

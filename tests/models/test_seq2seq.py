@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from seq2seq_helpers import padded_sources, small_seq2seq
 
 from nlp_lib.cells import GRUCell, LayerNormLSTMCell
 from nlp_lib.models import Seq2Seq
@@ -9,25 +10,9 @@ from nlp_lib.models.decoding import greedy
 from nlp_lib.models.seq2seq import BOS, EOS, PAD, Attention
 
 
-def _model(**kw):
-    torch.manual_seed(0)
-    args = dict(src_vocab_size=20, tgt_vocab_size=15, embedding_size=8, hidden_size=16, dropout=0.0)
-    args.update(kw)
-    return Seq2Seq(**args).double().eval()
-
-
-def _src(lengths, vocab=20, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    lens = torch.tensor(lengths)
-    src = torch.randint(4, vocab, (len(lengths), max(lengths)), generator=g)
-    for i, n in enumerate(lengths):
-        src[i, n:] = PAD
-    return src, lens
-
-
 def test_padding_does_not_change_a_sentence():
-    model = _model()
-    src, lens = _src([7, 3])
+    model = small_seq2seq()
+    src, lens = padded_sources([7, 3])
     tgt = torch.tensor([[BOS, 5, 6, 7], [BOS, 8, 9, 4]])
     both = model(src, lens, tgt)
     alone = model(src[1:2, :3], lens[1:2], tgt[1:2])
@@ -49,7 +34,7 @@ def test_other_cells_stacking_tied_embeddings_and_scheduled_sampling():
         teacher_forcing=0.5,
     )
     assert model.tgt_embedding is model.src_embedding and model.output is None
-    src, lens = _src([4, 6], vocab=12)
+    src, lens = padded_sources([4, 6], vocab=12)
     model.train()
     out = model(src, lens, torch.tensor([[BOS, 5, 6], [BOS, 7, PAD]]))
     out.logits.sum().backward()
