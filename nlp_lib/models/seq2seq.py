@@ -250,9 +250,15 @@ class Seq2Seq(SavableModel):
 
     def project_vocab(self, h: Tensor) -> Tensor:
         """``[..., H] -> [..., V]`` logits."""
+        weight, bias = self.output_layer()
+        return nn.functional.linear(h, weight, bias)
+
+    def output_layer(self) -> tuple[Tensor, Tensor | None]:
+        """The output layer's ``(weight [V, H], bias [V])``: the target embedding with ``tie_embeddings``.
+        The training loss applies it itself, slice by slice (:mod:`nlp_lib.modules.linear_cross_entropy`)."""
         if self.output is None:
-            return nn.functional.linear(h, self.tgt_embedding.weight, self.output_bias)
-        return self.output(h)
+            return self.tgt_embedding.weight, self.output_bias
+        return self.output.weight, self.output.bias
 
     # ------------------------------------------------------------------ training
 
@@ -262,35 +268,41 @@ class Seq2Seq(SavableModel):
         With ``teacher_forcing < 1`` in training, each position's input is, with probability
         ``1 - teacher_forcing``, the model's own prediction at the previous step instead of the gold token.
         """
+        if not self.samples_own_outputs:  # teacher forcing: only the recurrence runs per step, the output layer once
+            hidden, attn = self.decode_hidden(src, src_lengths, tgt_in)
+            return Seq2SeqOutput(self.project_vocab(hidden), attn)
         enc, state = self.encode(src, src_lengths)
-        sample = self.training and self.teacher_forcing < 1.0
-        if not sample:  # teacher forcing: only the recurrence runs per step, the output layer once
-            return self._teacher_forced(tgt_in, state, enc)
         logits, attn = [], []
         y = tgt_in[:, 0]
         for t in range(tgt_in.shape[1]):
-            if t > 0:
+            if t > 0:  # scheduled sampling: the previous prediction in place of the gold token
                 y = tgt_in[:, t]
-                if sample:  # scheduled sampling: the previous prediction in place of the gold token
-                    own = logits[-1].detach().argmax(-1)
-                    keep = torch.rand(y.shape, device=y.device) < self.teacher_forcing
-                    y = torch.where(keep | (y == PAD), y, own)
+                own = logits[-1].detach().argmax(-1)
+                keep = torch.rand(y.shape, device=y.device) < self.teacher_forcing
+                y = torch.where(keep | (y == PAD), y, own)
             out, state, w = self.step(y, state, enc)
             logits.append(out)
             attn.append(w)
         return Seq2SeqOutput(torch.stack(logits, dim=1), torch.stack(attn, dim=1))
 
-    def _teacher_forced(self, tgt_in: Tensor, state: DecoderState, enc: Encoded) -> Seq2SeqOutput:
-        """The decoder over gold inputs: target embeddings looked up once, the recurrence (cells,
-        attention, input feeding) step by step, stacked once, then the output layer
-        once over every position (one ``[B*T, H] x [H, V]`` product instead of ``T`` small ones).
-        The same operations as :meth:`step` per position, in the same order (dropout masks included)."""
-        emb = self.tgt_embedding(tgt_in)  # [B, T, E]
+    @property
+    def samples_own_outputs(self) -> bool:
+        """True in training with ``teacher_forcing < 1``: each step may read the previous step's logits."""
+        return self.training and self.teacher_forcing < 1.0
+
+    def decode_hidden(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor]:
+        """The teacher-forced decoder up to the output layer: ``(hidden [B, T, H], attention [B, T, S])``.
+
+        Target embeddings are looked up once; the recurrence (cells, attention, input feeding) runs
+        step by step with the same operations as :meth:`step`, in the same order (dropout masks
+        included); the output layer is left to the caller (:meth:`project_vocab`, or the loss).
+        Not for scheduled sampling (:attr:`samples_own_outputs`), which needs each step's logits.
+        """
+        enc, state = self.encode(src, src_lengths)
+        emb = self.tgt_embedding(tgt_in).transpose(0, 1)  # [T, B, E]: unbind's gradient is one stack
         outs, weights = [], []
-        for t in range(tgt_in.shape[1]):
-            out, state, w = self.step_hidden(emb[:, t], state, enc)
+        for e in emb.unbind(0):
+            out, state, w = self.step_hidden(e, state, enc)
             outs.append(out)
             weights.append(w)
-        hidden = torch.stack(outs, dim=1)  # [B, T, H]
-        attn = torch.stack(weights, dim=1)  # [B, T, S]
-        return Seq2SeqOutput(self.project_vocab(hidden), attn)
+        return torch.stack(outs, dim=1), torch.stack(weights, dim=1)

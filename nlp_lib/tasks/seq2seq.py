@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from nlp_lib.constraints import FiniteFloat, PositiveInt, Probability
 from nlp_lib.models.decoding import beam_search, greedy
 from nlp_lib.models.seq2seq import PAD, Seq2Seq
+from nlp_lib.modules.linear_cross_entropy import linear_cross_entropy
 from nlp_lib.structure.seq2seq import Seq2SeqBatch
 from nlp_lib.tasks.base import OptimizerFactory, SchedulerFactory, TaskBase
 
@@ -19,7 +20,21 @@ __all__ = ["Seq2SeqTask", "decode_batch", "score_outputs", "token_loss"]
 def token_loss(
     model: Seq2Seq, batch: Seq2SeqBatch, label_smoothing: Probability = 0.0, reduction: str = "mean"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Teacher-forced cross-entropy over the real target tokens: ``(loss, predicted ids [N], gold ids [N])``."""
+    """Teacher-forced cross-entropy over the real target tokens: ``(loss, predicted ids [N], gold ids [N])``.
+
+    With teacher forcing (the default) the output layer and the loss run together over the real
+    target positions only, slice by slice of the vocabulary
+    (:func:`~nlp_lib.modules.linear_cross_entropy.linear_cross_entropy`: the same loss and gradients
+    as the logits through ``F.cross_entropy``, without the ``[B, T, V]`` logits); scheduled sampling
+    and ``reduction="none"`` go through the full logits.
+    """
+    if reduction == "mean" and not model.samples_own_outputs:
+        hidden, _ = model.decode_hidden(batch.src, batch.src_lengths, batch.tgt_in)  # [B, T, H]
+        weight, bias = model.output_layer()
+        out = linear_cross_entropy(
+            hidden, weight, bias, batch.tgt_out, ignore_index=PAD, label_smoothing=label_smoothing
+        )
+        return out.loss, out.predicted, out.target
     logits = model(batch.src, batch.src_lengths, batch.tgt_in).logits  # [B, T, V]
     flat, gold = logits.reshape(-1, logits.shape[-1]), batch.tgt_out.reshape(-1)
     loss = F.cross_entropy(flat, gold, ignore_index=PAD, label_smoothing=label_smoothing, reduction=reduction)

@@ -105,3 +105,45 @@ def test_training_step_counts_sentences_and_target_tokens(monkeypatch):
     loss = task.training_step(batch, 0)
     torch.testing.assert_close(loss, token_loss(task.model, batch, label_smoothing=0.2)[0])
     assert (task._epoch_examples, task._epoch_units) == (3, batch.num_target_tokens)
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_token_loss_trains_as_the_logits_through_cross_entropy_did(tie):
+    """The sliced loss (no [B, T, V] logits) = the logits through F.cross_entropy, in training with
+    dropout: the same loss, predictions and gradients, the dropout masks drawn in the same order."""
+    torch.manual_seed(0)
+    model = (
+        Seq2Seq(src_vocab_size=12, tgt_vocab_size=12, embedding_size=8, hidden_size=8, dropout=0.3, tie_embeddings=tie)
+        .double()
+        .train()
+    )
+    batch = _batch()
+    runs = []
+    for way in ("sliced", "logits"):
+        torch.manual_seed(3)
+        model.zero_grad()
+        if way == "sliced":
+            loss, pred, gold = token_loss(model, batch, label_smoothing=0.1)
+        else:
+            logits = model(batch.src, batch.src_lengths, batch.tgt_in).logits
+            real = batch.tgt_out != PAD
+            loss = F.cross_entropy(logits[real], batch.tgt_out[real], label_smoothing=0.1)
+            pred, gold = logits[real].argmax(-1), batch.tgt_out[real]
+        loss.backward()
+        runs.append((loss.detach(), pred, gold, {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (loss, pred, gold, grads), (ref, ref_pred, ref_gold, ref_grads) = runs
+    torch.testing.assert_close(loss, ref, rtol=0, atol=1e-10)
+    assert torch.equal(pred, ref_pred) and torch.equal(gold, ref_gold)
+    for name, g in ref_grads.items():
+        torch.testing.assert_close(grads[name], g, rtol=0, atol=1e-10, msg=name)
+
+
+def test_token_loss_with_scheduled_sampling_goes_through_the_logits():
+    torch.manual_seed(0)
+    model = Seq2Seq(src_vocab_size=12, tgt_vocab_size=12, embedding_size=8, hidden_size=8, teacher_forcing=0.5)
+    batch = _batch()
+    assert model.train().samples_own_outputs and not model.eval().samples_own_outputs
+    model.train()
+    loss, _, gold = token_loss(model, batch)
+    loss.backward()
+    assert gold.numel() == batch.num_target_tokens and model.output.weight.grad is not None

@@ -1,0 +1,114 @@
+"""linear_cross_entropy is F.cross_entropy(F.linear(h, W, b), y) without the logits: loss, gradients, argmax."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nlp_lib.modules.linear_cross_entropy import linear_cross_entropy
+
+
+def _inputs(bias=True, vocab=300, shape=(4, 9), hidden=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(*shape, hidden, dtype=torch.float64, generator=g).requires_grad_()
+    w = torch.randn(vocab, hidden, dtype=torch.float64, generator=g).requires_grad_()
+    b = torch.randn(vocab, dtype=torch.float64, generator=g).requires_grad_() if bias else None
+    y = torch.randint(0, vocab, shape, generator=g)
+    return h, w, b, y
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 1.0])
+@pytest.mark.parametrize("width", [None, 1, 7, 128, 299, 300, 1000])
+def test_loss_gradients_and_argmax_equal_the_logits_way(bias, smoothing, width):
+    h, w, b, y = _inputs(bias)
+    y[0, 3:] = 0  # padding, left out
+    y[1, 2] = 299  # the last class: the last slice's edge
+    params = [h, w] + ([b] if bias else [])
+    logits = F.linear(h, w, b)
+    ref = F.cross_entropy(logits.reshape(-1, 300), y.reshape(-1), ignore_index=0, label_smoothing=smoothing)
+    ref_grads = torch.autograd.grad(ref * 1.7, params)
+    out = linear_cross_entropy(h, w, b, y, ignore_index=0, label_smoothing=smoothing, slice_width=width)
+    grads = torch.autograd.grad(out.loss * 1.7, params)  # the incoming gradient scales what forward computed
+    torch.testing.assert_close(out.loss, ref, rtol=0, atol=1e-12)
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    keep = y != 0
+    assert torch.equal(out.target, y[keep])
+    assert torch.equal(out.predicted, logits.argmax(-1)[keep])
+
+
+def test_ties_go_to_the_lowest_class_across_slices():
+    h = torch.ones(2, 1, dtype=torch.float64)
+    w = torch.zeros(10, 1, dtype=torch.float64)
+    w[[2, 7]] = 1.0  # classes 2 and 7 tie, in different slices of width 4
+    out = linear_cross_entropy(h, w, None, torch.tensor([1, 3]), slice_width=4)
+    assert out.predicted.tolist() == [2, 2]
+
+
+def test_a_weight_used_twice_accumulates_both_gradients():
+    """A tied output layer (the target embedding) gets the loss's gradient added to the lookup's."""
+    h, w, b, y = _inputs()
+
+    def lookup():
+        return F.embedding(torch.tensor([[1, 2]]), w).square().sum()
+
+    ref = F.cross_entropy(F.linear(h, w, b).reshape(-1, 300), y.reshape(-1)) + lookup()
+    want = torch.autograd.grad(ref, w)[0]
+    got = torch.autograd.grad(linear_cross_entropy(h, w, b, y).loss + lookup(), w)[0]
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_without_gradients_only_the_loss_is_computed():
+    h, w, b, y = _inputs()
+    with torch.no_grad():
+        out = linear_cross_entropy(h, w, b, y)
+        ref = F.cross_entropy(F.linear(h, w, b).reshape(-1, 300), y.reshape(-1))
+    assert not out.loss.requires_grad
+    torch.testing.assert_close(out.loss, ref, rtol=0, atol=1e-12)
+
+
+def test_only_the_inputs_that_need_a_gradient_get_one():
+    h, w, b, y = _inputs()
+    h = h.detach()
+    out = linear_cross_entropy(h, w, b.detach(), y)
+    (gw,) = torch.autograd.grad(out.loss, [w])
+    torch.testing.assert_close(
+        gw, torch.autograd.grad(F.cross_entropy(F.linear(h, w, b.detach()).reshape(-1, 300), y.reshape(-1)), w)[0]
+    )
+
+
+def test_float32_hidden_states_and_bfloat16_inputs():
+    h, w, b, y = _inputs()
+    h32, w32, b32 = (t.detach().float().requires_grad_() for t in (h, w, b))
+    out = linear_cross_entropy(h32, w32, b32, y)
+    ref = F.cross_entropy(F.linear(h32, w32, b32).reshape(-1, 300), y.reshape(-1))
+    torch.testing.assert_close(out.loss, ref, rtol=1e-5, atol=1e-5)
+    low = linear_cross_entropy(h32.detach().bfloat16(), w32, b32, y)  # autocast's output: computed in fp32
+    assert low.loss.dtype == torch.float32 and math.isfinite(float(low.loss.detach()))
+
+
+def test_no_kept_target_gives_nan_as_cross_entropy_does():
+    h, w, b, y = _inputs()
+    out = linear_cross_entropy(h, w, b, torch.zeros_like(y), ignore_index=0)
+    assert math.isnan(float(out.loss)) and out.predicted.numel() == 0
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda h, w, b, y: (h, w, b, y[:, :3]), "do not match"),
+        (lambda h, w, b, y: (h, w[:, :5], b, y), r"must be \[V, 16\]"),
+        (lambda h, w, b, y: (h, w, b, y.clone().fill_(300)), r"target ids must be in \[0, 300\)"),
+        (lambda h, w, b, y: (h, w, b, y.clone().fill_(-1)), r"target ids must be in \[0, 300\)"),
+    ],
+)
+def test_bad_inputs_are_refused(change, message):
+    with pytest.raises((ValueError, IndexError), match=message):
+        linear_cross_entropy(*change(*_inputs()))
+
+
+def test_label_smoothing_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="label_smoothing"):
+        linear_cross_entropy(*_inputs(), label_smoothing=1.5)
