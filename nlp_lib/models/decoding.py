@@ -43,20 +43,35 @@ class Hypothesis:
     log_prob: float
 
 
+def _check_lengths(min_length: int, max_length: int) -> None:
+    if max_length < 1:
+        raise ValueError(f"max_length must be at least 1, got {max_length}")
+    if not 0 <= min_length <= max_length:
+        raise ValueError(f"min_length must be between 0 and max_length ({max_length}), got {min_length}")
+
+
 def _select_encoded(enc: Encoded, index: Tensor) -> Encoded:
     return Encoded(*(t.index_select(0, index) for t in enc))
 
 
 @torch.no_grad()
-def greedy(model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_length: PositiveInt = 100) -> list[list[int]]:
-    """The most likely next token at every step, for the whole batch at once; token ids without the end token."""
+def greedy(
+    model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_length: PositiveInt = 100, min_length: int = 0
+) -> list[list[int]]:
+    """The most likely next token at every step, for the whole batch at once; token ids without the end token.
+
+    ``min_length``: the end token is not chosen before so many tokens (``max_length`` is the most).
+    """
+    _check_lengths(min_length, max_length)
     enc, state = model.encode(src, src_lengths)
     b = src.shape[0]
     y = torch.full((b,), BOS, dtype=torch.long, device=src.device)
     done = torch.zeros(b, dtype=torch.bool, device=src.device)
     out = []
-    for _ in range(max_length):
+    for t in range(max_length):
         logits, state, _ = model.step(y, state, enc)
+        if t < min_length:
+            logits[:, EOS] = float("-inf")
         y = logits.argmax(-1)
         out.append(y)
         done |= y == EOS
@@ -76,14 +91,18 @@ def beam_search(
     max_length: PositiveInt = 100,
     length_penalty: FiniteFloat = 1.0,
     n_best: PositiveInt = 1,
+    min_length: int = 0,
 ) -> list[list[Hypothesis]]:
-    """Batched beam search (see the module docstring): per sentence, its ``n_best`` hypotheses, best first."""
+    """Batched beam search (see the module docstring): per sentence, its ``n_best`` hypotheses, best first.
+
+    ``min_length``: no hypothesis ends before so many tokens (the end token not counted, as
+    ``max_length``); ``min_length == max_length`` decodes every sentence to exactly that length.
+    """
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {beam_size}")
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
-    if max_length < 1:
-        raise ValueError(f"max_length must be at least 1, got {max_length}")
+    _check_lengths(min_length, max_length)
     if not math.isfinite(length_penalty):
         raise ValueError(f"length_penalty must be a finite number, got {length_penalty}")
     k = beam_size
@@ -105,6 +124,8 @@ def beam_search(
         if logits.dtype in (torch.float16, torch.bfloat16):  # sums of log-probabilities in full precision
             logits = logits.float()
         logp = torch.log_softmax(logits, dim=-1).to(scores.dtype)  # [A*k, V]
+        if t < min_length:
+            logp[:, EOS] = float("-inf")
         v = logp.shape[-1]
         cand = (scores.view(a * k, 1) + logp).view(a, k * v)
         values, flat = cand.topk(min(2 * k, k * v), dim=1)  # [A, 2k]

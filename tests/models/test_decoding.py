@@ -58,3 +58,26 @@ def test_outputs_hold_no_end_token_and_respect_max_length():
 def test_more_best_hypotheses_than_beams_is_refused():
     with pytest.raises(ValueError, match="n_best"):
         beam_search(small_seq2seq(), *padded_sources([3]), beam_size=2, n_best=3)
+
+
+def test_min_length_holds_the_end_token_back():
+    model = small_seq2seq()
+    src, lens = padded_sources([5, 8, 2, 6])
+    free = [len(h[0].tokens) for h in beam_search(model, src, lens, beam_size=3, max_length=12)]
+    assert min(free) < 6  # without min_length some outputs are shorter: the test can tell
+    for hyps in beam_search(model, src, lens, beam_size=3, max_length=12, min_length=6, n_best=2):
+        assert all(6 <= len(h.tokens) <= 12 and EOS not in h.tokens for h in hyps)
+    forced = beam_search(model, src, lens, beam_size=3, max_length=9, min_length=9)
+    assert [len(h[0].tokens) for h in forced] == [9] * 4  # min = max: every output that long
+    assert all(len(out) == 9 for out in greedy(model, src, lens, max_length=9, min_length=9))
+    batched = beam_search(model, src, lens, beam_size=3, max_length=10, min_length=4, n_best=2)
+    alone = beam_search_one_by_one(model, src, lens, beam_size=3, max_length=10, min_length=4, n_best=2)
+    assert [[h.tokens for h in hs] for hs in batched] == [[h.tokens for h in hs] for hs in alone]
+
+
+@pytest.mark.parametrize("lengths", [(-1, 5), (6, 5), (0, 0)])
+def test_bad_min_and_max_lengths_are_refused(lengths):
+    lo, hi = lengths
+    for decode in (greedy, lambda *a, **kw: beam_search(*a, beam_size=2, **kw)):
+        with pytest.raises(ValueError, match="min_length|max_length"):
+            decode(small_seq2seq(), *padded_sources([3]), max_length=hi, min_length=lo)
