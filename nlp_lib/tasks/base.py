@@ -79,9 +79,19 @@ class TaskBase(pl.LightningModule):
 
     def configure_optimizers(self):  # noqa: ANN201
         opt = self.optimizer_factory(self.model.parameters())
+        if opt.defaults.get("fused") and self._clips_under_amp():
+            # Lightning's mixed-precision plugin refuses to clip the gradients of an optimiser that
+            # unscales them itself (fused Adam); the unfused one gives the same step.
+            opt = self.optimizer_factory(self.model.parameters(), fused=False)
         if self.scheduler_factory is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "epoch"}}
+
+    def _clips_under_amp(self) -> bool:
+        trainer = self._trainer
+        if trainer is None or not trainer.gradient_clip_val:
+            return False
+        return isinstance(trainer.precision_plugin, pl.plugins.precision.MixedPrecision)
 
 
 class ClassificationTask(TaskBase, abc.ABC):
