@@ -8,10 +8,13 @@ and done as one ``[N, H] x [H, V]`` product it runs at a fraction of the machine
 fresh 60 MB result is page-faulted in, and the log-softmax and its gradient each stream it again).
 Here the vocabulary is cut into column slices small enough to stay in cache:
 
-1. per slice ``z = h W_s^T + b_s``; the row's log-sum-exp, the sum of its logits (label
-   smoothing) and the gold logit are gathered; the slice is kept for step 2;
-2. per slice, in place: ``p = softmax(z) - eps / V - (1 - eps) [v = y]``, the gradient of the loss
-   with respect to ``z`` (times ``n``); then ``dh += p W_s``, ``dW_s = p^T h``, ``db_s = sum p``.
+1. per slice, while it is in cache: ``z = h W_s^T + b_s``, the gold logit, the slice's max and
+   argmax, and ``exp(z - max)`` in place (kept for step 2); the row's log-sum-exp from the slices'
+   terms, and (label smoothing) the row's mean logit as ``h . mean(W) + mean(b)``;
+2. per slice, in place: ``p = (softmax(z) - (1 - eps) [v = y]) / n``, the gradient of the mean
+   loss with respect to ``z`` but for the constant ``-eps / (V n)``; then ``dh += p W_s``,
+   ``dW_s = p^T h``, ``db_s = sum p``; the constant's share is taken off the three results at the
+   end (rank-one terms), which saves a pass over the logits.
 
 The gradients are computed in the forward pass (when any input needs one) and scaled by the
 incoming gradient in the backward pass, so autograd never holds the logits. Double backward is
@@ -25,7 +28,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["LinearCrossEntropy", "linear_cross_entropy"]
+__all__ = ["LinearCrossEntropy", "linear_cross_entropy", "linear_top_log_probs", "slice_width"]
 
 
 class LinearCrossEntropy(NamedTuple):
@@ -36,9 +39,15 @@ class LinearCrossEntropy(NamedTuple):
     target: Tensor
 
 
-def _slice_width(rows: int, vocab: int, device: torch.device) -> int:
-    budget = 2**20 if device.type == "cpu" else 2**27  # elements of one slice: ~4 MB on CPU (cache), a GPU wants big
-    return max(128, min(vocab, budget // max(rows, 1)))
+def slice_width(rows: int, vocab: int, device: torch.device) -> int:
+    """Vocabulary columns per slice for ``rows`` rows: ~1M logits (4 MB, cache-sized) on CPU, whole on a GPU.
+    A multiple of 256 (odd widths ran up to 25% slower in MKL's products here)."""
+    if device.type != "cpu":
+        return vocab if rows * vocab <= 2**28 else max(256, 2**28 // max(rows, 1))
+    return min(vocab, max(256, (2**20 // max(rows, 1)) // 256 * 256))
+
+
+_width = slice_width  # linear_cross_entropy's argument of that name shadows it there
 
 
 class _Function(torch.autograd.Function):
@@ -49,42 +58,43 @@ class _Function(torch.autograd.Function):
         n, vocab = h.shape[0], weight.shape[0]
         need = ctx.needs_input_grad
         grads = need[0] or need[1] or (bias is not None and need[2])
-        slices = []
-        for s in range(0, vocab, width):
-            b = None if bias is None else bias[s : s + width]
-            w = weight[s : s + width]
-            slices.append(h @ w.T if b is None else torch.addmm(b, h, w.T))
-        # pass 1, per slice: the gold logit, the slice's max and argmax, the sum of its logits, and
-        # its softmax numerators exp(z - max) in place (kept for pass 2)
-        gold = h.new_zeros(n, 1)
         col = target.unsqueeze(1)
-        maxes, argmaxes, sums, zsum = [], [], [], h.new_zeros(n, 1)
-        for i, z in enumerate(slices):
-            s = i * width
+        # pass 1, per slice while it is in cache: its logits, the gold logit, the slice's max and
+        # argmax, and its softmax numerators exp(z - max) in place (kept for pass 2)
+        slices, maxes, argmaxes, sums = [], [], [], []
+        gold = h.new_zeros(n, 1)
+        for s in range(0, vocab, width):
+            w = weight[s : s + width]
+            z = h @ w.T if bias is None else torch.addmm(bias[s : s + width], h, w.T)
             inside = (col >= s) & (col < s + z.shape[1])
             gold += torch.where(inside, z.gather(1, (col - s).clamp(0, z.shape[1] - 1)), 0.0)
             m, a = z.max(1, keepdim=True)
             maxes.append(m)
             argmaxes.append(a + s)
-            zsum += z.sum(1, keepdim=True)
             sums.append(z.sub_(m).exp_().sum(1, keepdim=True))
-        m_all = torch.cat(maxes, 1)  # [n, slices]
-        top = m_all.max(1, keepdim=True)
+            slices.append(z)
+        top = torch.cat(maxes, 1).max(1, keepdim=True)  # [n, 1] over the slices
         lse = top.values + torch.log(sum(e * torch.exp(m - top.values) for e, m in zip(sums, maxes, strict=True)))
         predicted = torch.cat(argmaxes, 1).gather(1, top.indices).squeeze(1)  # first slice holding the max
-        loss = ((1.0 - smoothing) * (lse - gold) + smoothing * (lse - zsum / vocab)).sum() / n
+        loss = (1.0 - smoothing) * (lse - gold).sum()
+        if smoothing:  # the mean logit of a row, h . mean(W) + mean(b), without another pass over the logits
+            wsum = weight.sum(0)
+            zsum = h @ wsum + (0.0 if bias is None else bias.sum())
+            loss = loss + smoothing * (lse.squeeze(1) - zsum / vocab).sum()
+        loss = loss / n
         dh = torch.zeros_like(h) if grads and need[0] else None
         dw = torch.empty_like(weight) if grads and need[1] else None
         db = torch.empty_like(bias) if grads and bias is not None and need[2] else None
-        if grads:  # pass 2, per slice: p = softmax - smoothed target, then the three gradient products
+        if grads:
+            # pass 2, per slice: dL/dz = (softmax - (1 - eps) [v = y] - eps / V) / n, in place, then
+            # its products. The constant eps / (V n) is left out of the slice and taken off the
+            # results afterwards (rank-one terms): one pass over the logits less.
+            const = smoothing / (vocab * n) if n else 0.0
             for i, z in enumerate(slices):
                 s, w = i * width, z.shape[1]
                 inside = (col >= s) & (col < s + w)
-                p = z.mul_(torch.exp(maxes[i] - lse))
-                if smoothing:
-                    p.sub_(smoothing / vocab)
-                p.scatter_add_(1, (col - s).clamp(0, w - 1), inside.to(p.dtype) * -(1.0 - smoothing))
-                p.div_(n)
+                p = z.mul_(torch.exp(maxes[i] - lse).div_(n))
+                p.scatter_add_(1, (col - s).clamp(0, w - 1), inside.to(p.dtype) * (-(1.0 - smoothing) / max(n, 1)))
                 if dh is not None:
                     dh.addmm_(p, weight[s : s + w])
                 if dw is not None:
@@ -92,6 +102,13 @@ class _Function(torch.autograd.Function):
                 if db is not None:
                     db[s : s + w] = p.sum(0)
                 slices[i] = None  # type: ignore[call-overload]  # free each slice once used
+            if const:
+                if dh is not None:
+                    dh.sub_(const * wsum)
+                if dw is not None:
+                    dw.sub_(const * h.sum(0))
+                if db is not None:
+                    db.sub_(const * n)
         ctx.save_for_backward(*(t if t is not None else torch.empty(0) for t in (dh, dw, db)))
         ctx.has = (dh is not None, dw is not None, db is not None)
         ctx.mark_non_differentiable(predicted)
@@ -123,7 +140,7 @@ def linear_cross_entropy(
         target: ``[...]`` class ids (the shape of ``hidden`` without its last dimension).
         ignore_index: Targets equal to it are left out (padding), as in ``F.cross_entropy``.
         label_smoothing: As in ``F.cross_entropy``: ``eps`` of the target mass spread evenly over ``V``.
-        slice_width: Vocabulary columns per slice (default: ~1M logits a slice on CPU, 128M on GPU).
+        slice_width: Vocabulary columns per slice (default: :func:`slice_width`).
 
     Returns:
         :class:`LinearCrossEntropy`: the mean loss over the kept rows, and the argmax class and the
@@ -148,6 +165,52 @@ def linear_cross_entropy(
             raise IndexError(f"target ids must be in [0, {vocab}), got {int(y.min())}..{int(y.max())}")
     else:
         torch._assert_async(((y >= 0) & (y < vocab)).all())
-    width = slice_width or _slice_width(h.shape[0], weight.shape[0], h.device)
+    width = slice_width or _width(h.shape[0], weight.shape[0], h.device)
     loss, predicted = _Function.apply(h, weight, bias, y, float(label_smoothing), int(width))
     return LinearCrossEntropy(loss, predicted, y)
+
+
+def linear_top_log_probs(
+    hidden: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    count: int,
+    *,
+    blocked: int | None = None,
+    slice_width: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The ``count`` best next tokens of each row under ``log_softmax(hidden @ weight.T + bias)``, by slices.
+
+    What beam search needs from the output layer, without the ``[R, V]`` log-probabilities: per
+    slice the top ``count`` logits and the terms of the row's log-sum-exp; then the best ``count``
+    of the slices' candidates, minus the log-sum-exp. The same values as ``log_softmax(...).topk(count)``
+    to float rounding. ``blocked``: a class id that is never among the results (its probability still
+    counts in the normalisation, as setting its log-probability to ``-inf`` after ``log_softmax`` does).
+    ``slice_width``: as in :func:`linear_cross_entropy`.
+
+    Returns:
+        ``(log_probs [R, c], ids [R, c])``, best first, ``c = min(count, V - (blocked is not None))``.
+    """
+    rows, vocab = hidden.shape[0], weight.shape[0]
+    width = slice_width or _width(rows, vocab, hidden.device)
+    values, ids, maxes, sums = [], [], [], []
+    for s in range(0, vocab, width):
+        w = weight[s : s + width]
+        z = hidden @ w.T if bias is None else torch.addmm(bias[s : s + width], hidden, w.T)
+        if z.dtype in (torch.float16, torch.bfloat16):
+            z = z.float()
+        m = z.max(1, keepdim=True).values
+        ranked = z
+        if blocked is not None and s <= blocked < s + z.shape[1]:
+            ranked = z.index_fill(1, torch.tensor([blocked - s], device=z.device), float("-inf"))
+        c = min(count, z.shape[1])
+        v, i = ranked.topk(c, dim=1)
+        values.append(v)
+        ids.append(i + s)
+        maxes.append(m)
+        sums.append(z.sub_(m).exp_().sum(1, keepdim=True))
+    top = torch.cat(maxes, 1).max(1, keepdim=True).values
+    lse = top + torch.log(sum(e * torch.exp(m - top) for e, m in zip(sums, maxes, strict=True)))
+    c = min(count, vocab - (blocked is not None))
+    v, j = torch.cat(values, 1).topk(c, dim=1)
+    return v - lse, torch.cat(ids, 1).gather(1, j)

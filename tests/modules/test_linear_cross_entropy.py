@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nlp_lib.modules.linear_cross_entropy import linear_cross_entropy
+from nlp_lib.modules.linear_cross_entropy import linear_cross_entropy, linear_top_log_probs
 
 
 def _inputs(bias=True, vocab=300, shape=(4, 9), hidden=16, seed=0):
@@ -112,3 +112,25 @@ def test_bad_inputs_are_refused(change, message):
 def test_label_smoothing_out_of_range_is_refused():
     with pytest.raises(ValueError, match="label_smoothing"):
         linear_cross_entropy(*_inputs(), label_smoothing=1.5)
+
+
+@pytest.mark.parametrize("width", [None, 1, 7, 64, 1000])
+@pytest.mark.parametrize("blocked", [None, 3, 299])
+@pytest.mark.parametrize("count", [1, 10, 299, 300])
+def test_top_log_probs_equal_log_softmax_then_topk(width, blocked, count):
+    h, w, b, _ = _inputs(shape=(6,))
+    with torch.no_grad():
+        full = torch.log_softmax(F.linear(h, w, b), -1)
+        if blocked is not None:
+            full[:, blocked] = float("-inf")
+        c = min(count, 300 - (blocked is not None))
+        want, want_ids = full.topk(c, dim=1)
+        got, ids = linear_top_log_probs(h, w, b, count, blocked=blocked, slice_width=width)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    assert torch.equal(ids, want_ids)
+
+
+def test_top_log_probs_of_half_precision_rows_are_float32():
+    h, w, b, _ = _inputs(shape=(3,))
+    got, _ = linear_top_log_probs(h.bfloat16(), w.bfloat16(), b.bfloat16(), 4)
+    assert got.dtype == torch.float32
