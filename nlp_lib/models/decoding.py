@@ -1,8 +1,10 @@
 """Decoding for :class:`~nlp_lib.models.seq2seq.Seq2Seq`: greedy and batched beam search.
 
 Beam search runs **every sentence and every beam of a batch in one tensor program**: the decoder
-steps ``[A * k]`` rows at once (``A`` sentences still decoding, ``k`` beams each), one ``topk`` over
-each sentence's ``k * V`` continuations picks the next beams, and a sentence whose search is over is
+steps ``[A * k]`` rows at once (``A`` sentences still decoding, ``k`` beams each), the output layer
+runs by vocabulary slices and keeps each row's ``2k`` best tokens (no ``[A * k, V]`` log-softmax is
+formed: only a row's own best ``2k`` can be among its sentence's best ``2k``), one ``topk`` over each
+sentence's ``k * 2k`` candidates picks the next beams, and a sentence whose search is over is
 *retired*: its rows leave the tensors, so the rest of the batch goes on with less work instead of
 waiting for it.
 
@@ -29,7 +31,8 @@ import torch
 from torch import Tensor
 
 from nlp_lib.constraints import FiniteFloat, PositiveInt
-from nlp_lib.models.seq2seq import BOS, EOS, Encoded, Seq2Seq
+from nlp_lib.models.seq2seq import BOS, EOS, DecoderState, Encoded, Seq2Seq
+from nlp_lib.modules.linear_cross_entropy import linear_top_log_probs
 
 __all__ = ["Hypothesis", "beam_search", "beam_search_one_by_one", "greedy"]
 
@@ -48,6 +51,37 @@ def _check_lengths(min_length: int, max_length: int) -> None:
         raise ValueError(f"max_length must be at least 1, got {max_length}")
     if not 0 <= min_length <= max_length:
         raise ValueError(f"min_length must be between 0 and max_length ({max_length}), got {min_length}")
+
+
+def _best_continuations(
+    model: Seq2Seq, y: Tensor, state: DecoderState, enc: Encoded, scores: Tensor, block_end: bool
+) -> tuple[Tensor, Tensor, Tensor, DecoderState]:
+    """One decoder step for every row, then each sentence's ``2k`` best (beam, token) continuations:
+    ``(scores [A, 2k], their beams [A, 2k], their tokens [A, 2k], the new state)``.
+
+    Only a row's own ``2k`` best tokens can be among its sentence's ``2k`` best, so the output layer
+    runs by vocabulary slices and keeps each row's ``2k`` best log-probabilities
+    (:func:`~nlp_lib.modules.linear_cross_entropy.linear_top_log_probs`); no ``[A*k, V]``
+    log-softmax is formed. A model whose ``step`` is its own (a subclass that overrides it) is
+    stepped through ``step`` and ``log_softmax`` instead.
+    """
+    a, k = scores.shape
+    if type(model).step is Seq2Seq.step:
+        h, state, _ = model.step_hidden(model.tgt_embedding(y), state, enc)
+        weight, bias = model.output_layer()
+        logp, ids = linear_top_log_probs(h, weight, bias, 2 * k, blocked=EOS if block_end else None)
+    else:
+        logits, state, _ = model.step(y, state, enc)
+        if logits.dtype in (torch.float16, torch.bfloat16):  # sums of log-probabilities in full precision
+            logits = logits.float()
+        full = torch.log_softmax(logits, dim=-1)
+        if block_end:
+            full[:, EOS] = float("-inf")
+        logp, ids = full.topk(min(2 * k, full.shape[1] - block_end), dim=1)
+    c = logp.shape[1]  # candidates per row
+    cand = (scores.view(a * k, 1) + logp.to(scores.dtype)).view(a, k * c)
+    values, flat = cand.topk(min(2 * k, k * c), dim=1)
+    return values, flat // c, ids.view(a, k * c).gather(1, flat), state
 
 
 def _select_encoded(enc: Encoded, index: Tensor) -> Encoded:
@@ -120,16 +154,7 @@ def beam_search(
     finished: list[list[Hypothesis]] = [[] for _ in range(b)]
     for t in range(max_length):
         a = len(alive)
-        logits, state, _ = model.step(y, state, enc)
-        if logits.dtype in (torch.float16, torch.bfloat16):  # sums of log-probabilities in full precision
-            logits = logits.float()
-        logp = torch.log_softmax(logits, dim=-1).to(scores.dtype)  # [A*k, V]
-        if t < min_length:
-            logp[:, EOS] = float("-inf")
-        v = logp.shape[-1]
-        cand = (scores.view(a * k, 1) + logp).view(a, k * v)
-        values, flat = cand.topk(min(2 * k, k * v), dim=1)  # [A, 2k]
-        beam, tok = flat // v, flat % v
+        values, beam, tok, state = _best_continuations(model, y, state, enc, scores, t < min_length)  # [A, 2k]
         length = t + 1
         # end-of-sentence among each sentence's k best continuations: finished hypotheses
         ends = (tok[:, :k] == EOS) & torch.isfinite(values[:, :k])

@@ -81,3 +81,23 @@ def test_bad_min_and_max_lengths_are_refused(lengths):
     for decode in (greedy, lambda *a, **kw: beam_search(*a, beam_size=2, **kw)):
         with pytest.raises(ValueError, match="min_length|max_length"):
             decode(small_seq2seq(), *padded_sources([3]), max_length=hi, min_length=lo)
+
+
+def test_the_sliced_output_layer_finds_what_log_softmax_over_the_vocabulary_finds():
+    """beam_search keeps each row's 2k best tokens by vocabulary slices; a model with its own ``step``
+    goes through step + log_softmax over every token: the same hypotheses and scores."""
+    model = small_seq2seq()
+
+    class OwnStep(type(model)):
+        def step(self, y_prev, state, enc):
+            return super().step(y_prev, state, enc)
+
+    other = OwnStep.__new__(OwnStep)
+    other.__dict__ = model.__dict__  # the same module, weights and all, with its own step
+    src, lens = padded_sources([5, 8, 2, 6, 9])
+    for kw in (dict(beam_size=4, n_best=3), dict(beam_size=3, min_length=5), dict(beam_size=1)):
+        fast = beam_search(model, src, lens, max_length=11, **kw)
+        slow = beam_search(other, src, lens, max_length=11, **kw)
+        assert [[h.tokens for h in hs] for hs in fast] == [[h.tokens for h in hs] for hs in slow]
+        for hs, gs in zip(fast, slow, strict=True):
+            assert [h.score for h in hs] == pytest.approx([g.score for g in gs], abs=1e-9)
