@@ -1,8 +1,10 @@
-"""Seq2seq training step: the output layer once over all positions vs once per step, side by side.
+"""Seq2seq training step: the loss by vocabulary slices vs the output layer once vs once per step, side by side.
 
-One process, one model, alternating: forward + backward of a batch with teacher forcing, through
-``Seq2Seq.forward`` (the recurrence per step, the output layer once over ``[B, T, H]``) and through
-``Seq2Seq.step`` at every position (the output layer inside the time loop, as before issue 18).
+One process, one model, alternating: forward + backward of a batch with teacher forcing and label
+smoothing 0.1, (1) through ``Seq2Seq.decode_hidden`` and ``linear_cross_entropy`` (the output layer
+and the loss by vocabulary slices, as ``token_loss`` trains), (2) through ``Seq2Seq.forward`` (the
+recurrence per step, the output layer once over ``[B, T, H]``, then ``F.cross_entropy``) and (3)
+through ``Seq2Seq.step`` at every position (the output layer inside the time loop, as before issue 18).
 Defaults are issue 18's Multi30K model (vocabularies 10,214 / 18,726, embeddings and hidden 256,
 bidirectional LSTM encoder, general attention, dropout 0.3) at 64 x 15 target tokens.
 ``--json`` prints one JSON object on the last line; medians over ``--repeats``.
@@ -12,19 +14,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import cpu_name  # noqa: E402
 
 from nlp_lib.cells import LSTMCell  # noqa: E402
 from nlp_lib.models import Seq2Seq  # noqa: E402
 from nlp_lib.models.seq2seq import Seq2SeqOutput  # noqa: E402
+from nlp_lib.modules.linear_cross_entropy import linear_cross_entropy  # noqa: E402
 
 
 def step_by_step(model: Seq2Seq, src, src_lengths, tgt_in) -> Seq2SeqOutput:
@@ -66,16 +72,23 @@ def main() -> None:
     tgt = torch.randint(4, a.tgt_vocab, (a.batch, a.tgt_len))
     tgt[:, 0] = 2
 
-    def run(fn) -> float:
+    def logits_loss(out: Seq2SeqOutput) -> torch.Tensor:
+        return F.cross_entropy(out.logits.reshape(-1, a.tgt_vocab), tgt.reshape(-1), label_smoothing=0.1)
+
+    def sliced_loss() -> torch.Tensor:
+        hidden, _ = model.decode_hidden(src, src_lengths, tgt)
+        return linear_cross_entropy(hidden, *model.output_layer(), tgt, label_smoothing=0.1).loss
+
+    def run(loss_fn) -> float:
         start = time.perf_counter()
         model.zero_grad()
-        out = fn()
-        torch.nn.functional.cross_entropy(out.logits.reshape(-1, a.tgt_vocab), tgt.reshape(-1)).backward()
+        loss_fn().backward()
         return time.perf_counter() - start
 
     ways = {
-        "output_once": lambda: model(src, src_lengths, tgt),
-        "step_by_step": lambda: step_by_step(model, src, src_lengths, tgt),
+        "sliced_loss": sliced_loss,
+        "output_once": lambda: logits_loss(model(src, src_lengths, tgt)),
+        "step_by_step": lambda: logits_loss(step_by_step(model, src, src_lengths, tgt)),
     }
     for fn in ways.values():
         run(fn)  # warm-up
@@ -86,13 +99,17 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     tokens = a.batch * a.tgt_len
     result = {
+        "sliced_loss_ms": round(med["sliced_loss"] * 1e3, 1),
         "output_once_ms": round(med["output_once"] * 1e3, 1),
         "step_by_step_ms": round(med["step_by_step"] * 1e3, 1),
         "speedup": round(med["step_by_step"] / med["output_once"], 3),
+        "sliced_vs_output_once": round(med["output_once"] / med["sliced_loss"], 3),
+        "sliced_vs_step_by_step": round(med["step_by_step"] / med["sliced_loss"], 3),
+        "sliced_loss_tgt_tokens_per_s": round(tokens / med["sliced_loss"]),
         "output_once_tgt_tokens_per_s": round(tokens / med["output_once"]),
         "step_by_step_tgt_tokens_per_s": round(tokens / med["step_by_step"]),
         "config": vars(a) | {"json": None},
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "torch_version": torch.__version__,
     }
     print(json.dumps(result) if a.json else result)

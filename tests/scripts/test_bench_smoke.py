@@ -82,3 +82,12 @@ def test_sampler_bench_runs():
 def test_seq2seq_decoder_bench_runs():
     out = _bench("seq2seq_decoder.py", "--src-vocab", "50", "--tgt-vocab", "60", "--hidden", "8", "--repeats", "1")
     assert out["speedup"] > 0 and out["output_once_tgt_tokens_per_s"] > 0
+    assert out["sliced_vs_output_once"] > 0 and out["sliced_loss_tgt_tokens_per_s"] > 0
+
+
+@pytest.mark.integration
+def test_seq2seq_curve_bench_runs():
+    if not (SHARED_DATA / "multi30k" / "tok").is_dir():
+        pytest.skip("the shared data folder is absent")
+    out = _bench("seq2seq_curve.py", "--steps", "3", "--data", str(SHARED_DATA / "multi30k" / "tok"))
+    assert out["steps"] == 3 and out["max_rel_diff"] < 1e-4
