@@ -14,10 +14,12 @@ input feeding, dropout 0.3, label smoothing 0.1, batches of 64 sentences, Adam a
   round's ratio.
 * **Beam search**: each trained model translates the first ``--sentences`` test_2016_flickr sources,
   beam 5, batches of 64, every output forced to ``--beam-length`` tokens (``-min_length`` =
-  ``-max_length`` for ``onmt_translate``, ``min_length`` = ``max_length`` for ``beam_search``), so
+  ``-max_length`` and ``-max_length_ratio 0`` for ``onmt_translate``, ``min_length`` = ``max_length`` for ``beam_search``), so
   both do the same number of steps on the same shapes; sentences/s from ``onmt_translate
   -report_time`` (translation only) and our decoding loop (tokenisation included), alternating,
-  ``--rounds`` times. The script checks that the output lengths are identical.
+  ``--rounds`` times. The script checks that the output lengths are identical, and times the
+  output layer's product alone for as many beam steps (``output_gemm_only_sents_per_s``): the
+  floor under any exact beam-5 decoder of this model on the machine.
 
 OpenNMT-py is installed into its own virtual environment (``--venv``, default
 ``.bench/opennmt-py-3.5.1``) when missing, as the issue prescribes; it needs the PyPI registry once.
@@ -256,7 +258,17 @@ def ours_beam(bundle: Path, sources: Path, length: int, batch: int) -> None:
             hyps = beam_search(model, b.src, b.src_lengths, beam_size=5, max_length=length, min_length=length)
             lengths += [len(h[0].tokens) for h in hyps]
     seconds = time.perf_counter() - start
-    print(f"OURS_BEAM seconds={seconds:.6f} lengths={','.join(map(str, lengths))}", flush=True)
+    # The floor under any exact beam-5 decoder on this machine: the output layer's product alone,
+    # [5 x batch, H] x [H, V], once per step, as many steps as the decoding above ran.
+    weight, bias = model.output_layer()
+    hidden = torch.randn(5 * batch, weight.shape[1])
+    with torch.inference_mode():
+        torch.addmm(bias, hidden, weight.t())
+        gemm_start = time.perf_counter()
+        for _ in range(-(-len(lines) // batch) * length):
+            torch.addmm(bias, hidden, weight.t())
+        gemm = time.perf_counter() - gemm_start
+    print(f"OURS_BEAM seconds={seconds:.6f} gemm_seconds={gemm:.6f} lengths={','.join(map(str, lengths))}", flush=True)
 
 
 def _parse_kv(text: str, tag: str) -> dict[str, str]:
@@ -310,7 +322,7 @@ def main() -> None:
     sources.write_text("\n".join(test_lines[: a.sentences]) + "\n", encoding="utf-8")
     me = [sys.executable, str(Path(__file__).resolve()), "--threads", str(a.threads), "--seed", str(a.seed)]
 
-    train_rows, beam_rows = [], []
+    train_rows, beam_rows, gemm_rows = [], [], []
     for r in range(a.rounds):
         log = _run(
             [str(bin_dir / "onmt_train"), "-config", str(onmt_config(work, a.data, a.steps, a.seed))],
@@ -333,6 +345,7 @@ def main() -> None:
         translate = [str(bin_dir / "onmt_translate"), "-model", str(model), "-src", str(sources), "-output", str(hyp)]
         translate += ["-beam_size", "5", "-batch_size", "64", "-batch_type", "sents", "-report_time"]
         translate += ["-min_length", str(a.beam_length), "-max_length", str(a.beam_length)]
+        translate += ["-max_length_ratio", "0"]  # else a batch stops at 1.5 x its longest source + 5
         m = _TOTAL_TIME.search(_run(translate, work / f"onmt_translate_{r}.log", a.threads))
         if not m:
             raise SystemExit(f"onmt_translate printed no total time; see {work / f'onmt_translate_{r}.log'}")
@@ -343,6 +356,7 @@ def main() -> None:
         our_lengths = [int(x) for x in beam["lengths"].split(",")]
         n = len(our_lengths)
         beam_rows.append((n / float(beam["seconds"]), len(onmt_lengths) / float(m["s"]), our_lengths == onmt_lengths))
+        gemm_rows.append(n / float(beam["gemm_seconds"]))
         print(f"round {r + 1}: beam-5 sentences/s: nlp_lib {beam_rows[-1][0]:,.1f}, OpenNMT-py {beam_rows[-1][1]:,.1f}",
               file=sys.stderr, flush=True)  # fmt: skip
 
@@ -367,6 +381,10 @@ def main() -> None:
         "ratio_beam_vs_opennmt": round(med(x / y for x, y, _ in beam_rows), 3),
         "ratio_beam_per_round": [round(x / y, 3) for x, y, _ in beam_rows],
         "identical_output_lengths": all(same for _, _, same in beam_rows),
+        "output_gemm_only_sents_per_s": round(med(gemm_rows), 2),
+        "ratio_output_gemm_only_vs_opennmt": round(
+            med(g / y for g, (_, y, _) in zip(gemm_rows, beam_rows, strict=True)), 3
+        ),
         "vocab_lines_dropped": dropped,
         "work": str(work),
     }

@@ -64,3 +64,4 @@ def test_our_worker_trains_saves_and_decodes_to_the_forced_length(tmp_path):
     assert beam.returncode == 0, beam.stderr[-3000:]
     line = next(x for x in beam.stdout.splitlines() if x.startswith("OURS_BEAM"))
     assert line.split("lengths=")[1] == "7,7"
+    assert float(dict(kv.split("=") for kv in line.split()[1:])["gemm_seconds"]) > 0
