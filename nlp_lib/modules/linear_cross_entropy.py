@@ -199,12 +199,14 @@ def linear_top_log_probs(
         z = hidden @ w.T if bias is None else torch.addmm(bias[s : s + width], hidden, w.T)
         if z.dtype in (torch.float16, torch.bfloat16):
             z = z.float()
-        m = z.max(1, keepdim=True).values
-        ranked = z
+        ranked, m = z, None
         if blocked is not None and s <= blocked < s + z.shape[1]:
             ranked = z.index_fill(1, torch.tensor([blocked - s], device=z.device), float("-inf"))
+            m = z.max(1, keepdim=True).values
         c = min(count, z.shape[1])
         v, i = ranked.topk(c, dim=1)
+        if m is None:  # the slice's largest logit is its best candidate: no pass of its own
+            m = v[:, :1]
         values.append(v)
         ids.append(i + s)
         maxes.append(m)
