@@ -32,7 +32,7 @@ from torch import Tensor
 
 from nlp_lib.constraints import FiniteFloat, PositiveInt
 from nlp_lib.models.seq2seq import BOS, EOS, DecoderState, Encoded, Seq2Seq
-from nlp_lib.modules.linear_cross_entropy import linear_top_log_probs
+from nlp_lib.modules.linear_cross_entropy import linear_top_log_probs, slice_width
 
 __all__ = ["Hypothesis", "beam_search", "beam_search_one_by_one", "greedy"]
 
@@ -62,15 +62,18 @@ def _best_continuations(
     Only a row's own ``2k`` best tokens can be among its sentence's ``2k`` best, so the output layer
     runs by vocabulary slices and keeps each row's ``2k`` best log-probabilities
     (:func:`~nlp_lib.modules.linear_cross_entropy.linear_top_log_probs`); no ``[A*k, V]``
-    log-softmax is formed. A model whose ``step`` is its own (a subclass that overrides it) is
-    stepped through ``step`` and ``log_softmax`` instead.
+    log-softmax is formed. Where the whole vocabulary is one slice (small vocabularies, a GPU) or
+    the model's ``step`` is its own (a subclass that overrides it), ``step`` and ``log_softmax`` run
+    instead: the same values with fewer operations.
     """
     a, k = scores.shape
-    if type(model).step is Seq2Seq.step:
+    weight, bias = model.output_layer() if type(model).step is Seq2Seq.step else (None, None)
+    width = slice_width(len(y), weight.shape[0], weight.device) if weight is not None else 0
+    if weight is not None and width < weight.shape[0]:
         h, state, _ = model.step_hidden(model.tgt_embedding(y), state, enc)
-        weight, bias = model.output_layer()
-        logp, ids = linear_top_log_probs(h, weight, bias, 2 * k, blocked=EOS if block_end else None)
-    else:
+        blocked = EOS if block_end else None
+        logp, ids = linear_top_log_probs(h, weight, bias, 2 * k, blocked=blocked, slice_width=width)
+    else:  # a small vocabulary (one slice), or a model with its own step
         logits, state, _ = model.step(y, state, enc)
         if logits.dtype in (torch.float16, torch.bfloat16):  # sums of log-probabilities in full precision
             logits = logits.float()

@@ -4,6 +4,7 @@ import pytest
 import torch
 from seq2seq_helpers import padded_sources, small_seq2seq
 
+from nlp_lib.models import decoding
 from nlp_lib.models.decoding import beam_search, beam_search_one_by_one, greedy
 from nlp_lib.models.seq2seq import BOS, EOS
 
@@ -83,10 +84,14 @@ def test_bad_min_and_max_lengths_are_refused(lengths):
             decode(small_seq2seq(), *padded_sources([3]), max_length=hi, min_length=lo)
 
 
-def test_the_sliced_output_layer_finds_what_log_softmax_over_the_vocabulary_finds():
+def test_the_sliced_output_layer_finds_what_log_softmax_over_the_vocabulary_finds(monkeypatch):
     """beam_search keeps each row's 2k best tokens by vocabulary slices; a model with its own ``step``
     goes through step + log_softmax over every token: the same hypotheses and scores."""
     model = small_seq2seq()
+    sliced = []  # the sliced path's calls, with slices of 3 tokens (a small vocabulary is one slice)
+    monkeypatch.setattr(decoding, "slice_width", lambda rows, vocab, device: 3)
+    top = decoding.linear_top_log_probs
+    monkeypatch.setattr(decoding, "linear_top_log_probs", lambda *a, **kw: sliced.append(kw) or top(*a, **kw))
 
     class OwnStep(type(model)):
         def step(self, y_prev, state, enc):
@@ -101,3 +106,11 @@ def test_the_sliced_output_layer_finds_what_log_softmax_over_the_vocabulary_find
         assert [[h.tokens for h in hs] for hs in fast] == [[h.tokens for h in hs] for hs in slow]
         for hs, gs in zip(fast, slow, strict=True):
             assert [h.score for h in hs] == pytest.approx([g.score for g in gs], abs=1e-9)
+    assert sliced and all(kw["slice_width"] == 3 for kw in sliced)
+
+
+def test_a_vocabulary_of_one_slice_takes_log_softmax(monkeypatch):
+    model = small_seq2seq()
+    monkeypatch.setattr(decoding, "linear_top_log_probs", lambda *a, **kw: pytest.fail("sliced a one-slice vocabulary"))
+    src, lens = padded_sources([5, 8])
+    assert len(beam_search(model, src, lens, beam_size=3, max_length=6)) == 2
