@@ -91,3 +91,12 @@ def test_seq2seq_curve_bench_runs():
         pytest.skip("the shared data folder is absent")
     out = _bench("seq2seq_curve.py", "--steps", "3", "--data", str(SHARED_DATA / "multi30k" / "tok"))
     assert out["steps"] == 3 and out["max_rel_diff"] < 1e-4
+
+
+@pytest.mark.integration
+def test_data_scale_bench_runs(tmp_path):
+    out = _bench("data_scale.py", "--pairs", "300", "--trees", "120", "--work", str(tmp_path))
+    assert [r["kind"] for r in out["rows"]] == ["pairs", "trees"]
+    for row in out["rows"]:
+        assert row["prepare"]["seconds"] > 0 and row["cached"]["seconds"] > 0
+        assert row["train"]["peak_pss_gb"] > 0.1 and row["loader_vs_train"] > 0

@@ -1,0 +1,253 @@
+"""Data at scale: preparation time, cached load, memory of a training process tree, loader speed.
+
+Generates synthetic corpora into ``--work`` (never into the repository): sentence pairs with
+Multi30K-like lengths (source ~13, target ~12 tokens, Zipf-distributed words over 60,000 types per
+side) and SST-like binary trees (~19 leaves, a label 0-4 on every node), then, per size and each in
+a fresh process started through the recipes' own config (``nlp_lib.cli.compose``, the DataModule
+``hydra.utils.instantiate(cfg.data)`` builds):
+
+* ``prepare_s``: first preparation (read, tokenise, encode, write the cache) and its peak memory;
+* ``cached_load_s``: the same DataModule from the cache in a fresh process;
+* ``train_peak_pss_gb``: peak PSS summed over the process tree (pages shared by the DataLoader
+  workers count once; ``psutil``, sampled every 0.1 s) of ``nlp-lib train`` running 50 steps of the
+  recipe (``multi30k_seq2seq`` with word vocabularies capped by ``data.min_freq``, or
+  ``sst_tree_lstm`` without GloVe) with ``data.num_workers=2``;
+* ``loader_examples_per_s``: examples/s the training loader delivers with 2 workers, alone, vs
+  ``train_examples_per_s``, what those 50 training steps consumed.
+
+``--json`` prints one JSON object on the last line. ``--pairs``/``--trees`` choose the sizes
+(default: issue 19's 0.5M, 1M, 4M pairs and 0.5M, 2M trees; ~40 minutes and ~12 GB at 4M pairs
+with today's design). Run it alone on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import cpu_name, print_json  # noqa: E402
+
+VOCAB_TYPES = 60_000
+STEPS = 50
+
+
+# ----------------------------------------------------------------------------- corpora
+
+
+def _zipf_lines(rng, n: int, mean_len: float, prefix: str) -> list[str]:  # noqa: ANN001
+    import numpy as np
+
+    lengths = np.clip(rng.poisson(mean_len - 3, n) + 3, 1, 60)
+    words = np.minimum(rng.zipf(1.2, int(lengths.sum())), VOCAB_TYPES) - 1
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    names = [f"{prefix}{i}" for i in range(VOCAB_TYPES)]
+    return [" ".join(names[w] for w in words[s:e]) for s, e in zip(starts, ends, strict=True)]
+
+
+def make_pairs(folder: Path, n: int, seed: int) -> Path:
+    """``train.src``/``train.tgt`` (n pairs) and ``val.*`` (1,000 pairs) under ``folder``."""
+    import numpy as np
+
+    if (folder / "done").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split, count in (("val", 1000), ("train", n)):
+        for side, mean in (("src", 13.0), ("tgt", 12.0)):
+            with open(folder / f"{split}.{side}", "w", encoding="utf-8") as f:
+                for start in range(0, count, 200_000):
+                    f.write("\n".join(_zipf_lines(rng, min(200_000, count - start), mean, side[0])) + "\n")
+    (folder / "done").write_text("")
+    return folder
+
+
+def _tree(rng, words: list[str]) -> str:  # noqa: ANN001
+    nodes = [f"({rng.integers(5)} {w})" for w in words]
+    while len(nodes) > 1:
+        i = int(rng.integers(len(nodes) - 1))
+        nodes[i : i + 2] = [f"({rng.integers(5)} {nodes[i]} {nodes[i + 1]})"]
+    return nodes[0]
+
+
+def make_trees(folder: Path, n: int, seed: int) -> Path:
+    """SST-like ``train.txt`` (n trees) and ``dev.txt`` (1,000) under ``folder``."""
+    import numpy as np
+
+    if (folder / "done").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name, count in (("dev.txt", 1000), ("train.txt", n)):
+        with open(folder / name, "w", encoding="utf-8") as f:
+            for start in range(0, count, 100_000):
+                sents = _zipf_lines(rng, min(100_000, count - start), 19.0, "w")
+                f.write("\n".join(_tree(rng, s.split()) for s in sents) + "\n")
+    (folder / "done").write_text("")
+    return folder
+
+
+# ----------------------------------------------------------------------------- measured processes
+
+
+def overrides(kind: str, data: Path, cache: Path) -> tuple[str, list[str]]:
+    common = [f"data.path={data}", f"data.cache_dir={cache}", "data.num_workers=2"]
+    if kind == "pairs":
+        return "multi30k_seq2seq", [
+            *common, "data.source=src", "data.target=tgt", "data.test=null", "data.tokenizer=word",
+            "data.min_freq=5", "data.max_source_length=100", "data.max_target_length=100",
+        ]  # fmt: skip
+    return "sst_tree_lstm", [*common, "data.test_file=null", "model.embeddings=null", "model.cell.input_size=300"]
+
+
+def worker(phase: str, kind: str, data: Path, cache: Path, run_dir: Path) -> None:
+    import hydra
+    import torch
+
+    from nlp_lib.cli import compose, train
+
+    torch.set_num_threads(2)
+    recipe, over = overrides(kind, data, cache)
+    if phase in ("prepare", "cached"):
+        cfg = compose(recipe, over)
+        start = time.perf_counter()
+        dm = hydra.utils.instantiate(cfg.data)
+        dm.prepare_data()
+        dm.setup("fit")
+        print(f"RESULT seconds={time.perf_counter() - start:.3f}", flush=True)
+    elif phase == "loader":
+        cfg = compose(recipe, over)
+        dm = hydra.utils.instantiate(cfg.data)
+        dm.prepare_data()
+        dm.setup("fit")
+        # from the 6th batch on (workers started and warm), or the 2nd in a tiny corpus; 200 batches
+        loader = dm.train_dataloader()
+        warm = min(5, max(len(loader) // 2, 1))
+        examples, start = 0, time.perf_counter()
+        for i, batch in enumerate(loader):
+            if i == warm:
+                start, examples = time.perf_counter(), 0
+            examples += _examples(batch)
+            if i == warm + 200:
+                break
+        print(f"RESULT examples_per_s={examples / (time.perf_counter() - start):.1f}", flush=True)
+    else:
+        extra = [f"run_dir={run_dir}", f"trainer.limit_train_batches={STEPS}", "trainer.limit_val_batches=0",
+                 "trainer.max_epochs=1", "trainer.enable_progress_bar=false"]  # fmt: skip
+        metrics = train(compose(recipe, [*over, *extra]))
+        key = {"pairs": "sentences_per_s", "trees": "trees_per_s"}[kind]
+        print(f"RESULT examples_per_s={metrics['train'][key]:.1f}", flush=True)
+
+
+def _examples(batch) -> int:  # noqa: ANN001
+    for name in ("num_sentences", "num_trees", "batch_size"):
+        if hasattr(batch, name):
+            return int(getattr(batch, name))
+    if hasattr(batch, "src"):
+        return int(batch.src.shape[0])
+    return len(batch)
+
+
+def _tree_pss(proc) -> float:  # noqa: ANN001
+    import psutil
+
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_full_info().pss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total
+
+
+def measure(phase: str, kind: str, data: Path, cache: Path, run_dir: Path) -> dict:
+    """Run one phase in a fresh process; its RESULT fields, wall seconds and peak PSS of its process tree."""
+    import psutil
+
+    cmd = [sys.executable, __file__, "--worker", phase, "--kind", kind, "--data", str(data)]
+    cmd += ["--cache", str(cache), "--run-dir", str(run_dir)]
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "NLP_LIB_CACHE": str(cache)}
+    start = time.perf_counter()
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    proc, peak = psutil.Process(child.pid), [0.0]
+
+    def sample() -> None:
+        while child.poll() is None:
+            try:
+                peak[0] = max(peak[0], _tree_pss(proc))
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = child.communicate()
+    sampler.join()
+    if child.returncode:
+        raise SystemExit(f"{phase} {kind} {data} failed ({child.returncode}):\n{err[-4000:]}")
+    line = next((x for x in out.splitlines() if x.startswith("RESULT")), None)
+    if line is None:
+        raise SystemExit(f"{phase} {kind} printed no RESULT line:\n{out[-2000:]}\n{err[-2000:]}")
+    fields = {k: float(v) for k, v in (kv.split("=", 1) for kv in line.split()[1:])}
+    return {**fields, "wall_s": round(time.perf_counter() - start, 2), "peak_pss_gb": round(peak[0] / 2**30, 3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=float, nargs="*", default=[0.5e6, 1e6, 4e6])
+    ap.add_argument("--trees", type=float, nargs="*", default=[0.5e6, 2e6])
+    ap.add_argument("--work", type=Path, default=None, help="corpora and caches (default: a temp dir)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--worker", choices=["prepare", "cached", "loader", "train"], help=argparse.SUPPRESS)
+    ap.add_argument("--kind", choices=["pairs", "trees"], help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        worker(a.worker, a.kind, a.data, a.cache, a.run_dir)
+        return
+    work = a.work or Path(tempfile.mkdtemp(prefix="nlp_lib_data_scale_"))
+    rows = []
+    for kind, sizes, make in (("pairs", a.pairs, make_pairs), ("trees", a.trees, make_trees)):
+        for size in sizes:
+            n = int(size)
+            t0 = time.perf_counter()
+            data = make(work / f"{kind}_{n}", n, a.seed)
+            cache = work / f"cache_{kind}_{n}"
+            row = {"kind": kind, "examples": n, "generate_s": round(time.perf_counter() - t0, 1)}
+            for phase in ("prepare", "cached", "loader", "train"):
+                row[phase] = measure(phase, kind, data, cache, work / f"run_{kind}_{n}")
+                print(f"{kind} {n:,}: {phase} {row[phase]}", file=sys.stderr, flush=True)
+            row["loader_vs_train"] = round(row["loader"]["examples_per_s"] / row["train"]["examples_per_s"], 2)
+            rows.append(row)
+    result = {"benchmark": "data_scale", "cpu": cpu_name(), "rows": rows}
+    if rows:
+        result["max_cached_load_s"] = max(r["cached"]["seconds"] for r in rows)
+        result["min_loader_vs_train"] = min(r["loader_vs_train"] for r in rows)
+    for kind in ("pairs", "trees"):
+        mine = [r for r in rows if r["kind"] == kind]
+        if len(mine) >= 2:
+            result[f"{kind}_train_pss_ratio_largest_vs_smallest"] = round(
+                mine[-1]["train"]["peak_pss_gb"] / mine[0]["train"]["peak_pss_gb"], 3
+            )
+    if a.json:
+        print_json(result)
+    else:
+        print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
