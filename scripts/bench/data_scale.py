@@ -16,8 +16,9 @@ a fresh process started through the recipes' own config (``nlp_lib.cli.compose``
   ``train_examples_per_s``, what those 50 training steps consumed.
 
 ``--json`` prints one JSON object on the last line. ``--pairs``/``--trees`` choose the sizes
-(default: issue 19's 0.5M, 1M, 4M pairs and 0.5M, 2M trees; ~40 minutes and ~12 GB at 4M pairs
-with today's design). Run it alone on the machine.
+(default: issue 19's 0.5M, 1M, 4M pairs and 0.5M, 2M trees). With today's design the pairs take
+~20 minutes and peak at ~8 GB (4M); 2M trees would peak near 20 GB in first preparation, so on a
+24 GB machine run ``--trees 5e5`` until the data path is Arrow-backed. Run it alone on the machine.
 """
 
 from __future__ import annotations
