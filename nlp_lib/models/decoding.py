@@ -67,9 +67,9 @@ def _best_continuations(
     instead: the same values with fewer operations.
     """
     a, k = scores.shape
-    weight, bias = model.output_layer() if type(model).step is Seq2Seq.step else (None, None)
-    width = slice_width(len(y), weight.shape[0], weight.device) if weight is not None else 0
-    if weight is not None and width < weight.shape[0]:
+    weight, bias = model.output_layer()
+    width = slice_width(len(y), weight.shape[0], weight.device)
+    if type(model).step is Seq2Seq.step and width < weight.shape[0]:
         h, state, _ = model.step_hidden(model.tgt_embedding(y), state, enc)
         blocked = EOS if block_end else None
         logp, ids = linear_top_log_probs(h, weight, bias, 2 * k, blocked=blocked, slice_width=width)

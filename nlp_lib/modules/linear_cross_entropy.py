@@ -50,6 +50,14 @@ def slice_width(rows: int, vocab: int, device: torch.device) -> int:
 _width = slice_width  # linear_cross_entropy's argument of that name shadows it there
 
 
+def _log_sum_exp(maxes: list[Tensor], sums: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """A row's log-sum-exp from its slices' ``max`` and ``sum(exp(z - max))`` (``[R, 1]`` each), and
+    the index of the slice holding the row's max: ``(lse [R, 1], slice [R, 1])``."""
+    top = torch.cat(maxes, 1).max(1, keepdim=True)
+    lse = top.values + torch.log(sum(e * torch.exp(m - top.values) for e, m in zip(sums, maxes, strict=True)))
+    return lse, top.indices
+
+
 class _Function(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -73,9 +81,8 @@ class _Function(torch.autograd.Function):
             argmaxes.append(a + s)
             sums.append(z.sub_(m).exp_().sum(1, keepdim=True))
             slices.append(z)
-        top = torch.cat(maxes, 1).max(1, keepdim=True)  # [n, 1] over the slices
-        lse = top.values + torch.log(sum(e * torch.exp(m - top.values) for e, m in zip(sums, maxes, strict=True)))
-        predicted = torch.cat(argmaxes, 1).gather(1, top.indices).squeeze(1)  # first slice holding the max
+        lse, top_slice = _log_sum_exp(maxes, sums)
+        predicted = torch.cat(argmaxes, 1).gather(1, top_slice).squeeze(1)  # first slice holding the max
         loss = (1.0 - smoothing) * (lse - gold).sum()
         if smoothing:  # the mean logit of a row, h . mean(W) + mean(b), without another pass over the logits
             wsum = weight.sum(0)
@@ -211,8 +218,7 @@ def linear_top_log_probs(
         ids.append(i + s)
         maxes.append(m)
         sums.append(z.sub_(m).exp_().sum(1, keepdim=True))
-    top = torch.cat(maxes, 1).max(1, keepdim=True).values
-    lse = top + torch.log(sum(e * torch.exp(m - top) for e, m in zip(sums, maxes, strict=True)))
+    lse = _log_sum_exp(maxes, sums)[0]
     c = min(count, vocab - (blocked is not None))
     v, j = torch.cat(values, 1).topk(c, dim=1)
     return v - lse, torch.cat(ids, 1).gather(1, j)

@@ -57,21 +57,28 @@ def _zipf_lines(rng, n: int, mean_len: float, prefix: str) -> list[str]:  # noqa
     return [" ".join(names[w] for w in words[s:e]) for s, e in zip(starts, ends, strict=True)]
 
 
-def make_pairs(folder: Path, n: int, seed: int) -> Path:
-    """``train.src``/``train.tgt`` (n pairs) and ``val.*`` (1,000 pairs) under ``folder``."""
+def _generate_once(folder: Path, seed: int, write) -> Path:  # noqa: ANN001
+    """``write(folder, rng)`` unless an earlier run finished it (a ``done`` marker): corpora are reused."""
     import numpy as np
 
-    if (folder / "done").is_file():
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for split, count in (("val", 1000), ("train", n)):
-        for side, mean in (("src", 13.0), ("tgt", 12.0)):
-            with open(folder / f"{split}.{side}", "w", encoding="utf-8") as f:
-                for start in range(0, count, 200_000):
-                    f.write("\n".join(_zipf_lines(rng, min(200_000, count - start), mean, side[0])) + "\n")
-    (folder / "done").write_text("")
+    if not (folder / "done").is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        write(folder, np.random.default_rng(seed))
+        (folder / "done").write_text("")
     return folder
+
+
+def make_pairs(folder: Path, n: int, seed: int) -> Path:
+    """``train.src``/``train.tgt`` (n pairs) and ``val.*`` (1,000 pairs) under ``folder``."""
+
+    def write(folder: Path, rng) -> None:  # noqa: ANN001
+        for split, count in (("val", 1000), ("train", n)):
+            for side, mean in (("src", 13.0), ("tgt", 12.0)):
+                with open(folder / f"{split}.{side}", "w", encoding="utf-8") as f:
+                    for start in range(0, count, 200_000):
+                        f.write("\n".join(_zipf_lines(rng, min(200_000, count - start), mean, side[0])) + "\n")
+
+    return _generate_once(folder, seed, write)
 
 
 def _tree(rng, words: list[str]) -> str:  # noqa: ANN001
@@ -84,19 +91,15 @@ def _tree(rng, words: list[str]) -> str:  # noqa: ANN001
 
 def make_trees(folder: Path, n: int, seed: int) -> Path:
     """SST-like ``train.txt`` (n trees) and ``dev.txt`` (1,000) under ``folder``."""
-    import numpy as np
 
-    if (folder / "done").is_file():
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for name, count in (("dev.txt", 1000), ("train.txt", n)):
-        with open(folder / name, "w", encoding="utf-8") as f:
-            for start in range(0, count, 100_000):
-                sents = _zipf_lines(rng, min(100_000, count - start), 19.0, "w")
-                f.write("\n".join(_tree(rng, s.split()) for s in sents) + "\n")
-    (folder / "done").write_text("")
-    return folder
+    def write(folder: Path, rng) -> None:  # noqa: ANN001
+        for name, count in (("dev.txt", 1000), ("train.txt", n)):
+            with open(folder / name, "w", encoding="utf-8") as f:
+                for start in range(0, count, 100_000):
+                    sents = _zipf_lines(rng, min(100_000, count - start), 19.0, "w")
+                    f.write("\n".join(_tree(rng, s.split()) for s in sents) + "\n")
+
+    return _generate_once(folder, seed, write)
 
 
 # ----------------------------------------------------------------------------- measured processes
@@ -120,18 +123,15 @@ def worker(phase: str, kind: str, data: Path, cache: Path, run_dir: Path) -> Non
 
     torch.set_num_threads(2)
     recipe, over = overrides(kind, data, cache)
-    if phase in ("prepare", "cached"):
+    if phase in ("prepare", "cached", "loader"):
         cfg = compose(recipe, over)
         start = time.perf_counter()
         dm = hydra.utils.instantiate(cfg.data)
         dm.prepare_data()
         dm.setup("fit")
-        print(f"RESULT seconds={time.perf_counter() - start:.3f}", flush=True)
-    elif phase == "loader":
-        cfg = compose(recipe, over)
-        dm = hydra.utils.instantiate(cfg.data)
-        dm.prepare_data()
-        dm.setup("fit")
+        if phase != "loader":
+            print(f"RESULT seconds={time.perf_counter() - start:.3f}", flush=True)
+            return
         # from the 6th batch on (workers started and warm), or the 2nd in a tiny corpus; 200 batches
         loader = dm.train_dataloader()
         warm = min(5, max(len(loader) // 2, 1))
@@ -139,7 +139,7 @@ def worker(phase: str, kind: str, data: Path, cache: Path, run_dir: Path) -> Non
         for i, batch in enumerate(loader):
             if i == warm:
                 start, examples = time.perf_counter(), 0
-            examples += _examples(batch)
+            examples += batch.num_trees if kind == "trees" else len(batch)
             if i == warm + 200:
                 break
         print(f"RESULT examples_per_s={examples / (time.perf_counter() - start):.1f}", flush=True)
@@ -149,15 +149,6 @@ def worker(phase: str, kind: str, data: Path, cache: Path, run_dir: Path) -> Non
         metrics = train(compose(recipe, [*over, *extra]))
         key = {"pairs": "sentences_per_s", "trees": "trees_per_s"}[kind]
         print(f"RESULT examples_per_s={metrics['train'][key]:.1f}", flush=True)
-
-
-def _examples(batch) -> int:  # noqa: ANN001
-    for name in ("num_sentences", "num_trees", "batch_size"):
-        if hasattr(batch, name):
-            return int(getattr(batch, name))
-    if hasattr(batch, "src"):
-        return int(batch.src.shape[0])
-    return len(batch)
 
 
 def _tree_pss(proc) -> float:  # noqa: ANN001
