@@ -22,6 +22,7 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Sampler
 
@@ -55,10 +56,10 @@ def _chunks(items: list, r: int) -> list:
     return [items[i : i + r] for i in range(0, len(items), r)]
 
 
-def _rank_of(order: list[int]) -> list[int]:
-    rank = [0] * len(order)
-    for pos, i in enumerate(order):
-        rank[i] = pos
+def _rank_of(order: np.ndarray) -> np.ndarray:
+    """Each example's position in ``order`` (the inverse permutation)."""
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
     return rank
 
 
@@ -99,7 +100,7 @@ class BalancedBatchSampler(Sampler[list[int]]):
             raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
         if len(sizes) < num_replicas:
             raise ValueError(f"{len(sizes)} examples cannot feed {num_replicas} ranks")
-        self.sizes = list(sizes)
+        self.sizes = np.asarray(sizes, dtype=np.int64).reshape(len(sizes))  # a length column will do
         self.budget = budget
         self.num_replicas = num_replicas
         self.rank = rank
@@ -107,47 +108,66 @@ class BalancedBatchSampler(Sampler[list[int]]):
         self.shuffle = shuffle
         self.epoch = 0
         self.skip = 0  # batches of this rank to skip at the next iteration (a resumed epoch)
+        self._planned: tuple[int, list[list[np.ndarray]]] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def plan(self) -> list[list[list[int]]]:
-        """This epoch's steps: per step, one batch (a list of example indices) per rank."""
-        n, r = len(self.sizes), self.num_replicas
+    def _generator_order(self) -> tuple[torch.Generator, np.ndarray]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
-        total = sum(self.sizes)
-        count = max(math.ceil(total / (self.budget * _FILL)), 1)
-        count = min(math.ceil(count / r) * r, n - n % r if n >= r else r)
-        # largest first (stable on the shuffled order), each into the lightest batch so far
-        by_size = sorted(order, key=lambda i: -self.sizes[i])
-        heap = [(0, k) for k in range(count)]
-        batches: list[list[int]] = [[] for _ in range(count)]
-        for i in by_size:
-            load, k = heapq.heappop(heap)
-            batches[k].append(i)
-            heapq.heappush(heap, (load + self.sizes[i], k))
-        rank = _rank_of(order)
-        for b in batches:  # examples of a batch in shuffled order
-            b.sort(key=rank.__getitem__)
-        batches.sort(key=self._size)
-        steps = _chunks(batches, r)
+        n = len(self.sizes)
+        order = torch.randperm(n, generator=g).numpy() if self.shuffle else np.arange(n)
+        return g, order
+
+    def _shuffled_steps(self, batches: list[np.ndarray], g: torch.Generator) -> list[list[np.ndarray]]:
+        steps = _chunks(batches, self.num_replicas)
         if not self.shuffle:
             return steps
         perm = torch.randperm(len(steps), generator=g).tolist()
         return [steps[i] for i in perm]
 
-    def _size(self, batch: list[int]) -> int:
-        return sum(self.sizes[i] for i in batch)
+    def _steps(self) -> list[list[np.ndarray]]:
+        """This epoch's steps as index arrays, planned once per epoch (``len`` and ``iter`` share it)."""
+        if self._planned is None or self._planned[0] != self.epoch:
+            self._planned = (self.epoch, self._plan_arrays())
+        return self._planned[1]
+
+    def _plan_arrays(self) -> list[list[np.ndarray]]:
+        n, r = len(self.sizes), self.num_replicas
+        g, order = self._generator_order()
+        total = int(self.sizes.sum())
+        count = max(math.ceil(total / (self.budget * _FILL)), 1)
+        count = min(math.ceil(count / r) * r, n - n % r if n >= r else r)
+        # largest first (stable on the shuffled order), each into the lightest batch so far
+        by_size = order[np.argsort(-self.sizes[order], kind="stable")].tolist()
+        sizes = self.sizes.tolist()
+        heap = [(0, k) for k in range(count)]
+        members: list[list[int]] = [[] for _ in range(count)]
+        for i in by_size:
+            load, k = heapq.heappop(heap)
+            members[k].append(i)
+            heapq.heappush(heap, (load + sizes[i], k))
+        rank = _rank_of(order)
+        batches = []
+        for b in members:  # examples of a batch in shuffled order
+            arr = np.asarray(b, dtype=np.int64)
+            batches.append(arr[np.argsort(rank[arr], kind="stable")])
+        load = [int(self.sizes[b].sum()) for b in batches]
+        batches = [batches[k] for k in sorted(range(count), key=load.__getitem__)]  # stable, by size
+        return self._shuffled_steps(batches, g)
+
+    def plan(self) -> list[list[list[int]]]:
+        """This epoch's steps: per step, one batch (a list of example indices) per rank."""
+        return [[b.tolist() for b in step] for step in self._steps()]
 
     def __iter__(self) -> Iterator[list[int]]:
-        steps = self.plan()
+        steps = self._steps()
         skip, self.skip = self.skip, 0
         for step in steps[skip:]:
-            yield step[self.rank]
+            yield step[self.rank].tolist()
 
     def __len__(self) -> int:
-        return len(self.plan())
+        return len(self._steps())
 
 
 class BucketBatchSampler(BalancedBatchSampler):
@@ -157,7 +177,8 @@ class BucketBatchSampler(BalancedBatchSampler):
     :class:`BalancedBatchSampler` does for unpadded trees) would waste most of it on padding.
     Here the examples are sorted by length (ties in the epoch's shuffled order), cut into
     consecutive batches of at most ``budget`` padded tokens (an example longer than the budget
-    alone), the largest batches split in two until every rank gets the same number, neighbouring
+    alone), the largest batches split in two until every rank gets the same number (or, with
+    fewer examples than that needs, the two shortest paired until it does), neighbouring
     batches (similar costs) dealt out one per rank per step, and the steps shuffled. Every example
     is used exactly once per epoch; the plan depends on ``(seed, epoch)`` only.
 
@@ -166,37 +187,38 @@ class BucketBatchSampler(BalancedBatchSampler):
     ``len(batch) * (longest source + longest target)``); ``budget``: padded tokens per batch.
     """
 
-    def __init__(self, sizes: Sequence[int | Sequence[int]], budget: int, **kwargs: Any) -> None:
-        self.parts = [tuple(s) if isinstance(s, Sequence) else (s,) for s in sizes]
-        super().__init__([sum(p) for p in self.parts], budget, **kwargs)
+    def __init__(self, sizes: Sequence[int | Sequence[int]] | np.ndarray, budget: int, **kwargs: Any) -> None:
+        parts = np.asarray(sizes, dtype=np.int64)  # a [n] or [n, sides] array of lengths will do
+        self.parts = parts.reshape(len(parts), -1)
+        super().__init__(self.parts.sum(axis=1), budget, **kwargs)
 
-    def plan(self) -> list[list[list[int]]]:
+    def _plan_arrays(self) -> list[list[np.ndarray]]:
         n, r = len(self.sizes), self.num_replicas
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
-        rank = _rank_of(order)
-        by_length = sorted(range(n), key=lambda i: (self.sizes[i], rank[i]))
-        batches: list[list[int]] = []
-        cur: list[int] = []
-        longest = [0] * len(self.parts[0]) if self.parts else []
-        for i in by_length:
-            grown = [max(a, max(b, 1)) for a, b in zip(longest, self.parts[i], strict=True)]
-            if cur and sum(grown) * (len(cur) + 1) > self.budget:
-                batches.append(cur)
-                cur, grown = [], [max(b, 1) for b in self.parts[i]]
-            cur.append(i)
-            longest = grown
-        if cur:
-            batches.append(cur)
-        while len(batches) % r:  # the same number of batches on every rank: split the fullest
-            k = max(range(len(batches)), key=lambda j: (len(batches[j]), -j))
-            if len(batches[k]) < 2:  # only single examples (each over the budget): pair the two shortest
-                batches[0:2] = [batches[0] + batches[1]]
+        g, order = self._generator_order()
+        by_length = np.lexsort((_rank_of(order), self.sizes))  # by length, ties in shuffled order
+        longest = np.maximum(self.parts[by_length], 1)  # [n, sides]: an empty side still pads to 1
+        batches: list[np.ndarray] = []
+        start, window = 0, 64
+        while start < n:  # consecutive batches: each grows while its padded cost fits the budget
+            while True:
+                end = min(n, start + window)
+                padded = np.maximum.accumulate(longest[start:end], axis=0).sum(axis=1)
+                over = np.flatnonzero(padded * np.arange(1, end - start + 1) > self.budget)
+                if over.size or end == n:
+                    break
+                window *= 2
+            k = max(int(over[0]), 1) if over.size else end - start
+            batches.append(by_length[start : start + k])
+            start += k
+            window = max(2 * k, 16)
+        # the same number of batches on every rank: split the fullest up to the next multiple of
+        # the ranks, or, with too few examples for that, pair the two shortest down to the previous one
+        grow = n >= -(-len(batches) // r) * r
+        while len(batches) % r:
+            if not grow:
+                batches[0:2] = [np.concatenate([batches[0], batches[1]])]
                 continue
+            k = max(range(len(batches)), key=lambda j: (len(batches[j]), -j))
             half = len(batches[k]) // 2
             batches[k : k + 1] = [batches[k][:half], batches[k][half:]]
-        steps = _chunks(batches, r)
-        if not self.shuffle:
-            return steps
-        perm = torch.randperm(len(steps), generator=g).tolist()
-        return [steps[i] for i in perm]
+        return self._shuffled_steps(batches, g)

@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from nlp_lib.data.sampling import BalancedBatchSampler, budget_batches, step_balance
+from nlp_lib.data.sampling import BalancedBatchSampler, BucketBatchSampler, budget_batches, step_balance
 
 
 def _sizes(n=3000, seed=0):
@@ -124,3 +124,21 @@ def test_seq2seq_loader_with_a_token_budget_covers_every_pair_once(tmp_path):
     batches = list(dm.train_dataloader())
     assert sum(b.src.shape[0] for b in batches) == len(dm.splits["train"])
     assert all(b.src.numel() + b.tgt_in.numel() <= 600 + 2 * b.src.shape[0] for b in batches)  # + BOS/EOS
+
+
+def test_bucket_batches_on_many_ranks_with_few_examples_terminate():
+    # five batches on four ranks: splitting the only pair made six, pairing made five again (a loop)
+    sampler = BucketBatchSampler([1, 1, 40, 40, 40, 40], 50, num_replicas=4, rank=0)
+    steps = sampler.plan()
+    assert len(steps) == 1 and sorted(i for b in steps[0] for i in b) == list(range(6))
+
+
+def test_samplers_take_length_arrays_and_plan_each_epoch_once():
+    import numpy as np
+
+    sizes = np.array([[3, 4], [1, 2], [7, 1], [2, 2]] * 50)
+    sampler = BucketBatchSampler(sizes, 40, seed=3)  # a [n, sides] array, as read from Arrow offsets
+    assert sampler.plan() == BucketBatchSampler([tuple(s) for s in sizes.tolist()], 40, seed=3).plan()
+    assert len(sampler) == len(sampler.plan()) and sampler._steps() is sampler._steps()  # planned once
+    sampler.set_epoch(1)
+    assert sampler.plan() != BucketBatchSampler(sizes, 40, seed=3).plan()
