@@ -24,15 +24,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from nlp_lib.constraints import PositiveInt
 from nlp_lib.data.bad_input import OnError, unseen_label
 from nlp_lib.data.cache import file_fingerprints
 from nlp_lib.data.conllu import read_conllu
 from nlp_lib.data.listops import generate_splits
 from nlp_lib.data.listops_files import read_listops
-from nlp_lib.data.parallel import Pair, read_parallel
+from nlp_lib.data.parallel import Pair, iter_parallel
 from nlp_lib.data.ptb import read_ptb_trees, sst_binary
 from nlp_lib.data.scan import SPLIT_FILES, _canonical_split, generate_scan, read_scan_split, scan_splits
 from nlp_lib.data.seq2seq_datamodule import Seq2SeqDataModule
@@ -307,13 +305,6 @@ def conllu_tree_data(
 # ------------------------------------------------------------------------------------------------
 
 
-def _val_from_train(pairs: list[Pair], fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
-    g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(pairs), generator=g).tolist()
-    k = max(1, round(fraction * len(pairs)))
-    return [pairs[i] for i in order[k:]], [pairs[i] for i in order[:k]]
-
-
 def scan_data(
     *,
     split: str = "simple",
@@ -352,12 +343,11 @@ def scan_data(
         key["on_error"] = on_error
 
         def load() -> dict[str, list[Pair]]:
-            files = read_scan_split(path, split, on_error=on_error)
-            train, val = _val_from_train(files["train"], val_fraction, seed)
-            return {"train": train, "val": val, "test": files["test"]}
+            files = read_scan_split(path, split, on_error=on_error)  # val: held out of train by the DataModule
+            return {"train": files["train"], "test": files["test"]}
 
     kwargs.setdefault("tokenizer", "word")
-    return Seq2SeqDataModule(load, seed=seed, cache_key=key, **kwargs)
+    return Seq2SeqDataModule(load, seed=seed, val_fraction=val_fraction, cache_key=key, **kwargs)
 
 
 def parallel_data(
@@ -404,11 +394,8 @@ def parallel_data(
         if prefix is not None
     }
 
-    def load() -> dict[str, list[Pair]]:
-        splits = {split: read_parallel(s, t, on_error=on_error) for split, (s, t) in files.items()}
-        if "val" not in splits:
-            splits["train"], splits["val"] = _val_from_train(splits["train"], val_fraction, seed)
-        return splits
+    def load() -> dict[str, Iterator[Pair]]:  # streamed into Arrow; without val, the DataModule holds one out
+        return {split: iter_parallel(s, t, on_error=on_error) for split, (s, t) in files.items()}
 
     key = {
         "reader": "parallel",
@@ -418,4 +405,4 @@ def parallel_data(
         "seed": seed if val is None else None,
     }
     kwargs.setdefault("tokenizer", "sentencepiece")
-    return Seq2SeqDataModule(load, seed=seed, cache_key=key, **kwargs)
+    return Seq2SeqDataModule(load, seed=seed, val_fraction=val_fraction, cache_key=key, **kwargs)

@@ -2,18 +2,20 @@
 
 A DataModule's ``prepare()`` reads its files, trains or builds its tokenizer and encodes every
 example. All of that is a pure function of the input files and the options, so its result is
-stored, keyed by a fingerprint of both, as a Hugging Face ``datasets.DatasetDict`` (Arrow files,
-memory-mapped when loaded) plus the tokenizer files and a little metadata. A second run with the
-same files and options loads that instead of re-reading and re-tokenising (``scripts/bench/data.py``
-measures the difference).
+stored, keyed by a fingerprint of both, as the Arrow files of the encoded splits (written by
+``datasets.Dataset.map``, memory-mapped when loaded: :mod:`nlp_lib.data.arrow`) plus the tokenizer
+files and a little metadata. A second run with the same files and options maps those files instead
+of re-reading and re-tokenising (``scripts/bench/data.py`` and ``scripts/bench/data_scale.py``
+measure the difference).
 
 * Fingerprint: every input file's resolved path, size and modification time (a file edited in
   place gets a new entry), the reader's and the DataModule's options, the library version and
   :data:`DATA_FORMAT`. Generated data (ListOps, SCAN) is keyed by its generator's parameters.
 * Where: ``data.cache_dir=`` or ``$NLP_LIB_CACHE`` or ``~/.cache/nlp_lib``; ``data.cache=false``
   turns it off. Entries are folders ``<kind>-<fingerprint>/``; deleting any of them is safe.
-* Safety: an entry is written into a temporary folder and renamed into place, so a killed run or
-  two DDP ranks preparing at once never leave a half-written entry.
+* Safety: an entry is prepared in a staging folder (:meth:`DataCache.staging`) and renamed into
+  place with its manifest (:meth:`DataCache.commit`), so a killed run or two DDP ranks preparing at
+  once never leave a half-written entry.
 * Verified, not trusted: the entry's ``manifest.json`` (written with it, inside the same rename)
   lists every file of the entry with its size and sha256. Each load checks the entry against it
   before reading anything else (:meth:`DataCache.verify`: each file hashed once, streamed): a
@@ -21,13 +23,15 @@ measures the difference).
   an unreadable or malformed manifest (the manifest is untrusted input too: its paths must be plain
   relative paths inside the entry), or no manifest at all (an entry of an older version) is
   damage. A damaged entry, or one whose files then fail to load, is deleted and rebuilt, with a
-  warning naming the entry and the file.
+  warning naming the entry and the file. The manifest lives in the entry, so it catches damage,
+  not an entry forged whole: what the files hold is checked too when they are opened (Arrow
+  structure, columns, ids inside the vocabulary, labels among the classes:
+  :meth:`nlp_lib.data.datamodule.PreparedData.check`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import json
 import logging
@@ -35,7 +39,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +49,15 @@ __all__ = [
     "DATA_FORMAT",
     "DataCache",
     "MANIFEST",
-    "columns",
     "default_cache_dir",
     "file_fingerprints",
     "load_entry",
-    "no_gc",
     "warnings_of",
 ]
 
 log = logging.getLogger(__name__)
 
-DATA_FORMAT = 1
+DATA_FORMAT = 2
 """Bumped whenever what an entry holds changes, so older entries are not read."""
 
 MANIFEST = "manifest.json"
@@ -107,9 +109,10 @@ class DataCache:
         self.root = Path(directory) if directory else default_cache_dir()
         self.path = self.root / f"{kind}-{self.fingerprint}"
 
-    def load(self) -> tuple[Any, dict[str, Any]] | None:
-        """``(DatasetDict, meta)`` of a complete, intact entry, or ``None`` (absent; or damaged or
-        unreadable: deleted with a warning, to be rebuilt)."""
+    def load(self) -> dict[str, Any] | None:
+        """The ``meta.json`` of a complete, intact entry, or ``None`` (absent; or damaged or
+        unreadable: deleted with a warning, to be rebuilt). Its data files are then opened by the
+        caller (:func:`load_entry`), from :attr:`path`."""
         if not os.path.lexists(self.path):
             return None
         try:
@@ -122,13 +125,10 @@ class DataCache:
                 log.warning("data cache %s is damaged (%s); rebuilding it", self.path, problem)
                 self._remove()
                 return None
-            from datasets import DatasetDict
-
-            data = DatasetDict.load_from_disk(str(self.path / "data"))
         except Exception as e:  # a damaged entry is not fatal: it is rebuilt
             self.discard(e)
             return None
-        return data, meta
+        return meta
 
     def verify(self) -> str | None:
         """What is wrong with the entry's files (``"FILE: what"``), or ``None`` when every file is
@@ -177,36 +177,32 @@ class DataCache:
         """A file stored with the entry (tokenizer models)."""
         return self.path / name
 
-    def store(self, data: Any, meta: dict[str, Any], write_files: Any = None) -> None:
-        """Write an entry atomically: ``data`` (a ``DatasetDict``), ``meta`` and, through
-        ``write_files(folder)``, any extra files. Failures only warn: the run goes on uncached."""
+    def staging(self) -> Path:
+        """A new, empty folder next to the entry to prepare it in (``OSError`` if the cache folder
+        cannot be written); :meth:`commit` turns it into the entry."""
         tmp = self.root / f".{self.path.name}.tmp-{uuid.uuid4().hex}"  # unique across hosts sharing the folder
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        return tmp
 
-            bars = is_progress_bar_enabled()
-            disable_progress_bar()  # no "Saving the dataset" bars in the run's log
+    def commit(self, folder: Path) -> Path:
+        """Write ``folder``'s manifest and rename it into place; the entry's path, also when another
+        process (a DDP rank) stored the same entry first (``folder`` is then deleted). If it
+        cannot be written, a warning, and ``folder`` is returned: the run goes on with it, uncached."""
+        try:
+            _write_manifest(folder)
             try:
-                data.save_to_disk(str(tmp / "data"))
-            finally:
-                if bars:
-                    enable_progress_bar()
-            if write_files is not None:
-                write_files(tmp)
-            (tmp / "meta.json").write_text(json.dumps(meta))
-            _write_manifest(tmp)
-            try:
-                os.rename(tmp, self.path)
-            except OSError:  # another process (a DDP rank) stored the same entry first
-                shutil.rmtree(tmp, ignore_errors=True)
-                return
+                os.rename(folder, self.path)
+            except OSError:
+                if not os.path.isdir(self.path):
+                    raise
+                shutil.rmtree(folder, ignore_errors=True)  # another process stored the same entry first
+                return self.path
             log.info("data: cached in %s", self.path)
+            return self.path
         except Exception as e:  # noqa: BLE001 - a cache that cannot be written never stops a run
-            shutil.rmtree(tmp, ignore_errors=True)
             log.warning("data cache: cannot write %s (%s); continuing without it", self.path, e)
+            return folder
 
 
 class _Damaged(Exception):
@@ -312,15 +308,15 @@ def _read_manifest(folder: Path) -> dict[str, tuple[int, str]]:
 
 
 def load_entry(module: Any, entry: DataCache, fill: Any, state: tuple[str, ...]) -> bool:
-    """Fill ``module`` from ``entry`` with ``fill(entry, data, meta)``; False (and the entry deleted,
+    """Fill ``module`` from ``entry`` with ``fill(entry, meta)``; False (and the entry deleted,
     the module's ``state`` attributes as they were) when the entry is absent or any of its files
-    fails to load (a damaged tokenizer file is a cache miss, never a crash)."""
-    hit = entry.load()
-    if hit is None:
+    fails to load or to pass ``fill``'s checks (a damaged tokenizer file is a cache miss, never a crash)."""
+    meta = entry.load()
+    if meta is None:
         return False
     before = {name: _shallow(getattr(module, name)) for name in state}
     try:
-        fill(entry, *hit)
+        fill(entry, meta)
     except Exception as e:  # noqa: BLE001 - whatever the damage, the data is rebuilt from its files
         for name, value in before.items():
             setattr(module, name, value)
@@ -357,50 +353,3 @@ def repeat_warnings(notes: Iterable[str], entry: DataCache) -> None:
     """Log again the warnings an entry was built with."""
     for note in notes:
         log.warning("%s (when the cached data %s was prepared)", note, entry.path.name)
-
-
-@contextlib.contextmanager
-def no_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while many small lists are built from Arrow columns
-    (it would rescan every live object over and over: 3x slower on Multi30K)."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def columns(dataset: Any, names: Iterable[str]) -> list[list[Any]]:
-    """Whole columns of a ``datasets.Dataset`` as Python lists (straight from Arrow, no row formatting).
-
-    A list column becomes one flat Python list cut into slices by its offsets, several times faster
-    than ``to_pylist()`` building each row. Call it under :func:`no_gc`.
-    """
-    import pyarrow as pa
-
-    out = []
-    for name in names:
-        col = dataset.data.column(name).combine_chunks()
-        if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
-            offsets = col.offsets.to_numpy().tolist()
-            flat = col.values.to_numpy().tolist()  # offsets index the unsliced values
-            out.append([flat[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)])
-        else:
-            out.append(col.to_pylist())
-    return out
-
-
-def splits_dataset(splits: dict[str, list[Any]], fields: Sequence[str]) -> Any:
-    """Encoded examples per split (tuples of lists and numbers) as a ``DatasetDict``, a column per field."""
-    from datasets import Dataset, DatasetDict
-
-    out = {}
-    for name, examples in splits.items():
-        cols: dict[str, list[Any]] = {f: [] for f in fields}
-        for ex in examples:
-            for f, v in zip(fields, ex, strict=True):
-                cols[f].append(list(v) if isinstance(v, tuple) else v)
-        out[name] = Dataset.from_dict(cols)
-    return DatasetDict(out)

@@ -1,4 +1,5 @@
-"""The base of every DataModule here: :class:`SplitLoaders`, the train / val / test loaders of encoded splits.
+"""The base of every DataModule here: :class:`PreparedData` (prepare once into Arrow, cached) on
+:class:`SplitLoaders` (the train / val / test loaders of encoded splits).
 
 Training batches come from a :class:`~nlp_lib.data.resumable.ResumableLoader` (a killed run resumes
 mid-epoch); evaluation batches are built once and served the same every epoch.
@@ -6,15 +7,27 @@ mid-epoch); evaluation batches are built once and served the same every epoch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
 
+import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from nlp_lib.data.resumable import ResumableLoader, trainer_ranks
 from nlp_lib.errors import DataError
 
-__all__ = ["SplitLoaders", "eval_batches"]
+__all__ = ["PreparedData", "SplitLoaders", "eval_batches"]
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+DATA = "data"
+"""The folder of an entry holding the splits' Arrow files (the tokenizers and ``meta.json`` lie beside it)."""
 
 
 def eval_batches(examples: list, batch_size: int, collate: Callable) -> list:
@@ -68,3 +81,198 @@ class SplitLoaders:
 
     def test_dataloader(self) -> Any:
         return self._loader("test", train=False)
+
+
+class PreparedData(SplitLoaders, pl.LightningDataModule):
+    """What every DataModule of the library shares: prepare once into Arrow files, cached; read by index.
+
+    :meth:`prepare` (idempotent; ``setup`` calls it) loads the on-disk cache entry of the data and
+    options (:mod:`nlp_lib.data.cache`) when there is an intact one; otherwise it calls the kind's
+    :meth:`build` in a staging folder, which reads the files, trains or adopts the tokenizer and
+    writes each split's encoded Arrow file(s) (:meth:`write_raw`, :meth:`hold_out`,
+    :meth:`encode_split`), and commits the folder as the entry (or, uncached, keeps it in a
+    temporary folder for the life of the module). Either way ``self.splits`` then maps each split to
+    an :class:`~nlp_lib.data.arrow.ArrowSplit` over the memory-mapped files: the training process
+    and its DataLoader workers share those pages, and memory does not grow with the corpus.
+
+    A kind (trees, text, seq2seq) defines :attr:`cache_kind`, :attr:`fields` and
+    :attr:`make_example` (its examples' columns and how one is built from them), :attr:`restored`
+    (its attributes a failed cache load rolls back), :meth:`cache_options` (``None``: not cached),
+    :meth:`build`, :meth:`write_tokenizers`, :meth:`restore` (its tokenizers and meta from an entry),
+    :meth:`check` (the loaded values against them: a cache entry is untrusted), ``collate`` and
+    :meth:`summary`.
+    """
+
+    cache_kind: ClassVar[str] = "data"
+    fields: ClassVar[tuple[str, ...]] = ()
+    make_example: ClassVar[Callable[[tuple[Any, ...]], Any] | None] = None
+    restored: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        *,
+        batch_size: int,
+        eval_batch_size: int | None,
+        num_workers: int,
+        seed: int,
+        num_proc: int | None,
+        cache: bool,
+        cache_dir: str | None,
+        cache_key: dict[str, Any] | None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise DataError(f"data.batch_size must be at least 1, got {batch_size}")
+        if num_proc is not None and num_proc < 1:
+            raise DataError(f"data.num_proc must be at least 1 (or null: automatic), got {num_proc}")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.num_proc = num_proc
+        self.cache = cache
+        self.cache_dir = cache_dir
+        self.cache_key = cache_key
+        self.splits: dict[str, Any] = {}
+        self._eval_batches: dict[str, list[Any]] = {}
+        self._tmp: tempfile.TemporaryDirectory | None = None
+
+    # ------------------------------------------------------------------ what a kind defines
+
+    def cache_options(self) -> dict[str, Any] | None:
+        """The options the prepared data depends on besides ``cache_key`` (``None``: not cached)."""
+        return None
+
+    def build(self, folder: Path) -> dict[str, Any]:
+        """Read, tokenise and encode every split into ``folder``; the entry's meta (JSON), with
+        ``"splits": {name: [Arrow file names]}``."""
+        raise NotImplementedError
+
+    def write_tokenizers(self, folder: Path) -> None:
+        """Save the tokenizer files of the entry into ``folder``."""
+
+    def restore(self, folder: Path, meta: dict[str, Any]) -> None:
+        """Load the tokenizers (and whatever else ``meta`` holds) of an entry."""
+
+    def check(self) -> None:
+        """``ValueError`` unless every loaded value fits the tokenizers and labels (ids in range...)."""
+
+    def summary(self) -> str:
+        """One line about the prepared data (logged)."""
+        return ", ".join(f"{k} {len(v)} examples" for k, v in self.splits.items())
+
+    # ------------------------------------------------------------------ the mechanism
+
+    def prepare(self) -> None:
+        """Load the prepared data from the cache, or prepare it (and cache it); idempotent."""
+        if self.splits:
+            return
+        entry = self._cache_entry()
+        if entry is not None:
+            from nlp_lib.data.cache import load_entry
+
+            if load_entry(self, entry, self._fill, (*self.restored, "splits")):
+                return
+        folder = self._staging(entry)
+        from nlp_lib.data.cache import warnings_of
+
+        try:
+            with warnings_of() as notes:  # skipped lines: repeated by runs that load the cache
+                meta = self.build(folder)
+            meta["notes"] = list(notes)
+            keep = {f for files in meta["splits"].values() for f in files}
+            for path in (folder / DATA).iterdir():  # raw tables, index mappings: not part of the entry
+                if path.name not in keep:
+                    path.unlink()
+            self.write_tokenizers(folder)
+            (folder / "meta.json").write_text(json.dumps(meta))
+        except BaseException:
+            self.splits = {}
+            if entry is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        final = entry.commit(folder) if entry is not None else folder
+        if final != folder:  # another rank's entry, the same data: read its meta
+            meta = json.loads((final / "meta.json").read_text())
+        self._open(final, meta)
+        log.info("data: %s", self.summary())
+
+    def _cache_entry(self) -> Any:
+        options = self.cache_options() if self.cache and self.cache_key is not None else None
+        if options is None:
+            return None
+        from nlp_lib.data.cache import DataCache
+
+        return DataCache(self.cache_kind, {"source": self.cache_key, **options}, self.cache_dir)
+
+    def _staging(self, entry: Any) -> Path:
+        if entry is not None:
+            try:
+                return entry.staging()
+            except OSError as e:
+                log.warning("data cache: cannot write in %s (%s); continuing without it", entry.root, e)
+        self._tmp = tempfile.TemporaryDirectory(prefix="nlp_lib-data-", ignore_cleanup_errors=True)
+        return Path(self._tmp.name)
+
+    def _fill(self, entry: Any, meta: dict[str, Any]) -> None:
+        from nlp_lib.data.cache import repeat_warnings
+
+        repeat_warnings(meta.get("notes", []), entry)
+        self.restore(entry.path, meta)
+        self._open(entry.path, meta)
+        self.check()
+        log.info("data: %s", self.summary())
+
+    def _open(self, folder: Path, meta: dict[str, Any]) -> None:
+        from nlp_lib.data.arrow import ArrowSplit, open_split
+
+        files = meta.get("splits")
+        if not isinstance(files, dict) or not set(files) <= set(SPLITS) or not {"train", "val"} <= set(files):
+            raise ValueError(f"meta.json: 'splits' must map train, val (and test) to file names, got {files!r}")
+        self.splits = {
+            name: ArrowSplit(
+                open_split(folder / DATA, files[name], self.fields, f"split {name!r}"), self.fields, self.make_example
+            )
+            for name in SPLITS
+            if name in files
+        }
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_tmp"] = None  # a pickled copy (a spawned worker) never deletes the folder
+        return state
+
+    # ------------------------------------------------------------------ helpers for build()
+
+    @staticmethod
+    def write_raw(folder: Path, name: str, schema: Any, records: Iterable[Sequence[Any]]) -> Any:
+        """Records (tuples in ``schema`` order) -> a raw Arrow table in ``folder/data`` (a chunk at a time)."""
+        from datasets import Dataset
+
+        from nlp_lib.data.arrow import write_records
+
+        (folder / DATA).mkdir(exist_ok=True)
+        path = folder / DATA / f"raw-{name}.arrow"
+        write_records(path, schema, records)
+        return Dataset.from_file(str(path), in_memory=False)
+
+    @staticmethod
+    def hold_out(raw: Any, fraction: float, seed: int) -> tuple[Any, Any]:
+        """``(train, val)`` of a raw training table: ``fraction`` of its rows (at least one) held out."""
+        from nlp_lib.data.arrow import hold_out
+
+        train, val = hold_out(len(raw), fraction, seed)
+        return raw.select(train, keep_in_memory=True), raw.select(val, keep_in_memory=True)
+
+    def encode_split(
+        self, folder: Path, name: str, raw: Any, function: Callable, features: Any, **fn_kwargs: Any
+    ) -> list[str]:
+        """Encode a raw table into ``folder/data/<name>*.arrow`` (``data.num_proc`` processes); the file names."""
+        from nlp_lib.data.arrow import encode
+
+        path = folder / DATA / f"{name}.arrow"
+        done = encode(raw, function, features, path, num_proc=self.num_proc, fn_kwargs=fn_kwargs)
+        return [Path(f["filename"]).name for f in done.cache_files]
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare()

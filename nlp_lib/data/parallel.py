@@ -5,12 +5,13 @@ from __future__ import annotations
 import gzip
 import logging
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from nlp_lib.data.bad_input import OnError, check_on_error, decode_line, no_records, regular_file, report_skipped
 from nlp_lib.errors import DataError
 
-__all__ = ["Pair", "read_parallel"]
+__all__ = ["Pair", "iter_parallel", "read_parallel"]
 
 log = logging.getLogger(__name__)
 
@@ -18,23 +19,57 @@ Pair = tuple[str, str]
 """A ``(source, target)`` sentence pair."""
 
 
-def _open_lines(path: Path) -> list[bytes]:
-    """The file's lines (gzip decompressed), without their ``\\n`` or ``\\r\\n``; decoded one by one later."""
+_READ = 1 << 20
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    """The file's bytes (gzip decompressed), 1 MiB at a time; a read error as :class:`DataError`."""
     regular_file(path)
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+        with gzip.open(path, "rb") if gzipped else open(path, "rb") as f:
+            while block := f.read(_READ):
+                yield block
     except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
         raise DataError(f"cannot read it ({e})", path=str(path)) from None
-    lines = raw.split(b"\n")  # only "\n" ends a line: str.splitlines would also split at U+2028, \x1c...
-    if lines[-1] == b"":
-        lines.pop()
-    return [x[:-1] if x.endswith(b"\r") else x for x in lines]
+
+
+def _count_lines(path: Path) -> int:
+    """Lines of the file as :func:`_lines` yields them (a last line without ``\\n`` counts)."""
+    count, last = 0, b"\n"
+    for block in _chunks(path):
+        count += block.count(b"\n")
+        last = block[-1:]
+    return count + (last != b"\n")
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    """The file's lines without their ``\\n`` or ``\\r\\n``, streamed (decoded one by one later).
+
+    Only ``\\n`` ends a line: ``str.splitlines`` would also split at U+2028, ``\\x1c``...
+    """
+    rest = b""
+    for block in _chunks(path):
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        for x in lines:
+            yield x[:-1] if x.endswith(b"\r") else x
+    if rest:
+        yield rest[:-1] if rest.endswith(b"\r") else rest
 
 
 def read_parallel(src_path: str | Path, tgt_path: str | Path, *, on_error: OnError = "raise") -> list[Pair]:
-    """Line-aligned source and target files (plain or gzip) as ``(source, target)`` pairs.
+    """Line-aligned source and target files (plain or gzip) as a list of ``(source, target)`` pairs.
+
+    :func:`iter_parallel` as a list (same checks and errors).
+    """
+    return list(iter_parallel(src_path, tgt_path, on_error=on_error))
+
+
+def iter_parallel(src_path: str | Path, tgt_path: str | Path, *, on_error: OnError = "raise") -> Iterator[Pair]:
+    """Line-aligned source and target files (plain or gzip) as ``(source, target)`` pairs, streamed:
+    the files are read a MiB at a time (once to count their lines, once to pair them).
 
     Lines blank on both sides are left out. A bad pair (a line empty on one side only, or not
     valid UTF-8 on either side) is an error, or with ``on_error="skip"`` left out and reported in
@@ -49,18 +84,18 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path, *, on_error: OnErr
     """
     check_on_error(on_error)
     sp, tp = Path(src_path), Path(tgt_path)
-    src, tgt = _open_lines(sp), _open_lines(tp)
-    if len(src) != len(tgt):
-        longer, shorter = (sp, tp) if len(src) > len(tgt) else (tp, sp)
+    ns, nt = _count_lines(sp), _count_lines(tp)
+    if ns != nt:
+        longer, shorter = (sp, tp) if ns > nt else (tp, sp)
         raise DataError(
-            f"this line has no counterpart in {shorter}: {sp} has {len(src)} lines but {tp} has {len(tgt)}; "
+            f"this line has no counterpart in {shorter}: {sp} has {ns} lines but {tp} has {nt}; "
             "the files of a split must be line-aligned",
             path=str(longer),
-            line=min(len(src), len(tgt)) + 1,
+            line=min(ns, nt) + 1,
         )
-    pairs: list[Pair] = []
+    pairs = 0
     skipped: list[tuple[int, str]] = []
-    for i, sides in enumerate(zip(src, tgt, strict=True), 1):
+    for i, sides in enumerate(zip(_lines(sp), _lines(tp), strict=True), 1):
         text: list[str] = []
         where, problem = sp, ""
         for f, raw in zip((sp, tp), sides, strict=True):
@@ -81,7 +116,8 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path, *, on_error: OnErr
                 raise DataError(problem, path=str(where), line=i)
             skipped.append((i, f"{where.name}: {problem}"))
             continue
-        pairs.append((x, y))
+        pairs += 1
+        yield x, y
     report_skipped(log, f"{sp} / {tp}", skipped, what="pair")
     if not pairs:
         raise no_records(sp, f"sentence pairs in it and {tp}", skipped, unit="pair")

@@ -11,14 +11,12 @@ parallel text) are built by :func:`~nlp_lib.data.builders.scan_data` and
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import pytorch_lightning as pl
-
 from nlp_lib.constraints import NonNegativeInt, PositiveInt, SentencePieceSize
-from nlp_lib.data.datamodule import SplitLoaders
+from nlp_lib.data.datamodule import PreparedData
 from nlp_lib.data.sampling import BucketBatchSampler
 from nlp_lib.data.tokenizers import SentencePieceTokenizer
 from nlp_lib.data.vocab import Seq2SeqVocab
@@ -35,22 +33,60 @@ Pair = tuple[str, str]
 Tokenizer = Seq2SeqVocab | SentencePieceTokenizer
 
 
-class Seq2SeqDataModule(SplitLoaders, pl.LightningDataModule):
+def _encode_pairs(
+    batch: dict[str, list[str]],
+    *,
+    source: Tokenizer,
+    target: Tokenizer,
+    max_source: int | None,
+    max_target: int | None,
+    keep_text: bool,
+) -> dict[str, list[Any]]:
+    """A batch of raw pairs as id lists (``Dataset.map``); the target text kept for evaluation splits."""
+    texts = batch["target"]
+    return {
+        "source": [source.encode(x)[:max_source] for x in batch["source"]],
+        "target": [target.encode(y)[:max_target] for y in texts],
+        "text": texts if keep_text else [""] * len(texts),
+    }
+
+
+def _texts(raw: Any, *columns: str) -> Iterator[str]:
+    """The texts of raw ``columns``, read a chunk at a time (for counting words or sentencepiece)."""
+    from nlp_lib.data.arrow import CHUNK
+
+    for column in columns:
+        for batch in raw.select_columns([column]).iter(batch_size=CHUNK):
+            yield from batch[column]
+
+
+class Seq2SeqDataModule(PreparedData):
     """Text pairs per split -> tokenizers trained on ``train`` -> :class:`Seq2SeqBatch` loaders.
 
+    The pairs are prepared once into Arrow files (:class:`~nlp_lib.data.datamodule.PreparedData`):
+    ids in the narrowest unsigned type that holds the vocabulary, the target text kept for the
+    evaluation splits only (BLEU and chrF score against it; training never reads it).
+
     Args:
-        splits: ``{"train": [(source, target), ...], "val": ..., "test": ...}`` (``val`` required),
-            or a function returning them (read when the data is prepared, and not at all when
-            the prepared data comes from the cache).
+        splits: ``{"train": pairs, "val": pairs, "test": pairs}``, each an iterable of
+            ``(source, target)`` (a generator will do: the pairs are written to disk a chunk at a
+            time), or a function returning them (called when the data is prepared, and not at all
+            when the prepared data comes from the cache). Without ``val``, ``val_fraction`` of
+            ``train`` is held out.
         tokenizer: ``"word"`` or ``"sentencepiece"``.
         vocab_size: sentencepiece pieces per model (an upper bound on small corpora).
+        sentencepiece_sample: At most so many training sentences train sentencepiece (a seeded
+            uniform sample of larger corpora: ``input_sentence_size``).
         shared_vocab: One tokenizer for source and target (needed for ``model.share_embeddings``).
         lowercase: Lower-case words (``tokenizer="word"``).
         min_freq: Words seen fewer times in training become ``<unk>`` (``tokenizer="word"``).
         max_source_length / max_target_length: Truncate training sequences to so many tokens.
         batch_size / eval_batch_size: Sentences per batch.
         num_workers: DataLoader workers.
-        seed: Seed of the epoch orders.
+        num_proc: Processes encoding each split (``Dataset.map``); ``None``: every CPU (up to 8)
+            for splits of 50,000 pairs or more, one below.
+        seed: Seed of the epoch orders and of the held-out split.
+        val_fraction: Share of ``train`` held out for validation when ``splits`` has no ``val``.
         token_budget: Batch training pairs by length instead of by count: similar lengths
             together, at most this many padded source + target tokens a batch, the same number of
             batches on every rank (:class:`~nlp_lib.data.sampling.BucketBatchSampler`).
@@ -62,13 +98,17 @@ class Seq2SeqDataModule(SplitLoaders, pl.LightningDataModule):
 
     # the models this data trains, as nlp-lib names their kinds (checked before anything is read)
     feeds: ClassVar[tuple[str, ...]] = ("seq2seq model",)
+    cache_kind = "seq2seq"
+    fields = ("source", "target", "text")
+    restored = ("source_tokenizer", "target_tokenizer")
 
     def __init__(
         self,
-        splits: dict[str, list[Pair]] | Callable[[], dict[str, list[Pair]]],
+        splits: dict[str, Iterable[Pair]] | Callable[[], dict[str, Iterable[Pair]]],
         *,
         tokenizer: Literal["word", "sentencepiece"] = "word",
         vocab_size: SentencePieceSize = 8000,
+        sentencepiece_sample: PositiveInt = 1_000_000,
         shared_vocab: bool = False,
         lowercase: bool = False,
         min_freq: PositiveInt = 1,
@@ -77,151 +117,140 @@ class Seq2SeqDataModule(SplitLoaders, pl.LightningDataModule):
         batch_size: PositiveInt = 64,
         eval_batch_size: int | None = None,
         num_workers: NonNegativeInt = 0,
+        num_proc: PositiveInt | None = None,
         seed: int = 0,
+        val_fraction: float = 0.1,
         token_budget: PositiveInt | None = None,
         cache: bool = True,
         cache_dir: str | None = None,
         cache_key: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            num_proc=num_proc,
+            cache=cache,
+            cache_dir=cache_dir,
+            cache_key=cache_key,
+        )
         if token_budget is not None and token_budget < 1:
             raise DataError(f"data.token_budget must be at least 1 (or null), got {token_budget}")
         self.token_budget = token_budget
         if tokenizer not in ("word", "sentencepiece"):
             raise ConfigError(f"data.tokenizer: must be 'word' or 'sentencepiece', got {tokenizer!r}")
+        if not 0 < val_fraction < 1:
+            raise ConfigError(f"data.val_fraction: must lie between 0 and 1, got {val_fraction}")
         self._raw = splits
-        self.cache = cache
-        self.cache_dir = cache_dir
-        self.cache_key = cache_key
         self.kind = tokenizer
         self._vocab_size = vocab_size
+        self.sentencepiece_sample = sentencepiece_sample
         self.shared_vocab = shared_vocab
         self.lowercase = lowercase
         self.min_freq = min_freq
         self.max_lengths = (max_source_length, max_target_length)
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.seed = seed
+        self.val_fraction = val_fraction
         self.source_tokenizer: Tokenizer | None = None
         self.target_tokenizer: Tokenizer | None = None
-        self.splits: dict[str, list[tuple[list[int], list[int], str]]] = {}
-        self._eval_batches: dict[str, list[Seq2SeqBatch]] = {}
 
-    def _train_tokenizer(self, texts: list[str]) -> Tokenizer:
-        if self.kind == "word":
+    def _train_tokenizer(self, raw: Any, *columns: str) -> Tokenizer:
+        texts = _texts(raw, *columns)
+        if self.kind == "word":  # counted in one streaming pass
             return Seq2SeqVocab.build(texts, min_freq=self.min_freq, lowercase=self.lowercase)
-        return SentencePieceTokenizer.train(texts, vocab_size=self._vocab_size, specials=True)
+        n = len(raw) * len(columns)
+        sample = self.sentencepiece_sample if n > self.sentencepiece_sample else None
+        return SentencePieceTokenizer.train(
+            texts, vocab_size=self._vocab_size, specials=True, sample=sample, seed=self.seed
+        )
 
-    @property
-    def raw(self) -> dict[str, list[Pair]]:
-        """The text pairs of every split (read now if ``splits`` was a function)."""
-        if callable(self._raw):
-            self._raw = self._raw()
+    def build(self, folder: Path) -> dict[str, Any]:
+        import pyarrow as pa
+        from datasets import Features, Sequence, Value
+
+        from nlp_lib.data.arrow import int_type
+
+        pairs = self._raw() if callable(self._raw) else self._raw
+        schema = pa.schema([("source", pa.string()), ("target", pa.string())])
+        raw = {name: self.write_raw(folder, name, schema, split) for name, split in pairs.items()}
+        if "train" in raw and "val" not in raw and len(raw["train"]) > 1:
+            raw["train"], raw["val"] = self.hold_out(raw["train"], self.val_fraction, self.seed)
         for need in ("train", "val"):
-            if not self._raw.get(need):
-                raise DataError(f"seq2seq data needs a non-empty '{need}' split (have: {', '.join(self._raw)})")
-        return self._raw
-
-    def prepare(self) -> None:
-        if self.splits:
-            return
-        entry = self._cache_entry()
-        if entry is not None and self._from_cache(entry):
-            return
-        from nlp_lib.data.cache import warnings_of
-
-        with warnings_of() as self._notes:  # skipped lines: repeated by runs that load the cache
-            train = self.raw["train"]
+            if need not in raw or len(raw[need]) == 0:
+                raise DataError(f"seq2seq data needs a non-empty '{need}' split (have: {', '.join(pairs)})")
         if self.source_tokenizer is None:  # fine-tuning adopts the trained model's (adopt_tokenizer)
             if self.shared_vocab:
-                self.source_tokenizer = self.target_tokenizer = self._train_tokenizer(
-                    [x for x, _ in train] + [y for _, y in train]
-                )
+                self.source_tokenizer = self.target_tokenizer = self._train_tokenizer(raw["train"], "source", "target")
             else:
-                self.source_tokenizer = self._train_tokenizer([x for x, _ in train])
-                self.target_tokenizer = self._train_tokenizer([y for _, y in train])
-        ms, mt = self.max_lengths
-        for split, pairs in self.raw.items():
-            cut = split == "train"  # evaluation sees whole sentences
-            self.splits[split] = [
-                (
-                    self.source_tokenizer.encode(x)[: ms if cut else None],
-                    self.target_tokenizer.encode(y)[: mt if cut else None],
-                    y,
-                )
-                for x, y in pairs
-            ]
-        self._log_summary()
-        if entry is not None:
-            self._to_cache(entry)
-
-    def _log_summary(self) -> None:
-        log.info(
-            "data: %s; vocabularies: source %d, target %d (%s%s)",
-            ", ".join(f"{k} {len(v)} pairs" for k, v in self.splits.items()),
-            self.source_tokenizer.vocab_size,
-            self.target_tokenizer.vocab_size,
-            self.kind,
-            ", shared" if self.source_tokenizer is self.target_tokenizer else "",
+                self.source_tokenizer = self._train_tokenizer(raw["train"], "source")
+                self.target_tokenizer = self._train_tokenizer(raw["train"], "target")
+        features = Features(
+            {
+                "source": Sequence(Value(str(int_type(0, self.source_tokenizer.vocab_size - 1)))),
+                "target": Sequence(Value(str(int_type(0, self.target_tokenizer.vocab_size - 1)))),
+                "text": Value("string"),
+            }
         )
+        files = {}
+        for name, table in raw.items():
+            train = name == "train"  # evaluation sees whole sentences, and keeps its references
+            files[name] = self.encode_split(
+                folder,
+                name,
+                table,
+                _encode_pairs,
+                features,
+                source=self.source_tokenizer,
+                target=self.target_tokenizer,
+                max_source=self.max_lengths[0] if train else None,
+                max_target=self.max_lengths[1] if train else None,
+                keep_text=not train,
+            )
+        return {"splits": files, "shared": self.source_tokenizer is self.target_tokenizer}
+
+    def summary(self) -> str:
+        splits = ", ".join(f"{k} {len(v)} pairs" for k, v in self.splits.items())
+        shared = ", shared" if self.source_tokenizer is self.target_tokenizer else ""
+        sizes = f"source {self.source_tokenizer.vocab_size}, target {self.target_tokenizer.vocab_size}"
+        return f"{splits}; vocabularies: {sizes} ({self.kind}{shared})"
 
     # ------------------------------------------------------------------ the on-disk cache
 
-    def _cache_entry(self) -> Any:
-        if not self.cache or self.cache_key is None or self.source_tokenizer is not None:
+    def cache_options(self) -> dict[str, Any] | None:
+        if self.source_tokenizer is not None:
             return None  # adopted tokenizers (fine-tuning) are not part of the key: not cached
-        from nlp_lib.data.cache import DataCache
-
-        key = {
-            "source": self.cache_key,
+        spm = self.kind == "sentencepiece"
+        return {
             "tokenizer": self.kind,
-            "vocab_size": self._vocab_size if self.kind == "sentencepiece" else None,
+            "vocab_size": self._vocab_size if spm else None,
+            "sentencepiece_sample": self.sentencepiece_sample if spm else None,
             "shared_vocab": self.shared_vocab,
             "lowercase": self.lowercase,
             "min_freq": self.min_freq,
             "max_lengths": list(self.max_lengths),
+            "val_fraction": self.val_fraction,
+            "seed": self.seed,
         }
-        return DataCache("seq2seq", key, self.cache_dir)
 
     def _tokenizer_file(self, side: str) -> str:
         return f"{side}.{'vocab.json' if self.kind == 'word' else 'model'}"
 
-    def _from_cache(self, entry: Any) -> bool:
-        from nlp_lib.data.cache import load_entry
-
-        return load_entry(self, entry, self._fill_from_cache, ("source_tokenizer", "target_tokenizer", "splits"))
-
-    def _fill_from_cache(self, entry: Any, data: Any, meta: dict[str, Any]) -> None:
-        from nlp_lib.data.cache import columns, no_gc, repeat_warnings
-
-        repeat_warnings(meta.get("notes", []), entry)
+    def restore(self, folder: Path, meta: dict[str, Any]) -> None:
         cls = Seq2SeqVocab if self.kind == "word" else SentencePieceTokenizer
-        self.source_tokenizer = cls.load(entry.file(self._tokenizer_file("source")))
+        self.source_tokenizer = cls.load(folder / self._tokenizer_file("source"))
         self.target_tokenizer = (
-            self.source_tokenizer if meta["shared"] else cls.load(entry.file(self._tokenizer_file("target")))
+            self.source_tokenizer if meta["shared"] is True else cls.load(folder / self._tokenizer_file("target"))
         )
-        with no_gc():
-            for name in meta["splits"]:
-                self.splits[name] = list(zip(*columns(data[name], ("source", "target", "text")), strict=True))
-        self._log_summary()
 
-    def _to_cache(self, entry: Any) -> None:
-        from nlp_lib.data.cache import splits_dataset
+    def write_tokenizers(self, folder: Path) -> None:
+        self.source_tokenizer.save(folder / self._tokenizer_file("source"))
+        if self.target_tokenizer is not self.source_tokenizer:
+            self.target_tokenizer.save(folder / self._tokenizer_file("target"))
 
-        data = splits_dataset(self.splits, ("source", "target", "text"))
-        src, tgt = self.source_tokenizer, self.target_tokenizer
-        shared = src is tgt
-
-        def write(folder: Path) -> None:
-            src.save(folder / self._tokenizer_file("source"))
-            if not shared:
-                tgt.save(folder / self._tokenizer_file("target"))
-
-        entry.store(data, {"splits": list(self.splits), "shared": shared, "notes": list(self._notes)}, write)
-
-    def setup(self, stage: str | None = None) -> None:
-        self.prepare()
+    def check(self) -> None:
+        for name, split in self.splits.items():
+            for column, tok in (("source", self.source_tokenizer), ("target", self.target_tokenizer)):
+                split.check_range(column, 0, tok.vocab_size - 1, f"the {name} split's token ids")
 
     @property
     def tokenizers(self) -> dict[str, Tokenizer]:
@@ -245,11 +274,17 @@ class Seq2SeqDataModule(SplitLoaders, pl.LightningDataModule):
     def budget_sampler(self, split: str, replicas: int, rank: int) -> Any:
         if self.token_budget is None:
             return None
-        sizes = [(len(s), len(t)) for s, t, _ in self.splits[split]]  # padded separately: cost per side
+        import numpy as np
+
+        data = self.splits[split]  # padded separately: cost per side, read from the offsets
+        sizes = np.stack([data.lengths("source"), data.lengths("target")], axis=1)
         return BucketBatchSampler(sizes, self.token_budget, num_replicas=replicas, rank=rank, seed=self.seed)
 
-    def eval_examples(self, split: str) -> list:
-        return sorted(self.splits[split], key=lambda e: len(e[0]))
+    def eval_examples(self, split: str) -> Any:
+        import numpy as np
+
+        data = self.splits[split]
+        return data.reordered(np.argsort(data.lengths("source"), kind="stable"))
 
     def save(self, directory: str | Path) -> None:
         """The tokenizers, as the bundle stores them (``source.*``, ``target.*``)."""

@@ -14,12 +14,12 @@ import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
-import pytorch_lightning as pl
+import numpy as np
 import torch
 
 from nlp_lib.constraints import NonNegativeInt, PositiveInt, SentencePieceSize
 from nlp_lib.data.bad_input import OnError, check_on_error, unseen_label
-from nlp_lib.data.datamodule import SplitLoaders
+from nlp_lib.data.datamodule import PreparedData
 from nlp_lib.data.sampling import BucketBatchSampler
 from nlp_lib.data.text import HUB_PREFIX, read_labelled_text, record_error
 from nlp_lib.data.tokenizers import SentencePieceTokenizer
@@ -31,7 +31,16 @@ __all__ = ["TextDataModule"]
 log = logging.getLogger(__name__)
 
 
-class TextDataModule(SplitLoaders, pl.LightningDataModule):
+def _encode_texts(batch: dict[str, list[Any]], *, pieces: Any, vocab: Any, max_length: int) -> dict[str, list[Any]]:
+    """A batch of raw texts as ids, truncated (``Dataset.map``); whitespace words with a word vocabulary."""
+    if vocab is not None:  # as the bundle's predict reads them
+        ids = [[vocab.id(w) for w in t.split()] or [0] for t in batch["text"]]
+    else:
+        ids = [pieces.encode(t) for t in batch["text"]]
+    return {"ids": [x[:max_length] for x in ids], "label": batch["label"]}
+
+
+class TextDataModule(PreparedData):
     """Labelled text for sequence classification: files -> sentencepiece ids -> SequenceBatch.
 
     Args:
@@ -46,6 +55,10 @@ class TextDataModule(SplitLoaders, pl.LightningDataModule):
         eval_batch_size: Evaluation batch size (default ``batch_size``).
         max_length: Truncate token sequences to this many tokens.
         num_workers: DataLoader workers.
+        num_proc: Processes encoding each split (``Dataset.map``); ``None``: every CPU (up to 8)
+            for splits of 50,000 texts or more, one below.
+        sentencepiece_sample: At most so many training texts train sentencepiece (a seeded
+            uniform sample of larger corpora).
         seed: Seed for shuffling and the held-out split.
         on_error: ``"raise"`` on a bad line or record (or a label training never saw), or
             ``"skip"`` it and report the count in a warning.
@@ -57,6 +70,9 @@ class TextDataModule(SplitLoaders, pl.LightningDataModule):
 
     # the models this data trains, as nlp-lib names their kinds (checked before anything is read)
     feeds: ClassVar[tuple[str, ...]] = ("sequence classifier",)
+    cache_kind = "text"
+    fields = ("ids", "label")
+    restored = ("tokenizer", "label_names")
 
     def __init__(
         self,
@@ -72,20 +88,29 @@ class TextDataModule(SplitLoaders, pl.LightningDataModule):
         eval_batch_size: int | None = None,
         max_length: PositiveInt = 256,
         num_workers: NonNegativeInt = 0,
+        num_proc: PositiveInt | None = None,
+        sentencepiece_sample: PositiveInt = 1_000_000,
         seed: int = 0,
         on_error: OnError = "raise",
         token_budget: PositiveInt | None = None,
         cache: bool = True,
         cache_dir: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            num_proc=num_proc,
+            cache=cache,
+            cache_dir=cache_dir,
+            cache_key={"reader": "labelled-text"},
+        )
         check_on_error(on_error)
         if token_budget is not None and token_budget < 1:
             raise DataError(f"data.token_budget must be at least 1 (or null), got {token_budget}")
         self.token_budget = token_budget
-        self.cache = cache
-        self.cache_dir = cache_dir
-        self._eval_batches: dict[str, list[Any]] = {}
+        self.sentencepiece_sample = sentencepiece_sample
         self.on_error = on_error
         self.paths = {"train": train_path, "val": val_path, "test": test_path}
         self.columns = (text_column, label_column)
@@ -96,16 +121,11 @@ class TextDataModule(SplitLoaders, pl.LightningDataModule):
                 f"validation, which picks the best checkpoint) when there is no data.val_path; got {val_fraction}"
             )
         self.val_fraction = val_fraction
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
         self.max_length = max_length
-        self.num_workers = num_workers
-        self.seed = seed
         self.tokenizer: SentencePieceTokenizer | None = None
         self.vocab: Any = None  # a word vocabulary, when fine-tuning a model trained with one
         self._base_vocab: Any = None
         self.label_names: list[str] = []
-        self.splits: dict[str, list[tuple[list[int], int]]] = {}
 
     def _files(self, split: str) -> list[Path]:
         """The files of a split: its path, or the files its glob pattern matches (name order)."""
@@ -119,47 +139,41 @@ class TextDataModule(SplitLoaders, pl.LightningDataModule):
             raise DataError(f"data.{split}_path: no file matches the pattern '{path}'")
         return found
 
-    def _cache_entry(self) -> Any:
-        if not self.cache or self.tokenizer is not None or self._base_vocab is not None:  # adopted: not cached
+    def cache_options(self) -> dict[str, Any] | None:
+        if self.tokenizer is not None or self._base_vocab is not None:  # adopted: not cached
             return None
         if any(str(p).startswith(HUB_PREFIX) for p in self.paths.values() if p is not None):
             return None  # a Hub dataset has no file to fingerprint here (datasets caches its download)
-        from nlp_lib.data.cache import DataCache, file_fingerprints
+        from nlp_lib.data.cache import file_fingerprints
 
-        key = {
+        return {
             "files": {s: file_fingerprints(self._files(s)) for s, p in self.paths.items() if p is not None},
             "columns": list(self.columns),
             "vocab_size": self._vocab_size,
+            "sentencepiece_sample": self.sentencepiece_sample,
             "val_fraction": self.val_fraction if self.paths["val"] is None else None,
             "seed": self.seed if self.paths["val"] is None else None,
             "max_length": self.max_length,
             "on_error": self.on_error,
         }
-        return DataCache("text", key, self.cache_dir)
 
-    def _from_cache(self, entry: Any) -> bool:
-        from nlp_lib.data.cache import load_entry
+    def restore(self, folder: Path, meta: dict[str, Any]) -> None:
+        self.tokenizer = SentencePieceTokenizer.load(folder / "tokenizer.model")
+        labels = meta["labels"]
+        if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
+            raise ValueError("meta.json: labels is not a list of two or more strings")
+        self.label_names = labels
 
-        return load_entry(self, entry, self._fill_from_cache, ("tokenizer", "label_names", "splits"))
+    def write_tokenizers(self, folder: Path) -> None:
+        if self.vocab is not None:
+            self.vocab.save(folder / "vocab.json")
+        else:
+            self.tokenizer.save(folder / "tokenizer.model")
 
-    def _fill_from_cache(self, entry: Any, data: Any, meta: dict[str, Any]) -> None:
-        from nlp_lib.data.cache import columns, no_gc, repeat_warnings
-
-        repeat_warnings(meta.get("notes", []), entry)
-        self.tokenizer = SentencePieceTokenizer.load(entry.file("tokenizer.model"))
-        self.label_names = list(meta["labels"])
-        with no_gc():
-            for name in meta["splits"]:
-                self.splits[name] = list(zip(*columns(data[name], ("ids", "label")), strict=True))
-        self._log_summary()
-
-    def _to_cache(self, entry: Any, notes: list[str]) -> None:
-        from nlp_lib.data.cache import splits_dataset
-
-        data = splits_dataset(self.splits, ("ids", "label"))
-        tok = self.tokenizer
-        meta = {"splits": list(self.splits), "labels": self.label_names, "notes": notes}
-        entry.store(data, meta, lambda folder: tok.save(folder / "tokenizer.model"))
+    def check(self) -> None:
+        for name, split in self.splits.items():
+            split.check_range("ids", 0, self.vocab_size_now - 1, f"the {name} split's token ids")
+            split.check_range("label", 0, len(self.label_names) - 1, f"the {name} split's labels")
 
     def _read(self) -> dict[str, tuple[list[Any], list[Any], list[tuple[str, str, int]]]]:
         raw = {}
@@ -179,21 +193,12 @@ class TextDataModule(SplitLoaders, pl.LightningDataModule):
             raw[split] = (texts, labels, where)
         return raw
 
-    def prepare(self) -> None:
-        if self.splits:
-            return
-        entry = self._cache_entry()
-        if entry is not None and self._from_cache(entry):
-            return
-        from nlp_lib.data.cache import warnings_of
+    def build(self, folder: Path) -> dict[str, Any]:
+        import pyarrow as pa
+        from datasets import Features, Sequence, Value
 
-        with warnings_of() as notes:  # skipped records: repeated by runs that load the cache
-            self._prepare()
-        self._log_summary()
-        if entry is not None:
-            self._to_cache(entry, notes)
+        from nlp_lib.data.arrow import int_type
 
-    def _prepare(self) -> None:
         raw = self._read()
         if "val" not in raw:
             texts, labels, where = raw["train"]
@@ -239,25 +244,35 @@ class TextDataModule(SplitLoaders, pl.LightningDataModule):
             known = set(base.words)
             self.vocab = WordVocab(base.words + [w for w in seen.words[1:] if w not in known], lowercase=base.lowercase)
         elif self.tokenizer is None:  # fine-tuning keeps the trained model's pieces (adopt_tokenizer)
-            self.tokenizer = SentencePieceTokenizer.train(raw["train"][0], vocab_size=self._vocab_size)
-        for split, (texts, labels, _) in raw.items():
-            self.splits[split] = [
-                (self._encode(t)[: self.max_length], index[str(y)]) for t, y in zip(texts, labels, strict=True)
-            ]
-
-    def _encode(self, text: str) -> list[int]:
-        if self.vocab is not None:  # whitespace words, as the bundle's predict reads them
-            return [self.vocab.id(w) for w in text.split()] or [0]
-        return self.tokenizer.encode(text)
-
-    def _log_summary(self) -> None:
-        log.info(
-            "data: %s; %s vocabulary %d; %d classes",
-            ", ".join(f"{k} {len(v)} texts" for k, v in self.splits.items()),
-            "word" if self.vocab is not None else "sentencepiece",
-            self.vocab_size,
-            len(self.label_names),
+            n = len(raw["train"][0])
+            self.tokenizer = SentencePieceTokenizer.train(
+                raw["train"][0],
+                vocab_size=self._vocab_size,
+                sample=self.sentencepiece_sample if n > self.sentencepiece_sample else None,
+                seed=self.seed,
+            )
+        label_type = int_type(0, len(self.label_names) - 1)
+        schema = pa.schema([("text", pa.string()), ("label", label_type)])
+        features = Features(
+            {"ids": Sequence(Value(str(int_type(0, self.vocab_size_now - 1)))), "label": Value(str(label_type))}
         )
+        files = {}
+        for split, (texts, labels, _) in raw.items():
+            table = self.write_raw(folder, split, schema, zip(texts, (index[str(y)] for y in labels), strict=True))
+            files[split] = self.encode_split(
+                folder, split, table, _encode_texts, features,
+                pieces=self.tokenizer, vocab=self.vocab, max_length=self.max_length,
+            )  # fmt: skip
+        return {"splits": files, "labels": self.label_names}
+
+    @property
+    def vocab_size_now(self) -> int:
+        return self.vocab.vocab_size if self.vocab is not None else self.tokenizer.vocab_size
+
+    def summary(self) -> str:
+        splits = ", ".join(f"{k} {len(v)} texts" for k, v in self.splits.items())
+        kind = "word" if self.vocab is not None else "sentencepiece"
+        return f"{splits}; {kind} vocabulary {self.vocab_size_now}; {len(self.label_names)} classes"
 
     def adopt_tokenizer(self, tokenizer: Any) -> None:
         """Fine-tuning: tokenise as the trained model did, with its sentencepiece model, or with its
@@ -275,9 +290,6 @@ class TextDataModule(SplitLoaders, pl.LightningDataModule):
             )
         self.tokenizer = tokenizer
 
-    def setup(self, stage: str | None = None) -> None:
-        self.prepare()
-
     @property
     def vocab_size(self) -> int:
         self.prepare()
@@ -294,11 +306,12 @@ class TextDataModule(SplitLoaders, pl.LightningDataModule):
     def budget_sampler(self, split: str, replicas: int, rank: int) -> Any:
         if self.token_budget is None:
             return None
-        sizes = [len(e[0]) for e in self.splits[split]]  # similar lengths together
+        sizes = self.splits[split].lengths("ids")  # similar lengths together
         return BucketBatchSampler(sizes, self.token_budget, num_replicas=replicas, rank=rank, seed=self.seed)
 
-    def eval_examples(self, split: str) -> list:
-        return sorted(self.splits[split], key=lambda e: len(e[0]))
+    def eval_examples(self, split: str) -> Any:
+        data = self.splits[split]
+        return data.reordered(np.argsort(data.lengths("ids"), kind="stable"))
 
     def save(self, directory: str | Path) -> None:
         """The tokenizer (``tokenizer.model``) and the label names (``labels.json``)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +27,37 @@ class SentencePieceTokenizer:
         self.model = model
         self.sp = spm.SentencePieceProcessor(model_proto=model)
 
+    def __reduce__(self) -> tuple[Any, ...]:  # to the processes that encode a large split
+        return (type(self), (self.model,))
+
     @classmethod
     def train(
-        cls, texts: Sequence[str], *, vocab_size: int = 8000, model_type: str = "unigram", specials: bool = False
+        cls,
+        texts: Iterable[str],
+        *,
+        vocab_size: int = 8000,
+        model_type: str = "unigram",
+        specials: bool = False,
+        sample: int | None = None,
+        seed: int = 0,
     ) -> SentencePieceTokenizer:
         """Train on ``texts`` (``vocab_size`` is an upper bound on small corpora).
 
         ``specials=True`` reserves ids 2 and 3 for begin and end of sentence (what
-        :class:`~nlp_lib.models.Seq2Seq` expects).
+        :class:`~nlp_lib.models.Seq2Seq` expects). ``sample``: when given (the corpus has more
+        sentences than that), sentencepiece keeps a uniform sample of that many sentences, drawn
+        with ``seed`` (its ``input_sentence_size`` and ``shuffle_input_sentence``): training
+        memory and time stay bounded on large corpora. ``texts`` is read once (a generator will do).
         """
         import sentencepiece as spm
 
         buf = io.BytesIO()
+        extra: dict[str, Any] = {}
+        if sample is not None:
+            extra = {"input_sentence_size": sample, "shuffle_input_sentence": True}
+            spm.set_random_generator_seed(seed)
         try:
-            _train(spm, buf, texts, vocab_size, model_type, specials)
+            _train(spm, buf, texts, vocab_size, model_type, specials, **extra)
         except RuntimeError as e:  # e.g. fewer pieces than the text has characters
             reason = str(e).strip().splitlines()[-1] if str(e).strip() else "it failed"
             raise ConfigError(
@@ -83,8 +100,11 @@ class SentencePieceTokenizer:
             raise BundleError(f"{directory / name}: not a sentencepiece model ({e})") from None
 
 
-def _train(spm: Any, buf: io.BytesIO, texts: Sequence[str], vocab_size: int, model_type: str, specials: bool) -> None:
+def _train(
+    spm: Any, buf: io.BytesIO, texts: Iterable[str], vocab_size: int, model_type: str, specials: bool, **extra: Any
+) -> None:
     spm.SentencePieceTrainer.train(
+        **extra,
         sentence_iterator=iter(texts),
         model_writer=buf,
         vocab_size=vocab_size,

@@ -7,12 +7,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import pytorch_lightning as pl
+import numpy as np
 
 from nlp_lib.constraints import NonNegativeInt, PositiveInt, SentencePieceSize
 from nlp_lib.data.bad_input import MAX_INFERRED_CLASSES
 from nlp_lib.data.collate import EncodedTree, collate_trees, encode_tree, encode_tree_subwords
-from nlp_lib.data.datamodule import SplitLoaders
+from nlp_lib.data.datamodule import PreparedData
 from nlp_lib.data.sampling import BalancedBatchSampler
 from nlp_lib.data.vocab import WordVocab
 from nlp_lib.errors import DataError
@@ -27,8 +27,49 @@ TreeSplits = dict[str, list[Tree]]
 """Split name (``train``, ``val``, ``test``) to trees whose labels are per node (-1 where none)."""
 
 
-class TreeDataModule(SplitLoaders, pl.LightningDataModule):
+def _raw_trees(batch: dict[str, list[Any]]) -> list[Tree]:
+    return [
+        Tree(parent=p, words=w, labels=y)
+        for p, w, y in zip(batch["parent"], batch["words"], batch["labels"], strict=True)
+    ]
+
+
+def _encode_trees(batch: dict[str, list[Any]], *, vocab: WordVocab | None, pieces: Any) -> dict[str, list[Any]]:
+    """A batch of raw trees as encoded trees (``Dataset.map``): node tokens and heights."""
+    out: dict[str, list[Any]] = {"parent": [], "tokens": [], "labels": [], "heights": []}
+    for tree in _raw_trees(batch):
+        e = (
+            encode_tree_subwords(tree, pieces.encode)
+            if pieces is not None
+            else encode_tree(tree, vocab.encode(tree.words))
+        )
+        for name, value in zip(out, e, strict=True):
+            out[name].append(list(value))
+    return out
+
+
+def _encode_sentences(batch: dict[str, list[Any]], *, vocab: WordVocab | None, pieces: Any) -> dict[str, list[Any]]:
+    """A batch of raw trees as their sentences' ids and root labels (``Dataset.map``)."""
+    ids, label = [], []
+    for tree in _raw_trees(batch):
+        if pieces is not None:
+            ids.append(pieces.encode(" ".join(tree.words[i] for i in tree.leaves)))
+        else:
+            ids.append([vocab.id(tree.words[i]) for i in tree.leaves])
+        label.append(tree.labels[-1])
+    return {"ids": ids, "label": label}
+
+
+def _tree_example(values: tuple[Any, ...]) -> EncodedTree:
+    parent, tokens, labels, heights = values
+    return EncodedTree(tuple(parent), tokens, labels, heights)
+
+
+class TreeDataModule(PreparedData):
     """Reads tree splits, builds the word vocabulary on ``train`` and batches trees as schedules.
+
+    The encoded trees (parent, token, label and height arrays, in the narrowest integer types)
+    are prepared once into Arrow files and read by index (:class:`~nlp_lib.data.datamodule.PreparedData`).
 
     Args:
         load: Returns the splits; must contain ``train`` and ``val`` (``test`` is optional). It may
@@ -36,6 +77,8 @@ class TreeDataModule(SplitLoaders, pl.LightningDataModule):
         batch_size: Trees per training batch.
         eval_batch_size: Trees per evaluation batch (default: ``batch_size``).
         num_workers: DataLoader worker processes (schedules are built in the workers).
+        num_proc: Processes encoding each split (``Dataset.map``); ``None``: every CPU (up to 8)
+            for splits of 50,000 trees or more, one below.
         num_classes: Number of labels; default: the largest label in ``train`` plus one, at most
             :data:`~nlp_lib.data.bad_input.MAX_INFERRED_CLASSES` (a larger label is an error
             asking for ``data.num_classes``). The PTB readers check every label against it, by
@@ -55,6 +98,8 @@ class TreeDataModule(SplitLoaders, pl.LightningDataModule):
             model trained on the training sentences; a word of several pieces becomes a small
             binary subtree of its pieces under the word's node: :func:`~nlp_lib.data.collate.encode_tree_subwords`).
         vocab_size: sentencepiece pieces (``tokenizer="sentencepiece"``; an upper bound on small data).
+        sentencepiece_sample: At most so many training sentences train sentencepiece (a seeded
+            uniform sample of larger corpora).
         cache: Keep the prepared data (encoded splits and vocabulary) in the on-disk cache and
             load it from there when the files and options are the same (:mod:`nlp_lib.data.cache`).
         cache_dir: The cache folder (default ``$NLP_LIB_CACHE`` or ``~/.cache/nlp_lib``).
@@ -64,6 +109,11 @@ class TreeDataModule(SplitLoaders, pl.LightningDataModule):
 
     # the models this data trains, as nlp-lib names their kinds (checked before anything is read)
     feeds: ClassVar[tuple[str, ...]] = ("tree classifier",)
+    cache_kind = "trees"
+    fields: ClassVar[tuple[str, ...]] = ("parent", "tokens", "labels", "heights")
+    make_example = staticmethod(_tree_example)
+    restored = ("vocab", "tokenizer", "_num_classes", "label_names")
+    _encoder: ClassVar[Callable[..., dict[str, list[Any]]]] = staticmethod(_encode_trees)
 
     def __init__(
         self,
@@ -72,6 +122,7 @@ class TreeDataModule(SplitLoaders, pl.LightningDataModule):
         batch_size: PositiveInt = 64,
         eval_batch_size: int | None = None,
         num_workers: NonNegativeInt = 0,
+        num_proc: PositiveInt | None = None,
         num_classes: int | None = None,
         lowercase: bool = False,
         min_freq: PositiveInt = 1,
@@ -81,21 +132,25 @@ class TreeDataModule(SplitLoaders, pl.LightningDataModule):
         node_budget: PositiveInt | None = None,
         tokenizer: str = "word",
         vocab_size: SentencePieceSize = 8000,
+        sentencepiece_sample: PositiveInt = 1_000_000,
         cache: bool = True,
         cache_dir: str | None = None,
         cache_key: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
-        if batch_size < 1:
-            raise DataError(f"data.batch_size must be at least 1, got {batch_size}")
+        super().__init__(
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            num_proc=num_proc,
+            cache=cache,
+            cache_dir=cache_dir,
+            cache_key=cache_key,
+        )
         self._load = load
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
         self._num_classes = num_classes
         self.lowercase = lowercase
         self.min_freq = min_freq
-        self.seed = seed
         self.vocab = vocab
         self.vocab_splits = tuple(vocab_splits)
         if node_budget is not None and node_budget < 1:
@@ -109,26 +164,18 @@ class TreeDataModule(SplitLoaders, pl.LightningDataModule):
             )
         self.kind = tokenizer
         self._pieces = vocab_size
+        self.sentencepiece_sample = sentencepiece_sample
         self.tokenizer: Any = None  # the sentencepiece model (tokenizer="sentencepiece")
-        self.cache = cache
-        self.cache_dir = cache_dir
-        self.cache_key = cache_key
         self._base_vocab: WordVocab | None = None
         self.label_names: list[str] = []  # names of the class ids, when the data has them
-        self.splits: dict[str, list[EncodedTree]] = {}
-        self._eval_batches: dict[str, list[Any]] = {}
 
-    def prepare(self) -> None:
-        """Read the splits, build the vocabulary and encode every tree (idempotent)."""
-        if self.splits:
-            return
-        entry = self._cache_entry()
-        if entry is not None and self._from_cache(entry):
-            return
-        from nlp_lib.data.cache import warnings_of
+    def build(self, folder: Path) -> dict[str, Any]:
+        """Read the splits, build the vocabulary and encode every tree into ``folder``."""
+        import pyarrow as pa
 
-        with warnings_of() as self._notes:  # skipped lines: repeated by runs that load the cache
-            raw = self._load()
+        from nlp_lib.data.arrow import int_type
+
+        raw = self._load()
         if isinstance(raw, tuple):  # (splits, label names)
             raw, self.label_names = raw[0], list(raw[1])
         for name in ("train", "val"):
@@ -138,8 +185,13 @@ class TreeDataModule(SplitLoaders, pl.LightningDataModule):
             if self.tokenizer is None:  # fine-tuning adopts the trained model's (adopt_tokenizer)
                 from nlp_lib.data.tokenizers import SentencePieceTokenizer
 
-                sentences = [" ".join(w for w in t.words if w) for t in raw["train"]]
-                self.tokenizer = SentencePieceTokenizer.train(sentences, vocab_size=self._pieces)
+                n = len(raw["train"])
+                self.tokenizer = SentencePieceTokenizer.train(
+                    (" ".join(w for w in t.words if w) for t in raw["train"]),
+                    vocab_size=self._pieces,
+                    sample=self.sentencepiece_sample if n > self.sentencepiece_sample else None,
+                    seed=self.seed,
+                )
         elif self.vocab is None:
             unknown = [s for s in self.vocab_splits if s not in ("train", "val", "test")]
             if unknown or "train" not in self.vocab_splits:
@@ -175,37 +227,53 @@ class TreeDataModule(SplitLoaders, pl.LightningDataModule):
                         f"split '{name}', tree {i + 1}: label {max(t.labels)} is outside the "
                         f"{self._num_classes} classes 0..{self._num_classes - 1} ({classes})"
                     )
-            self.splits[name] = [self.encode(t) for t in trees]
-        self._log_summary()
-        if entry is not None:
-            self._to_cache(entry)
+        longest = max(len(t) for trees in raw.values() for t in trees)
+        raw_schema = pa.schema([("parent", pa.list_(int_type(-1, longest))), ("words", pa.list_(pa.string())),
+                                ("labels", pa.list_(int_type(-1, self._num_classes - 1)))])  # fmt: skip
+        tables = {
+            name: self.write_raw(folder, name, raw_schema, ((t.parent, t.words, t.labels) for t in trees))
+            for name, trees in raw.items()
+        }
+        del raw, trees  # the encoding processes fork from here: without the trees as Python objects
+        pieces = self.tokenizer if self.kind == "sentencepiece" else None
+        features = self._features(longest)
+        files = {
+            name: self.encode_split(folder, name, table, self._encoder, features, vocab=self.vocab, pieces=pieces)
+            for name, table in tables.items()
+        }
+        return {"splits": files, "num_classes": self._num_classes, "label_names": self.label_names}
 
-    def _log_summary(self) -> None:
-        log.info(
-            "data: %s; vocabulary %d %s; %d classes",
-            ", ".join(f"{k} {len(v)} trees" for k, v in self.splits.items()),
-            self.vocab_size,
-            "sentencepiece pieces" if self.kind == "sentencepiece" else "words",
-            self._num_classes,
+    def _features(self, longest: int) -> Any:
+        """The encoded columns, each in the narrowest integer type that holds its values."""
+        from datasets import Features, Sequence, Value
+
+        from nlp_lib.data.arrow import int_type
+
+        nodes = "int32" if self.kind == "sentencepiece" else str(int_type(-1, longest))  # subwords add nodes
+        return Features(
+            {
+                "parent": Sequence(Value(nodes)),
+                "tokens": Sequence(Value(str(int_type(-1, self.vocab_size_now - 1)))),
+                "labels": Sequence(Value(str(int_type(-1, self._num_classes - 1)))),
+                "heights": Sequence(Value(nodes)),
+            }
         )
+
+    @property
+    def vocab_size_now(self) -> int:
+        return self.tokenizer.vocab_size if self.tokenizer is not None else self.vocab.vocab_size
+
+    def summary(self) -> str:
+        splits = ", ".join(f"{k} {len(v)} trees" for k, v in self.splits.items())
+        unit = "sentencepiece pieces" if self.kind == "sentencepiece" else "words"
+        return f"{splits}; vocabulary {self.vocab_size_now} {unit}; {self._num_classes} classes"
 
     # ------------------------------------------------------------------ the on-disk cache
 
-    #: Field names of an encoded example (its Arrow columns) and how to rebuild one from them.
-    example_fields: tuple[str, ...] = ("parent", "tokens", "labels", "heights")
-
-    def example_from_fields(self, values: tuple[Any, ...]) -> Any:
-        parent, tokens, labels, heights = values
-        return EncodedTree(tuple(parent), tokens, labels, heights)
-
-    def _cache_entry(self) -> Any:
-        adopted = self.vocab is not None or self._base_vocab is not None or self.tokenizer is not None
-        if not self.cache or self.cache_key is None or adopted:
+    def cache_options(self) -> dict[str, Any] | None:
+        if self.vocab is not None or self._base_vocab is not None or self.tokenizer is not None:
             return None  # a given vocabulary (evaluation, fine-tuning) is not part of the key: not cached
-        from nlp_lib.data.cache import DataCache
-
-        key = {
-            "source": self.cache_key,
+        return {
             "module": type(self).__name__,
             "lowercase": self.lowercase,
             "min_freq": self.min_freq,
@@ -213,54 +281,36 @@ class TreeDataModule(SplitLoaders, pl.LightningDataModule):
             "num_classes": self._num_classes,
             "tokenizer": self.kind,
             "vocab_size": self._pieces if self.kind == "sentencepiece" else None,
+            "sentencepiece_sample": self.sentencepiece_sample if self.kind == "sentencepiece" else None,
         }
-        return DataCache("trees", key, self.cache_dir)
 
-    def _from_cache(self, entry: Any) -> bool:
-        from nlp_lib.data.cache import load_entry
-
-        return load_entry(
-            self, entry, self._fill_from_cache, ("vocab", "tokenizer", "_num_classes", "label_names", "splits")
-        )
-
-    def _fill_from_cache(self, entry: Any, data: Any, meta: dict[str, Any]) -> None:
-        from nlp_lib.data.cache import columns, no_gc, repeat_warnings
-
-        repeat_warnings(meta.get("notes", []), entry)
+    def restore(self, folder: Path, meta: dict[str, Any]) -> None:
         if self.kind == "sentencepiece":
             from nlp_lib.data.tokenizers import SentencePieceTokenizer
 
-            self.tokenizer = SentencePieceTokenizer.load(entry.file("tokenizer.model"))
+            self.tokenizer = SentencePieceTokenizer.load(folder / "tokenizer.model")
         else:
-            self.vocab = WordVocab.load(entry.file("vocab.json"))
-        self._num_classes = int(meta["num_classes"])
-        self.label_names = list(meta.get("label_names", []))
-        with no_gc():
-            for name in meta["splits"]:
-                cols = columns(data[name], self.example_fields)
-                self.splits[name] = [self.example_from_fields(v) for v in zip(*cols, strict=True)]
-        self._log_summary()
+            self.vocab = WordVocab.load(folder / "vocab.json")
+        classes = meta["num_classes"]
+        if type(classes) is not int or not 1 <= classes:
+            raise ValueError(f"meta.json: num_classes is {classes!r}")
+        self._num_classes = classes
+        names = meta.get("label_names", [])
+        if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+            raise ValueError("meta.json: label_names is not a list of strings")
+        self.label_names = names
 
-    def _to_cache(self, entry: Any) -> None:
-        from nlp_lib.data.cache import splits_dataset
+    def write_tokenizers(self, folder: Path) -> None:
+        if self.kind == "sentencepiece":
+            self.tokenizer.save(folder / "tokenizer.model")
+        else:
+            self.vocab.save(folder / "vocab.json")
 
-        data = splits_dataset(self.splits, self.example_fields)
-        tok = self.tokenizer or self.vocab
-        name = "tokenizer.model" if self.kind == "sentencepiece" else "vocab.json"
-        entry.store(
-            data,
-            {
-                "num_classes": self._num_classes,
-                "splits": list(self.splits),
-                "notes": list(self._notes),
-                "label_names": self.label_names,
-            },
-            lambda folder: tok.save(folder / name),
-        )
-
-    def size(self, example: Any) -> int:
-        """The work of one encoded example (its nodes), for ``node_budget`` batching."""
-        return len(example.parent)
+    def check(self) -> None:
+        for name, split in self.splits.items():
+            split.check_range("tokens", -1, self.vocab_size_now - 1, f"the {name} split's token ids")
+            split.check_range("labels", -1, self._num_classes - 1, f"the {name} split's labels")
+            _check_structure(split, name)
 
     def adopt_tokenizer(self, tokenizer: Any) -> None:
         """Fine-tuning: extend a trained model's vocabulary (its ids stay; new words are appended)."""
@@ -277,13 +327,6 @@ class TreeDataModule(SplitLoaders, pl.LightningDataModule):
                 "vocabulary or sentencepiece (fine-tune with data of the same kind)"
             )
         self.kind, self.tokenizer = "sentencepiece", tokenizer  # the same pieces as the trained model
-
-    def encode(self, tree: Tree) -> Any:
-        """One example as the collate function takes it (here: the tree with its token ids)."""
-        if self.tokenizer is not None:
-            tok = self.tokenizer
-            return encode_tree_subwords(tree, tok.encode)
-        return encode_tree(tree, self.vocab.encode(tree.words))
 
     def collate(self, examples: list[Any]) -> Any:
         """A batch of encoded examples (here: their level schedule; runs in DataLoader workers)."""
@@ -309,7 +352,7 @@ class TreeDataModule(SplitLoaders, pl.LightningDataModule):
     def budget_sampler(self, split: str, replicas: int, rank: int) -> Any:
         if self.node_budget is None:
             return None
-        sizes = [self.size(e) for e in self.splits[split]]  # batches of at most node_budget nodes
+        sizes = self.splits[split].lengths(self.fields[0])  # nodes (or tokens), from the offsets
         return BalancedBatchSampler(sizes, self.node_budget, num_replicas=replicas, rank=rank, seed=self.seed)
 
     def save(self, directory: str | Path) -> None:
@@ -331,24 +374,57 @@ class SentenceDataModule(TreeDataModule):
 
     # the models this data trains, as nlp-lib names their kinds (checked before anything is read)
     feeds: ClassVar[tuple[str, ...]] = ("sequence classifier", "sequence tagger")
+    fields: ClassVar[tuple[str, ...]] = ("ids", "label")
+    make_example = None
+    _encoder = staticmethod(_encode_sentences)
 
-    def size(self, example: Any) -> int:
-        return len(example[0])
+    def _features(self, longest: int) -> Any:
+        from datasets import Features, Sequence, Value
 
-    example_fields = ("ids", "label")
+        from nlp_lib.data.arrow import int_type
 
-    def eval_examples(self, split: str) -> list:
-        return sorted(self.splits[split], key=lambda e: len(e[0]))  # padded: similar lengths together
+        return Features(
+            {
+                "ids": Sequence(Value(str(int_type(0, self.vocab_size_now - 1)))),
+                "label": Value(str(int_type(0, self._num_classes - 1))),
+            }
+        )
 
-    def example_from_fields(self, values: tuple[Any, ...]) -> Any:
-        return tuple(values)
+    def check(self) -> None:
+        for name, split in self.splits.items():
+            split.check_range("ids", 0, self.vocab_size_now - 1, f"the {name} split's token ids")
+            split.check_range("label", 0, self._num_classes - 1, f"the {name} split's labels")
 
-    def encode(self, tree: Tree) -> Any:
-        if self.tokenizer is not None:
-            ids = self.tokenizer.encode(" ".join(tree.words[i] for i in tree.leaves))
-            return ids, tree.labels[-1]
-        ids = [self.vocab.id(tree.words[i]) for i in tree.leaves]
-        return ids, tree.labels[-1]
+    def eval_examples(self, split: str) -> Any:
+        data = self.splits[split]  # padded: similar lengths together
+        return data.reordered(np.argsort(data.lengths("ids"), kind="stable"))
 
     def collate(self, examples: list[Any]) -> Any:
         return SequenceBatch.from_lists([e[0] for e in examples], [e[1] for e in examples])
+
+
+def _check_structure(split: Any, name: str) -> None:
+    """``ValueError`` unless every tree of ``split`` is one: per tree, parents after their children
+    and inside it, one root (the last node), heights above the children's (a schedule's order)."""
+    parent = split.values("parent").astype(np.int64)
+    heights = split.values("heights").astype(np.int64)
+    sizes = split.lengths("parent")
+    if any(not np.array_equal(split.lengths(c), sizes) for c in ("tokens", "labels", "heights")):
+        raise ValueError(f"the {name} split: a tree's arrays differ in length")
+    if (sizes < 1).any():
+        raise ValueError(f"the {name} split: a tree without nodes")
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    tree = np.repeat(np.arange(len(sizes)), sizes)
+    local = np.arange(len(parent)) - starts[tree]
+    root = local == sizes[tree] - 1
+    inner = ~root
+    if (
+        (parent[root] != -1).any()
+        or (parent[inner] <= local[inner]).any()
+        or (parent[inner] >= sizes[tree][inner]).any()
+    ):
+        raise ValueError(f"the {name} split: a parent index out of order or outside its tree")
+    up = starts[tree][inner] + parent[inner]  # the global index of each non-root node's parent
+    if (heights < 0).any() or (heights[up] <= heights[inner]).any():
+        raise ValueError(f"the {name} split: a node's height is not above its children's")

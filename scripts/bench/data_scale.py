@@ -17,8 +17,9 @@ a fresh process started through the recipes' own config (``nlp_lib.cli.compose``
 
 ``--json`` prints one JSON object on the last line. ``--pairs``/``--trees`` choose the sizes
 (default: issue 19's 0.5M, 1M, 4M pairs and 0.5M, 2M trees). With today's design the pairs take
-~20 minutes and peak at ~8 GB (4M); 2M trees would peak near 20 GB in first preparation, so on a
-24 GB machine run ``--trees 5e5`` until the data path is Arrow-backed. Run it alone on the machine.
+~20 minutes and peak at ~8 GB (4M) with the pre-Arrow design (``--baseline-rev c403a01`` runs
+that code's first preparation of the 1M corpus side by side: ``prepare_vs_baseline``). Both kinds
+prepare with ``data.num_proc=2``. Run it alone on the machine.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def make_trees(folder: Path, n: int, seed: int) -> Path:
 
 
 def overrides(kind: str, data: Path, cache: Path) -> tuple[str, list[str]]:
-    common = [f"data.path={data}", f"data.cache_dir={cache}", "data.num_workers=2"]
+    common = [f"data.path={data}", f"data.cache_dir={cache}", "data.num_workers=2", "data.num_proc=2"]
     if kind == "pairs":
         return "multi30k_seq2seq", [
             *common, "data.source=src", "data.target=tgt", "data.test=null", "data.tokenizer=word",
@@ -163,15 +164,17 @@ def _tree_pss(proc) -> float:  # noqa: ANN001
     return total
 
 
-def measure(phase: str, kind: str, data: Path, cache: Path, run_dir: Path) -> dict:
-    """Run one phase in a fresh process; its RESULT fields, wall seconds and peak PSS of its process tree."""
+def measure(phase: str, kind: str, data: Path, cache: Path, run_dir: Path, tree: Path = REPO) -> dict:
+    """Run one phase in a fresh process (of the code in ``tree``: this checkout, or an older one);
+    its RESULT fields, wall seconds and peak PSS of its process tree."""
     import psutil
 
-    cmd = [sys.executable, __file__, "--worker", phase, "--kind", kind, "--data", str(data)]
+    script = tree / "scripts" / "bench" / "data_scale.py"
+    cmd = [sys.executable, str(script), "--worker", phase, "--kind", kind, "--data", str(data)]
     cmd += ["--cache", str(cache), "--run-dir", str(run_dir)]
     env = {**os.environ, "OMP_NUM_THREADS": "2", "NLP_LIB_CACHE": str(cache)}
     start = time.perf_counter()
-    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tree)
     proc, peak = psutil.Process(child.pid), [0.0]
 
     def sample() -> None:
@@ -195,6 +198,17 @@ def measure(phase: str, kind: str, data: Path, cache: Path, run_dir: Path) -> di
     return {**fields, "wall_s": round(time.perf_counter() - start, 2), "peak_pss_gb": round(peak[0] / 2**30, 3)}
 
 
+def _worktree(rev: str) -> Path:
+    """A checkout of ``rev`` under ``.bench/`` (made once), to run the older data path side by side."""
+    sha = subprocess.run(["git", "rev-parse", rev], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    path = REPO / ".bench" / f"data_scale-{sha[:12]}"
+    if not path.exists():
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(path), sha], cwd=REPO, check=True, capture_output=True
+        )
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=float, nargs="*", default=[0.5e6, 1e6, 4e6])
@@ -202,6 +216,12 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="corpora and caches (default: a temp dir)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--baseline-rev",
+        default=None,
+        help="also time the first preparation of the 1M-pair corpus (or the pair size closest to it) "
+        "with the code of this git revision (a worktree under .bench/), side by side",
+    )
     ap.add_argument("--worker", choices=["prepare", "cached", "loader", "train"], help=argparse.SUPPRESS)
     ap.add_argument("--kind", choices=["pairs", "trees"], help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -226,6 +246,16 @@ def main() -> None:
             row["loader_vs_train"] = round(row["loader"]["examples_per_s"] / row["train"]["examples_per_s"], 2)
             rows.append(row)
     result = {"benchmark": "data_scale", "cpu": cpu_name(), "rows": rows}
+    pairs = [r for r in rows if r["kind"] == "pairs"]
+    if a.baseline_rev and pairs:
+        row = min(pairs, key=lambda r: abs(r["examples"] - 1e6))
+        old = _worktree(a.baseline_rev)
+        n = row["examples"]
+        data, cache = work / f"pairs_{n}", work / f"cache_pairs_{n}_baseline"
+        now = measure("prepare", "pairs", data, work / f"cache_pairs_{n}_again", work / "run_again")
+        then = measure("prepare", "pairs", data, cache, work / "run_baseline", tree=old)
+        result["baseline"] = {"rev": a.baseline_rev, "pairs": n, "prepare": then, "prepare_now": now}
+        result["prepare_vs_baseline"] = round(now["seconds"] / then["seconds"], 3)
     if rows:
         result["max_cached_load_s"] = max(r["cached"]["seconds"] for r in rows)
         result["min_loader_vs_train"] = min(r["loader_vs_train"] for r in rows)

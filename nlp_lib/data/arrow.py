@@ -1,0 +1,278 @@
+"""Prepared data as Arrow: written in chunks, encoded with ``datasets.Dataset.map``, read by index.
+
+Every DataModule prepares its data through the same steps (:class:`~nlp_lib.data.datamodule.PreparedData`):
+
+1. its reader's records are written, a chunk at a time, into a raw Arrow file per split
+   (:func:`write_records`: no list of every record is kept);
+2. the raw table is encoded into id columns by ``Dataset.map(batched=True, num_proc=...)``
+   (:func:`encode`), ids stored in the narrowest integer type that holds them (:func:`int_type`);
+3. the training process and its DataLoader workers read examples by index from the memory-mapped
+   files (:class:`ArrowSplit`): the pages are the page cache's, shared by every process that maps
+   them, and nothing per example is held as a Python object. Samplers read the lengths from the
+   list columns' offsets (:meth:`ArrowSplit.lengths`), never the examples.
+
+Files of a cache entry are untrusted input (:mod:`nlp_lib.data.cache`): :func:`open_split` checks
+the Arrow structure in full (offsets in bounds) and the columns the DataModule names, and
+:meth:`ArrowSplit.check_range` the values (ids inside the vocabulary, labels among the classes).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ArrowSplit", "encode", "hold_out", "int_type", "open_split", "write_records"]
+
+CHUNK = 10_000
+"""Records per Arrow record batch when writing, and per batch of ``Dataset.map``."""
+
+PARALLEL_FROM = 50_000
+"""``num_proc=None`` (automatic) encodes splits of at least so many records with every CPU (at most 8)."""
+
+
+def int_type(low: int, high: int) -> Any:
+    """The narrowest Arrow integer type holding every value in ``[low, high]``.
+
+    >>> str(int_type(0, 255)), str(int_type(-1, 30_000)), str(int_type(0, 70_000))
+    ('uint8', 'int16', 'uint32')
+    """
+    import pyarrow as pa
+
+    unsigned = ((pa.uint8(), 1 << 8), (pa.uint16(), 1 << 16), (pa.uint32(), 1 << 32))
+    signed = ((pa.int8(), 1 << 7), (pa.int16(), 1 << 15), (pa.int32(), 1 << 31))
+    for t, bound in unsigned if low >= 0 else signed:
+        if high < bound and -low <= bound:
+            return t
+    return pa.int64()
+
+
+def write_records(path: str | Path, schema: Any, records: Iterable[Sequence[Any]]) -> int:
+    """Write ``records`` (tuples in ``schema``'s field order) into an Arrow stream file, :data:`CHUNK` at a time.
+
+    Returns the number of records. Only one chunk of records is held in memory at once.
+    """
+    import pyarrow as pa
+
+    names = schema.names
+    count = 0
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        columns: list[list[Any]] = [[] for _ in names]
+
+        def flush() -> None:
+            writer.write_batch(pa.record_batch(columns, schema=schema))
+            for c in columns:
+                c.clear()
+
+        for record in records:
+            for column, value in zip(columns, record, strict=True):
+                column.append(value)
+            count += 1
+            if count % CHUNK == 0:
+                flush()
+        if columns[0] or count == 0:
+            flush()
+    return count
+
+
+def _num_proc(rows: int, num_proc: int | None) -> int | None:
+    if num_proc is None:
+        num_proc = min(os.cpu_count() or 1, 8) if rows >= PARALLEL_FROM else 1
+    return num_proc if num_proc > 1 and rows >= 2 * num_proc else None
+
+
+def encode(
+    raw: Any,
+    function: Callable[..., dict[str, list[Any]]],
+    features: Any,
+    path: str | Path,
+    *,
+    num_proc: int | None = None,
+    fn_kwargs: dict[str, Any] | None = None,
+) -> Any:
+    """``raw`` (a ``datasets.Dataset``) encoded by ``function`` (a batch of raw columns -> encoded
+    columns) into the Arrow file(s) at ``path`` (``num_proc`` shards: ``<stem>_0000i_of_0000n.arrow``).
+
+    ``function`` and ``fn_kwargs`` must pickle (a module-level function; tokenizers do) when the
+    split is encoded by several processes: ``num_proc=None`` uses every CPU (up to 8) on splits of
+    :data:`PARALLEL_FROM` records or more, one process below.
+    """
+    import datasets
+
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # no "Map" bars in the run's log
+    try:
+        return raw.map(
+            function,
+            batched=True,
+            batch_size=CHUNK,
+            num_proc=_num_proc(len(raw), num_proc),
+            remove_columns=raw.column_names,
+            features=features,
+            fn_kwargs=fn_kwargs or {},
+            cache_file_name=str(path),
+            load_from_cache_file=False,
+            new_fingerprint=Path(path).stem,  # nothing to hash: the file is written once, here
+            keep_in_memory=False,
+        )
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
+
+
+def hold_out(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """``(train, val)`` indices: ``fraction`` of ``range(n)`` (at least one) held out by a seeded permutation."""
+    import torch
+
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    k = max(1, round(fraction * n))
+    return order[k:], order[:k]
+
+
+def open_split(folder: Path, files: Sequence[str], columns: Sequence[str], where: str) -> Any:
+    """The ``datasets.Dataset`` of a split's Arrow ``files`` in ``folder`` (memory-mapped, concatenated).
+
+    The files may be a cache entry's (untrusted): each must be a plain file name inside ``folder``,
+    its table must pass Arrow's full validation (offsets and lengths within the buffers) and hold
+    exactly ``columns``. ``ValueError`` names ``where`` and the file otherwise.
+    """
+    from datasets import Dataset, concatenate_datasets
+
+    if not files or any(not isinstance(f, str) or "/" in f or "\\" in f or f in ("", ".", "..") for f in files):
+        raise ValueError(f"{where}: {files!r} is not a list of file names")
+    parts = []
+    for name in files:
+        part = Dataset.from_file(str(folder / name), in_memory=False)
+        if sorted(part.column_names) != sorted(columns):
+            raise ValueError(f"{where}: {name} has the columns {part.column_names}, expected {list(columns)}")
+        part.data.table.validate(full=True)
+        parts.append(part)
+    return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+
+
+def _python_columns(table: Any, names: Sequence[str]) -> list[list[Any]]:
+    """Columns of a (small) Arrow table as Python lists; a list column as slices of one flat list."""
+    import pyarrow as pa
+
+    out = []
+    for name in names:
+        col = table.column(name).combine_chunks()
+        if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+            offsets = col.offsets.to_numpy()  # they index the unsliced values
+            start = int(offsets[0])
+            flat = col.values.slice(start, int(offsets[-1]) - start).to_numpy().tolist()
+            bounds = (offsets - start).tolist()
+            out.append([flat[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+        else:
+            out.append(col.to_pylist())
+    return out
+
+
+class ArrowSplit(Sequence):
+    """One split's examples, read by index from its memory-mapped Arrow table.
+
+    ``split[i]`` is one example as the DataModule's collate takes it, ``make(values)`` built from
+    the ``fields`` columns (a tuple in ``fields`` order when ``make`` is ``None``); ``split[a:b]``
+    and ``split.__getitems__(indices)`` (what a ``DataLoader`` calls for a batch) a list of them,
+    read with one Arrow ``take``. It pickles as its files' paths (spawned workers map them again).
+
+    Args:
+        dataset: The split (``datasets.Dataset``, memory-mapped).
+        fields: The columns an example is made of, in order.
+        make: Builds an example from its values (a module-level function: it is pickled).
+        order: A view in this order of the rows (e.g. by length, for evaluation).
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        fields: Sequence[str],
+        make: Callable[[tuple[Any, ...]], Any] | None = None,
+        order: np.ndarray | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.fields = tuple(fields)
+        self.make = make
+        self.order = order
+
+    @property
+    def table(self) -> Any:
+        """The pyarrow table (memory-mapped)."""
+        return self.dataset.data.table
+
+    def __len__(self) -> int:
+        return len(self.order) if self.order is not None else self.dataset.num_rows
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self.__getitems__(range(len(self))[index])
+        n = len(self)
+        i = int(index)
+        if not -n <= i < n:
+            raise IndexError(f"example {index} of a split of {n}")
+        return self.__getitems__([i % n])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+        rows = np.asarray(indices, dtype=np.int64)
+        if self.order is not None:
+            rows = self.order[rows]
+        if len(rows) == 0:
+            return []
+        values = zip(*_python_columns(self.table.take(rows), self.fields), strict=True)
+        return [self.make(v) for v in values] if self.make is not None else list(values)
+
+    def __iter__(self) -> Iterator[Any]:
+        for start in range(0, len(self), 1024):
+            yield from self[start : start + 1024]
+
+    def __eq__(self, other: object) -> bool:  # the same examples in the same order (tests compare splits)
+        if not isinstance(other, ArrowSplit | list | tuple):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ArrowSplit({len(self)} examples, fields={self.fields})"
+
+    def reordered(self, order: np.ndarray) -> ArrowSplit:
+        """A view of the rows in ``order`` (indices into this split)."""
+        base = np.asarray(order, dtype=np.int64)
+        return ArrowSplit(self.dataset, self.fields, self.make, base if self.order is None else self.order[base])
+
+    def lengths(self, column: str) -> np.ndarray:
+        """Lengths of a list column's rows (``int64``), from its offsets: no row is read."""
+        col = self.table.column(column)
+        out = np.concatenate([np.diff(c.offsets.to_numpy()) for c in col.chunks]) if col.num_chunks else np.zeros(0)
+        out = out.astype(np.int64)
+        return out[self.order] if self.order is not None else out
+
+    def values(self, column: str) -> np.ndarray:
+        """A numeric column (or a list column's flat values) as one array, whole split."""
+        import pyarrow as pa
+
+        col = self.table.column(column)
+        if pa.types.is_list(col.type):
+            col = pa.chunked_array([c.flatten() for c in col.chunks], type=col.type.value_type)
+        return col.to_numpy()
+
+    def check_range(self, column: str, low: int, high: int, what: str) -> None:
+        """``ValueError`` unless every value of ``column`` lies in ``[low, high]`` (e.g. an id inside the vocabulary)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        col = self.table.column(column)
+        if pa.types.is_list(col.type):
+            col = pa.chunked_array([c.flatten() for c in col.chunks], type=col.type.value_type)
+        if len(col) == 0:
+            return
+        bounds = pc.min_max(col)
+        lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+        if lo is None or lo < low or hi > high:
+            raise ValueError(f"column {column!r} holds {what} from {lo} to {hi}, outside {low}..{high}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ArrowSplit, (self.dataset, self.fields, self.make, self.order))
