@@ -136,8 +136,30 @@ class PreparedData(SplitLoaders, pl.LightningDataModule):
         self.splits: dict[str, Any] = {}
         self._eval_batches: dict[str, list[Any]] = {}
         self._tmp: tempfile.TemporaryDirectory | None = None
+        self.only: tuple[str, ...] | None = None  # evaluation only: the splits to read (evaluate_only)
+
+    def evaluate_only(self, split: str, labels: Sequence[str] = ()) -> None:
+        """Prepare ``split`` alone, for a trained model: its tokenizer adopted beforehand
+        (``adopt_tokenizer``, or ``vocab``), its label names (class-id order) given here. The
+        other splits are not read (the training split only where ``split`` is held out of it),
+        no tokenizer is trained and nothing is cached. ``nlp-lib eval`` calls it."""
+        if split not in SPLITS:
+            raise DataError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        self.only = (split,)
+        self.adopt_labels(list(labels))
+
+    def wanted(self, split: str) -> bool:
+        """Whether ``split`` is prepared (every split, unless :meth:`evaluate_only`)."""
+        return self.only is None or split in self.only
+
+    def required(self) -> tuple[str, ...]:
+        """The splits that must be there and non-empty."""
+        return self.only if self.only is not None else ("train", "val")
 
     # ------------------------------------------------------------------ what a kind defines
+
+    def adopt_labels(self, labels: list[str]) -> None:
+        """A trained model's label names (class-id order), for :meth:`evaluate_only`."""
 
     def cache_options(self) -> dict[str, Any] | None:
         """The options the prepared data depends on besides ``cache_key`` (``None``: not cached)."""
@@ -198,7 +220,8 @@ class PreparedData(SplitLoaders, pl.LightningDataModule):
         log.info("data: %s", self.summary())
 
     def _cache_entry(self) -> Any:
-        options = self.cache_options() if self.cache and self.cache_key is not None else None
+        cached = self.cache and self.cache_key is not None and self.only is None
+        options = self.cache_options() if cached else None
         if options is None:
             return None
         from nlp_lib.data.cache import DataCache
@@ -224,15 +247,13 @@ class PreparedData(SplitLoaders, pl.LightningDataModule):
         log.info("data: %s", self.summary())
 
     def _open(self, folder: Path, meta: dict[str, Any]) -> None:
-        from nlp_lib.data.arrow import ArrowSplit, open_split
+        from nlp_lib.data.arrow import ArrowSplit
 
         files = meta.get("splits")
-        if not isinstance(files, dict) or not set(files) <= set(SPLITS) or not {"train", "val"} <= set(files):
+        if not isinstance(files, dict) or not set(files) <= set(SPLITS) or not set(self.required()) <= set(files):
             raise ValueError(f"meta.json: 'splits' must map train, val (and test) to file names, got {files!r}")
         self.splits = {
-            name: ArrowSplit(
-                open_split(folder / DATA, files[name], self.fields, f"split {name!r}"), self.fields, self.make_example
-            )
+            name: ArrowSplit.open(folder / DATA, files[name], self.fields, self.make_example, f"split {name!r}")
             for name in SPLITS
             if name in files
         }

@@ -30,12 +30,10 @@ def test_int_type_is_the_narrowest_that_holds_the_values():
 
 
 def test_an_arrow_split_reads_examples_by_index_and_pickles_as_its_files(tmp_path):
-    from datasets import Dataset
-
     schema = pa.schema([("ids", pa.list_(pa.uint16())), ("label", pa.int8())])
     rows = [([i, i + 1, i + 2][: 1 + i % 3], i % 5) for i in range(25_000)]  # more than one record batch
     write_records(tmp_path / "t.arrow", schema, rows)
-    split = ArrowSplit(Dataset.from_file(str(tmp_path / "t.arrow")), ("ids", "label"))
+    split = ArrowSplit([tmp_path / "t.arrow"], ("ids", "label"))
     assert len(split) == len(rows) and split[7] == rows[7] and split[-1] == rows[-1]
     assert split[10_003:10_006] == rows[10_003:10_006]
     assert split.__getitems__([24_999, 0, 12_345]) == [rows[24_999], rows[0], rows[12_345]]
@@ -55,7 +53,7 @@ def test_seq2seq_data_is_memory_mapped_in_narrow_types_with_references_only_for_
     train, val = dm.splits["train"], dm.splits["val"]
     assert train.table.schema.field("source").type == pa.list_(pa.uint8())  # 13 words: one byte an id
     (entry,) = cache.iterdir()
-    assert all(f["filename"].startswith(str(entry)) for f in train.dataset.cache_files)  # mapped, not copied
+    assert all(f.parent.parent == entry for f in train.files)  # mapped from the entry, not copied
     assert train[0][2] == "" and val[1][2] == "zwei Katzen schlafen"  # BLEU needs references, training does not
     assert dm.tokenizers["target"].decode(val[1][1]) == "zwei Katzen schlafen"
 
@@ -80,7 +78,7 @@ def test_several_encoding_processes_give_the_same_examples(tmp_path):
     one, two = make(1), make(2)
     one.prepare()
     two.prepare()
-    assert len(two.splits["train"].dataset.cache_files) == 2  # two shards, one per process
+    assert len(two.splits["train"].files) == 2  # two shards, one per process
     assert two.splits == {k: list(v) for k, v in one.splits.items()}
 
 
@@ -159,3 +157,17 @@ def test_sentencepiece_trained_on_a_seeded_sample():
     a = SentencePieceTokenizer.train(iter(texts), vocab_size=60, sample=500, seed=1)
     b = SentencePieceTokenizer.train(iter(texts), vocab_size=60, sample=500, seed=1)
     assert a.model == b.model and a.vocab_size <= 60
+
+
+def test_evaluation_only_prepares_one_split_with_the_given_tokenizers(tmp_path):
+    d = _parallel_dir(tmp_path)
+    trained = parallel_data(path=str(d), source="en", target="de", tokenizer="word", cache=False)
+    trained.prepare()
+    (d / "train.en").write_text("not read\n")  # evaluation never opens the training files
+    (d / "train.de").write_text("")
+    other = parallel_data(path=str(d), source="en", target="de", tokenizer="word", cache_dir=str(tmp_path / "c"))
+    other.adopt_tokenizer(trained.tokenizers)
+    other.evaluate_only("val")
+    other.prepare()
+    assert set(other.splits) == {"val"} and other.splits["val"] == list(trained.splits["val"])
+    assert not (tmp_path / "c").exists()  # nothing cached
