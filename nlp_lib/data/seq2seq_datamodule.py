@@ -19,7 +19,7 @@ from nlp_lib.constraints import NonNegativeInt, PositiveInt, SentencePieceSize
 from nlp_lib.data.datamodule import PreparedData
 from nlp_lib.data.sampling import BucketBatchSampler
 from nlp_lib.data.tokenizers import SentencePieceTokenizer
-from nlp_lib.data.vocab import Seq2SeqVocab
+from nlp_lib.data.vocab import Seq2SeqVocab, count_words
 from nlp_lib.errors import ConfigError, DataError
 from nlp_lib.structure.seq2seq import Seq2SeqBatch
 
@@ -44,11 +44,18 @@ def _encode_pairs(
 ) -> dict[str, list[Any]]:
     """A batch of raw pairs as id lists (``Dataset.map``); the target text kept for evaluation splits."""
     texts = batch["target"]
+    src, tgt = source.encode_batch(batch["source"]), target.encode_batch(texts)
     return {
-        "source": [source.encode(x)[:max_source] for x in batch["source"]],
-        "target": [target.encode(y)[:max_target] for y in texts],
+        "source": src if max_source is None else [x[:max_source] for x in src],
+        "target": tgt if max_target is None else [y[:max_target] for y in tgt],
         "text": texts if keep_text else [""] * len(texts),
     }
+
+
+def _count_batch(batch: dict[str, list[str]], *, columns: tuple[str, ...], lowercase: bool) -> dict[str, list[Any]]:
+    """The words of a batch of raw pairs and their counts (``Dataset.map``; summed afterwards)."""
+    counts = count_words([t for c in columns for t in batch[c]], lowercase)
+    return {"word": list(counts), "count": list(counts.values())}
 
 
 def _texts(raw: Any, *columns: str) -> Iterator[str]:
@@ -74,7 +81,9 @@ class Seq2SeqDataModule(PreparedData):
             when the prepared data comes from the cache). Without ``val``, ``val_fraction`` of
             ``train`` is held out.
         tokenizer: ``"word"`` or ``"sentencepiece"``.
-        vocab_size: sentencepiece pieces per model (an upper bound on small corpora).
+        vocab_size: sentencepiece pieces per model (an upper bound on small corpora; ``None``:
+            8000), or, with ``tokenizer="word"``, the most entries per vocabulary, the four specials
+            included (the most frequent words; ``None``: every word seen ``min_freq`` times).
         sentencepiece_sample: At most so many training sentences train sentencepiece (a seeded
             uniform sample of larger corpora: ``input_sentence_size``).
         shared_vocab: One tokenizer for source and target (needed for ``model.share_embeddings``).
@@ -107,7 +116,7 @@ class Seq2SeqDataModule(PreparedData):
         splits: dict[str, Iterable[Pair]] | Callable[[], dict[str, Iterable[Pair]]],
         *,
         tokenizer: Literal["word", "sentencepiece"] = "word",
-        vocab_size: SentencePieceSize = 8000,
+        vocab_size: SentencePieceSize | None = None,
         sentencepiece_sample: PositiveInt = 1_000_000,
         shared_vocab: bool = False,
         lowercase: bool = False,
@@ -154,15 +163,30 @@ class Seq2SeqDataModule(PreparedData):
         self.source_tokenizer: Tokenizer | None = None
         self.target_tokenizer: Tokenizer | None = None
 
-    def _train_tokenizer(self, raw: Any, *columns: str) -> Tokenizer:
+    def _train_tokenizer(self, raw: Any, folder: Path, *columns: str) -> Tokenizer:
+        if self.kind == "word":  # counted a chunk at a time by data.num_proc processes, summed by Arrow
+            counts = self._count_words(raw, folder, columns)
+            return Seq2SeqVocab.from_counts(
+                counts, min_freq=self.min_freq, lowercase=self.lowercase, max_size=self._vocab_size
+            )
         texts = _texts(raw, *columns)
-        if self.kind == "word":  # counted in one streaming pass
-            return Seq2SeqVocab.build(texts, min_freq=self.min_freq, lowercase=self.lowercase)
         n = len(raw) * len(columns)
         sample = self.sentencepiece_sample if n > self.sentencepiece_sample else None
         return SentencePieceTokenizer.train(
-            texts, vocab_size=self._vocab_size, specials=True, sample=sample, seed=self.seed
+            texts, vocab_size=self._vocab_size or 8000, specials=True, sample=sample, seed=self.seed
         )
+
+    def _count_words(self, raw: Any, folder: Path, columns: tuple[str, ...]) -> dict[str, int]:
+        from datasets import Features, Value
+
+        from nlp_lib.data.arrow import open_split
+
+        features = Features({"word": Value("string"), "count": Value("int64")})
+        name = "count-" + "-".join(columns)
+        files = self.encode_split(folder, name, raw, _count_batch, features, columns=columns, lowercase=self.lowercase)
+        table, _ = open_split(folder / "data", files, ("word", "count"), name)
+        total = table.group_by("word").aggregate([("count", "sum")])
+        return dict(zip(total.column("word").to_pylist(), total.column("count_sum").to_pylist(), strict=True))
 
     def build(self, folder: Path) -> dict[str, Any]:
         import pyarrow as pa
@@ -172,18 +196,28 @@ class Seq2SeqDataModule(PreparedData):
 
         pairs = self._raw() if callable(self._raw) else self._raw
         schema = pa.schema([("source", pa.string()), ("target", pa.string())])
-        raw = {name: self.write_raw(folder, name, schema, split) for name, split in pairs.items()}
-        if "train" in raw and "val" not in raw and len(raw["train"]) > 1:
+        held_out = "val" not in pairs and self.wanted("val")  # val is a share of train
+        raw = {
+            name: self.write_raw(folder, name, schema, split)
+            for name, split in pairs.items()
+            if self.wanted(name) or (name == "train" and held_out)
+        }
+        if "train" in raw and held_out and len(raw["train"]) > 1:
             raw["train"], raw["val"] = self.hold_out(raw["train"], self.val_fraction, self.seed)
-        for need in ("train", "val"):
+        raw = {name: table for name, table in raw.items() if self.wanted(name)}
+        for need in self.required():
             if need not in raw or len(raw[need]) == 0:
                 raise DataError(f"seq2seq data needs a non-empty '{need}' split (have: {', '.join(pairs)})")
+        if self.source_tokenizer is None and self.only is not None:
+            raise DataError("evaluate_only: adopt the trained model's tokenizers first (adopt_tokenizer)")
         if self.source_tokenizer is None:  # fine-tuning adopts the trained model's (adopt_tokenizer)
             if self.shared_vocab:
-                self.source_tokenizer = self.target_tokenizer = self._train_tokenizer(raw["train"], "source", "target")
+                self.source_tokenizer = self.target_tokenizer = self._train_tokenizer(
+                    raw["train"], folder, "source", "target"
+                )
             else:
-                self.source_tokenizer = self._train_tokenizer(raw["train"], "source")
-                self.target_tokenizer = self._train_tokenizer(raw["train"], "target")
+                self.source_tokenizer = self._train_tokenizer(raw["train"], folder, "source")
+                self.target_tokenizer = self._train_tokenizer(raw["train"], folder, "target")
         features = Features(
             {
                 "source": Sequence(Value(str(int_type(0, self.source_tokenizer.vocab_size - 1)))),
@@ -222,7 +256,7 @@ class Seq2SeqDataModule(PreparedData):
         spm = self.kind == "sentencepiece"
         return {
             "tokenizer": self.kind,
-            "vocab_size": self._vocab_size if spm else None,
+            "vocab_size": self._vocab_size,
             "sentencepiece_sample": self.sentencepiece_sample if spm else None,
             "shared_vocab": self.shared_vocab,
             "lowercase": self.lowercase,

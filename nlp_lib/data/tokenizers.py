@@ -74,6 +74,10 @@ class SentencePieceTokenizer:
         ids = self.sp.encode(text)
         return ids or [1]  # an all-whitespace text still gets one (unknown) token
 
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """:meth:`encode` of each text, in one call into sentencepiece."""
+        return [ids or [1] for ids in self.sp.encode(list(texts))]
+
     def decode(self, ids: Sequence[int]) -> str:
         """The text of ``ids`` (special ids dropped)."""
         drop = {0, self.sp.bos_id(), self.sp.eos_id()}

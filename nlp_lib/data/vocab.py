@@ -129,18 +129,56 @@ class Seq2SeqVocab(_WordList):
         super().__init__(words, lowercase=lowercase)
 
     @classmethod
-    def build(cls, texts: Iterable[str], *, min_freq: int = 1, lowercase: bool = False) -> Seq2SeqVocab:
-        """The words of ``texts`` seen at least ``min_freq`` times, most frequent first."""
-        counts = Counter(w for t in texts for w in (t.lower() if lowercase else t).split())
+    def build(
+        cls, texts: Iterable[str], *, min_freq: int = 1, lowercase: bool = False, max_size: int | None = None
+    ) -> Seq2SeqVocab:
+        """The words of ``texts`` seen at least ``min_freq`` times, most frequent first (ties in
+        alphabetical order), at most ``max_size`` entries with the four specials. ``texts`` is
+        read once, counted a chunk at a time (a generator over a large corpus will do)."""
+        counts: Counter[str] = Counter()
+        chunk: list[str] = []
+        for t in texts:
+            chunk.append(t)
+            if len(chunk) == 4096:
+                counts.update(_words(chunk, lowercase))
+                chunk.clear()
+        counts.update(_words(chunk, lowercase))
+        return cls.from_counts(counts, min_freq=min_freq, lowercase=lowercase, max_size=max_size)
+
+    @classmethod
+    def from_counts(
+        cls, counts: dict[str, int], *, min_freq: int = 1, lowercase: bool = False, max_size: int | None = None
+    ) -> Seq2SeqVocab:
+        """:meth:`build` from word counts already made (e.g. by several processes, then summed)."""
         kept = sorted(
             (w for w, c in counts.items() if c >= min_freq and w not in cls.SPECIALS), key=lambda w: (-counts[w], w)
         )
+        if max_size is not None:
+            kept = kept[: max(max_size - len(cls.SPECIALS), 0)]
         return cls([*cls.SPECIALS, *kept], lowercase=lowercase)
 
     def encode(self, text: str) -> list[int]:
         """Ids of the text's words (unknown words get 1)."""
         return [self._index.get(w, 1) for w in (text.lower() if self.lowercase else text).split()]
 
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """:meth:`encode` of each text (one lookup loop, no call per text)."""
+        get = self._index.get
+        if self.lowercase:
+            texts = [t.lower() for t in texts]
+        return [[get(w, 1) for w in t.split()] for t in texts]
+
     def decode(self, ids: Iterable[int]) -> str:
         """The words of ``ids``, space-separated, special ids dropped (``<unk>`` kept)."""
         return " ".join(self.words[i] for i in map(int, ids) if i == 1 or i > 3)
+
+
+def count_words(texts: Sequence[str], lowercase: bool = False) -> Counter[str]:
+    """Whitespace words of ``texts`` counted (as :meth:`Seq2SeqVocab.build` counts them)."""
+    return Counter(_words(texts, lowercase))
+
+
+def _words(texts: Sequence[str], lowercase: bool) -> list[str]:
+    """The whitespace words of ``texts`` (one ``split`` of the joined chunk: counted in C, not per word)."""
+    joined = "\n".join(texts)
+    return (joined.lower() if lowercase else joined).split()
