@@ -78,6 +78,8 @@ def evaluate(cfg: Any, run: Path, split: str, *, trust_code: bool = False, trust
         data.vocab = predictor.tokenizer  # as it is: words it never saw are <unk> (adopt_tokenizer appends them)
     else:
         data.adopt_tokenizer(predictor.tokenizer)  # sentencepiece pieces, seq2seq tokenizers: used as they are
+    if hasattr(data, "evaluate_only"):  # read the evaluated split alone: no training split, no tokenizer training
+        data.evaluate_only(split, predictor.labels)
     data.prepare()
     task = instantiate(cfg.task, "task", model=predictor.model, optimizer=None)
     trainer = pl.Trainer(

@@ -56,9 +56,14 @@ def _split_dir(path: str, train_file: str, val_file: str, test_file: str | None)
     return directory, {"train": train_file, "val": val_file, "test": test_file}
 
 
-def _split_paths(directory: Path, files: dict[str, str | None]) -> Iterator[tuple[str, Path]]:
-    """``(split, file)`` of every configured split, train first; a missing test file is no split."""
+def _split_paths(
+    directory: Path, files: dict[str, str | None], only: tuple[str, ...] | None = None
+) -> Iterator[tuple[str, Path]]:
+    """``(split, file)`` of every configured split (or of those in ``only``), train first; a missing
+    test file is no split."""
     for split, name in files.items():
+        if only is not None and split not in only:
+            continue
         if name is not None and not (split == "test" and not (directory / name).exists()):
             yield split, directory / name
 
@@ -75,12 +80,13 @@ def _read_ptb_splits(
     on_error: OnError,
     binary: bool = False,
     num_classes: int | None = None,
+    only: tuple[str, ...] | None = None,
 ) -> TreeSplits:
     splits: TreeSplits = {}
     known = None  # the training labels: validation and test trees with another label are bad lines
     # labels outside the declared classes (or, undeclared, above a sane maximum) are bad lines
     classes, note = (5, "data.binary=true reads SST's fine-grained labels 0..4") if binary else (num_classes, None)
-    for split, f in _split_paths(directory, files):
+    for split, f in _split_paths(directory, files, only):
         res = read_ptb_trees(f, on_error=on_error, known_labels=known, num_classes=classes, classes_note=note)
         if split == "train":
             known = res.labels()
@@ -169,9 +175,11 @@ def _listops_generated(sizes: dict[str, int], seed: int, params: dict[str, Any])
     return out
 
 
-def _listops_files(directory: Path, files: dict[str, str | None], on_error: OnError) -> TreeSplits:
+def _listops_files(
+    directory: Path, files: dict[str, str | None], on_error: OnError, only: tuple[str, ...] | None = None
+) -> TreeSplits:
     out: TreeSplits = {}
-    for split, f in _split_paths(directory, files):
+    for split, f in _split_paths(directory, files, only):
         # the label set is the task's (the values 0-9), not the training file's: no known_labels check
         out[split] = read_listops(f, on_error=on_error).labelled_trees()  # skips: one warning
     return out

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
 from nlp_lib.constraints import NonNegativeInt, PositiveInt, SentencePieceSize
 from nlp_lib.data.bad_input import OnError, check_on_error, unseen_label
@@ -177,8 +176,9 @@ class TextDataModule(PreparedData):
 
     def _read(self) -> dict[str, tuple[list[Any], list[Any], list[tuple[str, str, int]]]]:
         raw = {}
+        held_out = self.paths["val"] is None and self.wanted("val")  # val is a share of train
         for split, path in self.paths.items():
-            if path is None:
+            if path is None or not (self.wanted(split) or (split == "train" and held_out)):
                 continue
             texts: list[Any] = []
             labels: list[Any] = []
@@ -197,19 +197,22 @@ class TextDataModule(PreparedData):
         import pyarrow as pa
         from datasets import Features, Sequence, Value
 
-        from nlp_lib.data.arrow import int_type
+        from nlp_lib.data.arrow import hold_out, int_type
 
         raw = self._read()
-        if "val" not in raw:
+        if "val" not in raw and self.wanted("val"):
             texts, labels, where = raw["train"]
-            g = torch.Generator().manual_seed(self.seed)
-            order = torch.randperm(len(texts), generator=g).tolist()
-            k = max(1, round(self.val_fraction * len(texts)))
-            if k >= len(texts):
+            train, val = hold_out(len(texts), self.val_fraction, self.seed)
+            if not train:
                 raise DataError(f"data.train_path: {len(texts)} rows are too few to hold out a validation split")
-            raw["val"] = tuple([column[i] for i in order[:k]] for column in (texts, labels, where))
-            raw["train"] = tuple([column[i] for i in order[k:]] for column in (texts, labels, where))
-        self.label_names = sorted({str(y) for y in raw["train"][1]}, key=_label_key)
+            raw["val"] = tuple([column[i] for i in val] for column in (texts, labels, where))
+            raw["train"] = tuple([column[i] for i in train] for column in (texts, labels, where))
+        raw = {split: columns for split, columns in raw.items() if self.wanted(split)}
+        if self.only is not None:
+            if not self.label_names or (self.tokenizer is None and self._base_vocab is None and self.vocab is None):
+                raise DataError("evaluate_only: adopt the trained model's tokenizer and labels first")
+        else:
+            self.label_names = sorted({str(y) for y in raw["train"][1]}, key=_label_key)
         if len(self.label_names) < 2:
             raise DataError(
                 f"data.train_path: every training row has the label {self.label_names[0]!r}; "
@@ -243,7 +246,7 @@ class TextDataModule(PreparedData):
             seen = WordVocab.build((w for t in raw["train"][0] for w in t.split()), lowercase=base.lowercase)
             known = set(base.words)
             self.vocab = WordVocab(base.words + [w for w in seen.words[1:] if w not in known], lowercase=base.lowercase)
-        elif self.tokenizer is None:  # fine-tuning keeps the trained model's pieces (adopt_tokenizer)
+        elif self.tokenizer is None and self.vocab is None:  # fine-tuning keeps the trained model's (adopt_tokenizer)
             n = len(raw["train"][0])
             self.tokenizer = SentencePieceTokenizer.train(
                 raw["train"][0],
@@ -273,6 +276,9 @@ class TextDataModule(PreparedData):
         splits = ", ".join(f"{k} {len(v)} texts" for k, v in self.splits.items())
         kind = "word" if self.vocab is not None else "sentencepiece"
         return f"{splits}; {kind} vocabulary {self.vocab_size_now}; {len(self.label_names)} classes"
+
+    def adopt_labels(self, labels: list[str]) -> None:
+        self.label_names = labels
 
     def adopt_tokenizer(self, tokenizer: Any) -> None:
         """Fine-tuning: tokenise as the trained model did, with its sentencepiece model, or with its

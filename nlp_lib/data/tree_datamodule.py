@@ -175,12 +175,17 @@ class TreeDataModule(PreparedData):
 
         from nlp_lib.data.arrow import int_type
 
-        raw = self._load()
+        raw = self._read_splits()
         if isinstance(raw, tuple):  # (splits, label names)
-            raw, self.label_names = raw[0], list(raw[1])
-        for name in ("train", "val"):
+            raw, names = raw[0], list(raw[1])
+            if self.only is None:
+                self.label_names = names
+        raw = {name: trees for name, trees in raw.items() if self.wanted(name)}
+        for name in self.required():
             if not raw.get(name):
                 raise DataError(f"the '{name}' split is empty or missing")
+        if self.only is not None and (self.vocab is None and self.tokenizer is None or self._num_classes is None):
+            raise DataError("evaluate_only: give the trained model's vocabulary (or tokenizer) and labels first")
         if self.kind == "sentencepiece":
             if self.tokenizer is None:  # fine-tuning adopts the trained model's (adopt_tokenizer)
                 from nlp_lib.data.tokenizers import SentencePieceTokenizer
@@ -242,6 +247,25 @@ class TreeDataModule(PreparedData):
             for name, table in tables.items()
         }
         return {"splits": files, "num_classes": self._num_classes, "label_names": self.label_names}
+
+    def _read_splits(self) -> Any:
+        """``load()``; evaluation only, ``load(only=...)`` where the loader takes it (the builders'
+        loaders do: the other split files are then not read)."""
+        if self.only is not None:
+            import inspect
+
+            try:
+                takes_only = "only" in inspect.signature(self._load).parameters
+            except (TypeError, ValueError):
+                takes_only = False
+            if takes_only:
+                return self._load(only=self.only)
+        return self._load()
+
+    def adopt_labels(self, labels: list[str]) -> None:
+        if labels:
+            self._num_classes = len(labels)
+            self.label_names = labels
 
     def _features(self, longest: int) -> Any:
         """The encoded columns, each in the narrowest integer type that holds its values."""

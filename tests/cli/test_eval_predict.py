@@ -71,6 +71,22 @@ def test_eval_gives_the_loss_training_logged_for_sst_trees_with_phrase_labels(tm
 
 
 @pytest.mark.integration
+def test_eval_on_other_data_reads_only_the_evaluated_split(tmp_path, sst_trees):
+    """Evaluation-only mode: a folder holding just a dev file (no train file) is enough, and no
+    vocabulary is built from it: the bundle's words and labels are used as they are."""
+    run = tmp_path / "sst"
+    short = ["trainer.limit_train_batches=2", "trainer.max_epochs=1", "model.embeddings.path=null"]
+    metrics = train(compose("sst_tree_lstm", [f"data.path={sst_trees}", *short, f"run_dir={run}"]))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "dev.txt").write_text((sst_trees / "dev.txt").read_text())  # the same trees, alone
+    res = run_cli("eval", f"run={run}", "split=val", f"data.path={other}", "data.test_file=null")
+    assert res.returncode == 0, res.stderr[-2000:]
+    ev = json.loads((run / "eval_val.json").read_text())
+    assert abs(ev["accuracy"] - metrics["val"]["accuracy"]) < 1e-6 and ev["examples"] == 1101
+
+
+@pytest.mark.integration
 def test_a_run_launched_with_relative_paths_evaluates_from_anywhere(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
