@@ -168,6 +168,14 @@ def hold_out(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     return order[k:], order[:k]
 
 
+def map_file(path: Path) -> Any:
+    """The table of an Arrow stream file, memory-mapped: nothing is copied (its buffers keep the map alive)."""
+    import pyarrow as pa
+
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_stream(source).read_all()
+
+
 def open_split(folder: Path, files: Sequence[str], columns: Sequence[str], where: str) -> tuple[Any, list[Path]]:
     """The table of a split's Arrow ``files`` in ``folder``, memory-mapped (nothing is copied), and their paths.
 
@@ -183,8 +191,7 @@ def open_split(folder: Path, files: Sequence[str], columns: Sequence[str], where
     tables, paths = [], []
     for name in files:
         path = folder / name
-        with pa.memory_map(str(path)) as source:  # the buffers keep the mapping alive
-            table = pa.ipc.open_stream(source).read_all()
+        table = map_file(path)
         if sorted(table.column_names) != sorted(columns):
             raise ValueError(f"{where}: {name} has the columns {table.column_names}, expected {list(columns)}")
         table.validate(full=True)
@@ -278,10 +285,7 @@ class ArrowSplit(Sequence):
     def _map(self) -> Any:
         import pyarrow as pa
 
-        tables = []
-        for path in self.files:
-            with pa.memory_map(str(path)) as source:
-                tables.append(pa.ipc.open_stream(source).read_all().select(list(self.fields)))
+        tables = [map_file(path).select(list(self.fields)) for path in self.files]
         return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
     @classmethod

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from nlp_lib.structure.schedule import TreeBatch
 from nlp_lib.structure.tree import Tree
 
-__all__ = ["EncodedTree", "encode_tree", "encode_tree_subwords", "collate_trees"]
+__all__ = ["EncodedTree", "check_tree_arrays", "encode_tree", "encode_tree_subwords", "collate_trees"]
 
 
 class EncodedTree(NamedTuple):
@@ -100,3 +102,30 @@ def collate_trees(examples: Sequence[EncodedTree]) -> TreeBatch:
         [e.labels for e in examples],
         [e.heights for e in examples],
     )
+
+
+def check_tree_arrays(split: Any, name: str) -> None:
+    """``ValueError`` unless every tree of ``split`` is one: per tree, parents after their children
+    and inside it, one root (the last node), heights above the children's (a schedule's order)."""
+    parent = split.values("parent").astype(np.int64)
+    heights = split.values("heights").astype(np.int64)
+    sizes = split.lengths("parent")
+    if any(not np.array_equal(split.lengths(c), sizes) for c in ("tokens", "labels", "heights")):
+        raise ValueError(f"the {name} split: a tree's arrays differ in length")
+    if (sizes < 1).any():
+        raise ValueError(f"the {name} split: a tree without nodes")
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    tree = np.repeat(np.arange(len(sizes)), sizes)
+    local = np.arange(len(parent)) - starts[tree]
+    root = local == sizes[tree] - 1
+    inner = ~root
+    if (
+        (parent[root] != -1).any()
+        or (parent[inner] <= local[inner]).any()
+        or (parent[inner] >= sizes[tree][inner]).any()
+    ):
+        raise ValueError(f"the {name} split: a parent index out of order or outside its tree")
+    up = starts[tree][inner] + parent[inner]  # the global index of each non-root node's parent
+    if (heights < 0).any() or (heights[up] <= heights[inner]).any():
+        raise ValueError(f"the {name} split: a node's height is not above its children's")

@@ -7,6 +7,7 @@ mid-epoch); evaluation batches are built once and served the same every epoch.
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import shutil
@@ -83,7 +84,7 @@ class SplitLoaders:
         return self._loader("test", train=False)
 
 
-class PreparedData(SplitLoaders, pl.LightningDataModule):
+class PreparedData(SplitLoaders, pl.LightningDataModule, abc.ABC):
     """What every DataModule of the library shares: prepare once into Arrow files, cached; read by index.
 
     :meth:`prepare` (idempotent; ``setup`` calls it) loads the on-disk cache entry of the data and
@@ -165,10 +166,10 @@ class PreparedData(SplitLoaders, pl.LightningDataModule):
         """The options the prepared data depends on besides ``cache_key`` (``None``: not cached)."""
         return None
 
+    @abc.abstractmethod
     def build(self, folder: Path) -> dict[str, Any]:
         """Read, tokenise and encode every split into ``folder``; the entry's meta (JSON), with
         ``"splits": {name: [Arrow file names]}``."""
-        raise NotImplementedError
 
     def write_tokenizers(self, folder: Path) -> None:
         """Save the tokenizer files of the entry into ``folder``."""

@@ -270,6 +270,7 @@ class TextDataModule(PreparedData):
 
     @property
     def vocab_size_now(self) -> int:
+        """The tokenizer's size as it stands (``vocab_size`` prepares the data first)."""
         return self.vocab.vocab_size if self.vocab is not None else self.tokenizer.vocab_size
 
     def summary(self) -> str:
@@ -299,7 +300,7 @@ class TextDataModule(PreparedData):
     @property
     def vocab_size(self) -> int:
         self.prepare()
-        return self.vocab.vocab_size if self.vocab is not None else self.tokenizer.vocab_size
+        return self.vocab_size_now
 
     @property
     def num_classes(self) -> int:

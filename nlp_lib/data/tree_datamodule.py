@@ -11,7 +11,7 @@ import numpy as np
 
 from nlp_lib.constraints import NonNegativeInt, PositiveInt, SentencePieceSize
 from nlp_lib.data.bad_input import MAX_INFERRED_CLASSES
-from nlp_lib.data.collate import EncodedTree, collate_trees, encode_tree, encode_tree_subwords
+from nlp_lib.data.collate import EncodedTree, check_tree_arrays, collate_trees, encode_tree, encode_tree_subwords
 from nlp_lib.data.datamodule import PreparedData
 from nlp_lib.data.sampling import BalancedBatchSampler
 from nlp_lib.data.vocab import WordVocab
@@ -285,6 +285,7 @@ class TreeDataModule(PreparedData):
 
     @property
     def vocab_size_now(self) -> int:
+        """The tokenizer's size as it stands (``vocab_size`` prepares the data first)."""
         return self.tokenizer.vocab_size if self.tokenizer is not None else self.vocab.vocab_size
 
     def summary(self) -> str:
@@ -334,7 +335,7 @@ class TreeDataModule(PreparedData):
         for name, split in self.splits.items():
             split.check_range("tokens", -1, self.vocab_size_now - 1, f"the {name} split's token ids")
             split.check_range("labels", -1, self._num_classes - 1, f"the {name} split's labels")
-            _check_structure(split, name)
+            check_tree_arrays(split, name)
 
     def adopt_tokenizer(self, tokenizer: Any) -> None:
         """Fine-tuning: extend a trained model's vocabulary (its ids stay; new words are appended)."""
@@ -362,10 +363,7 @@ class TreeDataModule(PreparedData):
     @property
     def vocab_size(self) -> int:
         self.prepare()
-        if self.tokenizer is not None:
-            return self.tokenizer.vocab_size
-        assert self.vocab is not None
-        return self.vocab.vocab_size
+        return self.vocab_size_now
 
     @property
     def num_classes(self) -> int:
@@ -425,30 +423,3 @@ class SentenceDataModule(TreeDataModule):
 
     def collate(self, examples: list[Any]) -> Any:
         return SequenceBatch.from_lists([e[0] for e in examples], [e[1] for e in examples])
-
-
-def _check_structure(split: Any, name: str) -> None:
-    """``ValueError`` unless every tree of ``split`` is one: per tree, parents after their children
-    and inside it, one root (the last node), heights above the children's (a schedule's order)."""
-    parent = split.values("parent").astype(np.int64)
-    heights = split.values("heights").astype(np.int64)
-    sizes = split.lengths("parent")
-    if any(not np.array_equal(split.lengths(c), sizes) for c in ("tokens", "labels", "heights")):
-        raise ValueError(f"the {name} split: a tree's arrays differ in length")
-    if (sizes < 1).any():
-        raise ValueError(f"the {name} split: a tree without nodes")
-    ends = np.cumsum(sizes)
-    starts = ends - sizes
-    tree = np.repeat(np.arange(len(sizes)), sizes)
-    local = np.arange(len(parent)) - starts[tree]
-    root = local == sizes[tree] - 1
-    inner = ~root
-    if (
-        (parent[root] != -1).any()
-        or (parent[inner] <= local[inner]).any()
-        or (parent[inner] >= sizes[tree][inner]).any()
-    ):
-        raise ValueError(f"the {name} split: a parent index out of order or outside its tree")
-    up = starts[tree][inner] + parent[inner]  # the global index of each non-root node's parent
-    if (heights < 0).any() or (heights[up] <= heights[inner]).any():
-        raise ValueError(f"the {name} split: a node's height is not above its children's")
