@@ -179,9 +179,9 @@ def map_file(path: Path) -> Any:
 def open_split(folder: Path, files: Sequence[str], columns: Sequence[str], where: str) -> tuple[Any, list[Path]]:
     """The table of a split's Arrow ``files`` in ``folder``, memory-mapped (nothing is copied), and their paths.
 
-    The files may be a cache entry's (untrusted): each must be a plain file name inside ``folder``,
-    its table must pass Arrow's full validation (offsets and lengths within the buffers) and hold
-    exactly ``columns``, the same types in every file. ``ValueError`` names ``where`` and the file
+    The files may be a cache entry's (untrusted): each must be a plain file name inside ``folder``
+    and its table hold exactly ``columns``, the same types in every file (the contents are
+    validated by :meth:`~nlp_lib.data.datamodule.PreparedData.check`, batch by batch). ``ValueError`` names ``where`` and the file
     otherwise. Only ``pyarrow`` is imported (a cached run never imports ``datasets``).
     """
     import pyarrow as pa
@@ -194,7 +194,7 @@ def open_split(folder: Path, files: Sequence[str], columns: Sequence[str], where
         table = map_file(path)
         if sorted(table.column_names) != sorted(columns):
             raise ValueError(f"{where}: {name} has the columns {table.column_names}, expected {list(columns)}")
-        table.validate(full=True)
+        table.validate()  # the metadata; the contents are validated batch by batch (PreparedData.check)
         if tables and not table.schema.remove_metadata().equals(tables[0].schema.remove_metadata()):
             raise ValueError(f"{where}: {name} has other column types than {files[0]}")
         tables.append(table.select(list(columns)))
@@ -342,10 +342,10 @@ class ArrowSplit(Sequence):
         return ArrowSplit(self.files, self.fields, self.make, order, table=self.table)
 
     def lengths(self, column: str) -> np.ndarray:
-        """Lengths of a list column's rows (``int64``), from its offsets: no row is read."""
+        """Lengths of a list column's rows (``int32``), from its offsets: no row is read."""
         col = self.table.column(column)
-        out = np.concatenate([np.diff(c.offsets.to_numpy()) for c in col.chunks]) if col.num_chunks else np.zeros(0)
-        out = out.astype(np.int64)
+        chunks = [np.diff(c.offsets.to_numpy()) for c in col.chunks]
+        out = np.concatenate(chunks).astype(np.int32, copy=False) if chunks else np.zeros(0, dtype=np.int32)
         return out[self.order] if self.order is not None else out
 
     def values(self, column: str) -> np.ndarray:
@@ -371,6 +371,16 @@ class ArrowSplit(Sequence):
         lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
         if lo is None or lo < low or hi > high:
             raise ValueError(f"column {column!r} holds {what} from {lo} to {hi}, outside {low}..{high}")
+
+    def pieces(self) -> Iterator[ArrowSplit]:
+        """The split's record batches, each read into memory from its file (not through the map)
+        as a split of its own: for checks that must see every value without mapping the files."""
+        import pyarrow as pa
+
+        for path in self.files:
+            with pa.OSFile(str(path)) as source:
+                for batch in pa.ipc.open_stream(source):
+                    yield ArrowSplit(self.files, self.fields, self.make, table=pa.Table.from_batches([batch]))
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (ArrowSplit, (self.files, self.fields, self.make, self.order))  # mapped again, not copied

@@ -177,8 +177,19 @@ class PreparedData(SplitLoaders, pl.LightningDataModule, abc.ABC):
     def restore(self, folder: Path, meta: dict[str, Any]) -> None:
         """Load the tokenizers (and whatever else ``meta`` holds) of an entry."""
 
+    def check_piece(self, name: str, split: Any) -> None:
+        """``ValueError`` unless every value of ``split`` (a piece of the ``name`` split, read from
+        its files: :meth:`check`) fits the tokenizers and labels (ids in range...)."""
+
     def check(self) -> None:
-        """``ValueError`` unless every loaded value fits the tokenizers and labels (ids in range...)."""
+        """Check the loaded files' contents, a record batch at a time: Arrow's full validation
+        (offsets and lengths inside the buffers), then :meth:`check_piece`. The batches are read
+        into memory one by one, not through the memory map: the check leaves no page of the
+        files mapped into this process (its memory stays what training touches)."""
+        for name, split in self.splits.items():
+            for piece in split.pieces():
+                piece.table.validate(full=True)
+                self.check_piece(name, piece)
 
     def summary(self) -> str:
         """One line about the prepared data (logged)."""

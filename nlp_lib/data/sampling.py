@@ -58,8 +58,8 @@ def _chunks(items: list, r: int) -> list:
 
 def _rank_of(order: np.ndarray) -> np.ndarray:
     """Each example's position in ``order`` (the inverse permutation)."""
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
+    rank = np.empty(len(order), dtype=np.int32 if len(order) < 1 << 31 else np.int64)
+    rank[order] = np.arange(len(order), dtype=rank.dtype)
     return rank
 
 
@@ -100,7 +100,7 @@ class BalancedBatchSampler(Sampler[list[int]]):
             raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
         if len(sizes) < num_replicas:
             raise ValueError(f"{len(sizes)} examples cannot feed {num_replicas} ranks")
-        self.sizes = np.asarray(sizes, dtype=np.int64).reshape(len(sizes))  # a length column will do
+        self.sizes = np.asarray(sizes, dtype=np.int32).reshape(len(sizes))  # a length column will do
         self.budget = budget
         self.num_replicas = num_replicas
         self.rank = rank
@@ -188,7 +188,7 @@ class BucketBatchSampler(BalancedBatchSampler):
     """
 
     def __init__(self, sizes: Sequence[int | Sequence[int]] | np.ndarray, budget: int, **kwargs: Any) -> None:
-        parts = np.asarray(sizes, dtype=np.int64)  # a [n] or [n, sides] array of lengths will do
+        parts = np.asarray(sizes, dtype=np.int32)  # a [n] or [n, sides] array of lengths will do
         self.parts = parts.reshape(len(parts), -1)
         super().__init__(self.parts.sum(axis=1), budget, **kwargs)
 

@@ -281,10 +281,9 @@ class Seq2SeqDataModule(PreparedData):
         if self.target_tokenizer is not self.source_tokenizer:
             self.target_tokenizer.save(folder / self._tokenizer_file("target"))
 
-    def check(self) -> None:
-        for name, split in self.splits.items():
-            for column, tok in (("source", self.source_tokenizer), ("target", self.target_tokenizer)):
-                split.check_range(column, 0, tok.vocab_size - 1, f"the {name} split's token ids")
+    def check_piece(self, name: str, split: Any) -> None:
+        for column, tok in (("source", self.source_tokenizer), ("target", self.target_tokenizer)):
+            split.check_range(column, 0, tok.vocab_size - 1, f"the {name} split's token ids")
 
     @property
     def tokenizers(self) -> dict[str, Tokenizer]:

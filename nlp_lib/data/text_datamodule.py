@@ -169,10 +169,9 @@ class TextDataModule(PreparedData):
         else:
             self.tokenizer.save(folder / "tokenizer.model")
 
-    def check(self) -> None:
-        for name, split in self.splits.items():
-            split.check_range("ids", 0, self.vocab_size_now - 1, f"the {name} split's token ids")
-            split.check_range("label", 0, len(self.label_names) - 1, f"the {name} split's labels")
+    def check_piece(self, name: str, split: Any) -> None:
+        split.check_range("ids", 0, self.vocab_size_now - 1, f"the {name} split's token ids")
+        split.check_range("label", 0, len(self.label_names) - 1, f"the {name} split's labels")
 
     def _read(self) -> dict[str, tuple[list[Any], list[Any], list[tuple[str, str, int]]]]:
         raw = {}

@@ -331,11 +331,10 @@ class TreeDataModule(PreparedData):
         else:
             self.vocab.save(folder / "vocab.json")
 
-    def check(self) -> None:
-        for name, split in self.splits.items():
-            split.check_range("tokens", -1, self.vocab_size_now - 1, f"the {name} split's token ids")
-            split.check_range("labels", -1, self._num_classes - 1, f"the {name} split's labels")
-            check_tree_arrays(split, name)
+    def check_piece(self, name: str, split: Any) -> None:
+        split.check_range("tokens", -1, self.vocab_size_now - 1, f"the {name} split's token ids")
+        split.check_range("labels", -1, self._num_classes - 1, f"the {name} split's labels")
+        check_tree_arrays(split, name)
 
     def adopt_tokenizer(self, tokenizer: Any) -> None:
         """Fine-tuning: extend a trained model's vocabulary (its ids stay; new words are appended)."""
@@ -412,10 +411,9 @@ class SentenceDataModule(TreeDataModule):
             }
         )
 
-    def check(self) -> None:
-        for name, split in self.splits.items():
-            split.check_range("ids", 0, self.vocab_size_now - 1, f"the {name} split's token ids")
-            split.check_range("label", 0, self._num_classes - 1, f"the {name} split's labels")
+    def check_piece(self, name: str, split: Any) -> None:
+        split.check_range("ids", 0, self.vocab_size_now - 1, f"the {name} split's token ids")
+        split.check_range("label", 0, self._num_classes - 1, f"the {name} split's labels")
 
     def eval_examples(self, split: str) -> Any:
         data = self.splits[split]  # padded: similar lengths together

@@ -131,6 +131,35 @@ def test_a_forged_tree_entry_with_a_parent_out_of_order_is_rebuilt(tmp_path, cap
     assert "parent index out of order" in caplog.text and len(again.splits["val"]) == 10
 
 
+def test_a_forged_entry_with_decreasing_offsets_in_a_later_batch_is_rebuilt(tmp_path, caplog):
+    """Contents are validated a record batch at a time (not through the map): every batch is seen."""
+    d, cache = _parallel_dir(tmp_path), tmp_path / "cache"
+
+    def make():
+        return parallel_data(path=str(d), source="en", target="de", tokenizer="word", cache_dir=str(cache))
+
+    fresh = make()
+    fresh.prepare()
+    reference = {k: list(v) for k, v in fresh.splits.items()}
+    (entry,) = cache.iterdir()
+    train = fresh.splits["train"].table.combine_chunks()
+    good, last = train.slice(0, train.num_rows - 2), train.slice(train.num_rows - 2)
+    source = last.column("source").chunks[0]
+    offsets = np.array([0, 2, 1], dtype=np.int32)  # decreasing: only a full validation sees it
+    values = pa.array([1, 2], type=source.type.value_type)
+    broken = pa.Array.from_buffers(source.type, 2, [None, pa.py_buffer(offsets.tobytes())], children=[values])
+    forged = pa.Table.from_batches(
+        [*good.to_batches(max_chunksize=16), *last.set_column(last.schema.get_field_index("source"), "source", broken).to_batches()]
+    )
+    assert forged.to_batches()[-1].num_rows == 2 and len(forged.to_batches()) > 2
+    _forge(entry, "train.arrow", forged)
+    again = make()
+    with caplog.at_level(logging.WARNING):
+        again.prepare()
+    assert "unreadable" in caplog.text
+    assert again.splits == reference
+
+
 def test_the_sentences_of_trees_are_prepared_the_same_way(tmp_path):
     d = tmp_path / "sst"
     d.mkdir()
