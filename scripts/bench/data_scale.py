@@ -7,10 +7,12 @@ a fresh process started through the recipes' own config (``nlp_lib.cli.compose``
 ``hydra.utils.instantiate(cfg.data)`` builds):
 
 * ``prepare_s``: first preparation (read, tokenise, encode, write the cache) and its peak memory;
-* ``cached_load_s``: the same DataModule from the cache in a fresh process;
+* ``cached_load_s``: the same DataModule from the cache in a fresh process (Lightning, which any
+  training process imports, imported before the clock starts; pyarrow after);
 * ``train_peak_pss_gb``: peak PSS summed over the process tree (pages shared by the DataLoader
   workers count once; ``psutil``, sampled every 0.1 s) of ``nlp-lib train`` running 50 steps of the
-  recipe (``multi30k_seq2seq`` with word vocabularies capped by ``data.min_freq``, or
+  recipe (``multi30k_seq2seq`` with word vocabularies capped by ``data.min_freq=5`` and the
+  recipe's ``data.vocab_size=8000``, or
   ``sst_tree_lstm`` without GloVe) with ``data.num_workers=2``;
 * ``loader_examples_per_s``: examples/s the training loader delivers with 2 workers, alone, vs
   ``train_examples_per_s``, what those 50 training steps consumed.
@@ -27,6 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,8 +110,10 @@ def make_trees(folder: Path, n: int, seed: int) -> Path:
 # ----------------------------------------------------------------------------- measured processes
 
 
-def overrides(kind: str, data: Path, cache: Path) -> tuple[str, list[str]]:
-    common = [f"data.path={data}", f"data.cache_dir={cache}", "data.num_workers=2", "data.num_proc=2"]
+def overrides(kind: str, data: Path, cache: Path, old: bool = False) -> tuple[str, list[str]]:
+    """The recipe and overrides of a measured process; ``old``: for the pre-Arrow code (no ``data.num_proc``)."""
+    common = [f"data.path={data}", f"data.cache_dir={cache}", "data.num_workers=2"]
+    common += [] if old else ["data.num_proc=2"]
     if kind == "pairs":
         return "multi30k_seq2seq", [
             *common, "data.source=src", "data.target=tgt", "data.test=null", "data.tokenizer=word",
@@ -116,16 +122,18 @@ def overrides(kind: str, data: Path, cache: Path) -> tuple[str, list[str]]:
     return "sst_tree_lstm", [*common, "data.test_file=null", "model.embeddings=null", "model.cell.input_size=300"]
 
 
-def worker(phase: str, kind: str, data: Path, cache: Path, run_dir: Path) -> None:
+def worker(phase: str, kind: str, data: Path, cache: Path, run_dir: Path, old: bool = False) -> None:
     import hydra
     import torch
 
     from nlp_lib.cli import compose, train
 
     torch.set_num_threads(2)
-    recipe, over = overrides(kind, data, cache)
+    recipe, over = overrides(kind, data, cache, old)
     if phase in ("prepare", "cached", "loader"):
         cfg = compose(recipe, over)
+        import nlp_lib.data.builders  # noqa: F401 - Lightning (~2 s), imported by any training process: not the data's cost
+
         start = time.perf_counter()
         dm = hydra.utils.instantiate(cfg.data)
         dm.prepare_data()
@@ -165,14 +173,13 @@ def _tree_pss(proc) -> float:  # noqa: ANN001
 
 
 def measure(phase: str, kind: str, data: Path, cache: Path, run_dir: Path, tree: Path = REPO) -> dict:
-    """Run one phase in a fresh process (of the code in ``tree``: this checkout, or an older one);
-    its RESULT fields, wall seconds and peak PSS of its process tree."""
+    """Run one phase in a fresh process (this script, importing the library from ``tree``: this
+    checkout, or an older one); its RESULT fields, wall seconds and peak PSS of its process tree."""
     import psutil
 
-    script = tree / "scripts" / "bench" / "data_scale.py"
-    cmd = [sys.executable, str(script), "--worker", phase, "--kind", kind, "--data", str(data)]
-    cmd += ["--cache", str(cache), "--run-dir", str(run_dir)]
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "NLP_LIB_CACHE": str(cache)}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", phase, "--kind", kind, "--data", str(data)]
+    cmd += ["--cache", str(cache), "--run-dir", str(run_dir)] + ([] if tree == REPO else ["--old"])
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "NLP_LIB_CACHE": str(cache), "PYTHONPATH": str(tree)}
     start = time.perf_counter()
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tree)
     proc, peak = psutil.Process(child.pid), [0.0]
@@ -227,9 +234,11 @@ def main() -> None:
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--old", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--repeat", type=int, default=3, help="alternating repetitions of the baseline comparison")
     a = ap.parse_args()
     if a.worker:
-        worker(a.worker, a.kind, a.data, a.cache, a.run_dir)
+        worker(a.worker, a.kind, a.data, a.cache, a.run_dir, a.old)
         return
     work = a.work or Path(tempfile.mkdtemp(prefix="nlp_lib_data_scale_"))
     rows = []
@@ -251,11 +260,17 @@ def main() -> None:
         row = min(pairs, key=lambda r: abs(r["examples"] - 1e6))
         old = _worktree(a.baseline_rev)
         n = row["examples"]
-        data, cache = work / f"pairs_{n}", work / f"cache_pairs_{n}_baseline"
-        now = measure("prepare", "pairs", data, work / f"cache_pairs_{n}_again", work / "run_again")
-        then = measure("prepare", "pairs", data, cache, work / "run_baseline", tree=old)
-        result["baseline"] = {"rev": a.baseline_rev, "pairs": n, "prepare": then, "prepare_now": now}
-        result["prepare_vs_baseline"] = round(now["seconds"] / then["seconds"], 3)
+        data, nows, thens = work / f"pairs_{n}", [], []
+        for _ in range(a.repeat):  # alternating, each from an empty cache
+            for tree, out in ((REPO, nows), (old, thens)):
+                cache = work / f"cache_pairs_{n}_{'again' if tree == REPO else 'baseline'}"
+                shutil.rmtree(cache, ignore_errors=True)
+                out.append(measure("prepare", "pairs", data, cache, work / "run_again", tree=tree))
+                print(f"pairs {n:,}: prepare ({'now' if tree == REPO else a.baseline_rev}) {out[-1]}", file=sys.stderr)
+        med = {k: statistics.median(r["seconds"] for r in v) for k, v in (("now", nows), ("then", thens))}
+        result["baseline"] = {"rev": a.baseline_rev, "pairs": n, "prepare": thens, "prepare_now": nows,
+                              "median_s": med}  # fmt: skip
+        result["prepare_vs_baseline"] = round(med["now"] / med["then"], 3)
     if rows:
         result["max_cached_load_s"] = max(r["cached"]["seconds"] for r in rows)
         result["min_loader_vs_train"] = min(r["loader_vs_train"] for r in rows)
