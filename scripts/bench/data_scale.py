@@ -249,6 +249,8 @@ def main() -> None:
             data = make(work / f"{kind}_{n}", n, a.seed)
             cache = work / f"cache_{kind}_{n}"
             row = {"kind": kind, "examples": n, "generate_s": round(time.perf_counter() - t0, 1)}
+            shutil.rmtree(cache, ignore_errors=True)  # a first preparation, and a new run (the bench owns both)
+            shutil.rmtree(work / f"run_{kind}_{n}", ignore_errors=True)
             for phase in ("prepare", "cached", "loader", "train"):
                 row[phase] = measure(phase, kind, data, cache, work / f"run_{kind}_{n}")
                 print(f"{kind} {n:,}: {phase} {row[phase]}", file=sys.stderr, flush=True)
