@@ -6,7 +6,9 @@ runs by vocabulary slices and keeps each row's ``2k`` best tokens (no ``[A * k, 
 formed: only a row's own best ``2k`` can be among its sentence's best ``2k``), one ``topk`` over each
 sentence's ``k * 2k`` candidates picks the next beams, and a sentence whose search is over is
 *retired*: its rows leave the tensors, so the rest of the batch goes on with less work instead of
-waiting for it.
+waiting for it. The search's bookkeeping (finished hypotheses, token histories, which sentences
+are done) runs on the host from **one** device-to-host copy per step; greedy decoding copies
+nothing back until it ends (:func:`greedy_ids`).
 
 The search, per sentence (the same rules whether a sentence is decoded alone or in a batch, so both
 give the same hypotheses; a test checks it):
@@ -27,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -34,7 +37,7 @@ from nlp_lib.constraints import FiniteFloat, PositiveInt
 from nlp_lib.models.seq2seq import BOS, EOS, DecoderState, Encoded, Seq2Seq
 from nlp_lib.modules.linear_cross_entropy import linear_top_log_probs, slice_width
 
-__all__ = ["Hypothesis", "beam_search", "beam_search_one_by_one", "greedy"]
+__all__ = ["Hypothesis", "beam_search", "beam_search_one_by_one", "greedy", "greedy_ids"]
 
 
 @dataclass
@@ -91,19 +94,51 @@ def _select_encoded(enc: Encoded, index: Tensor) -> Encoded:
     return Encoded(*(t.index_select(0, index) for t in enc))
 
 
-@torch.no_grad()
-def greedy(
-    model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_length: PositiveInt = 100, min_length: int = 0
-) -> list[list[int]]:
-    """The most likely next token at every step, for the whole batch at once; token ids without the end token.
+class _AllDone:
+    """Whether every sentence has ended, learnt without stalling the device.
 
-    ``min_length``: the end token is not chosen before so many tokens (``max_length`` is the most).
+    Each step queues a copy of the device flag into (pinned) host memory; the loop reads the host
+    copy only once that copy has landed (a CUDA event says so), so on a GPU the loop stops a step
+    or two late instead of waiting for every step's kernels. On the CPU the flag is read at once.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.host = torch.zeros(1, dtype=torch.bool, pin_memory=self.cuda)
+        self.event = torch.cuda.Event() if self.cuda else None
+        self.queued = False
+
+    def push(self, done: Tensor) -> None:
+        """Queue ``done.all()`` (unless the previous copy is still on its way)."""
+        if self.cuda and self.queued and not self.event.query():
+            return
+        self.host.copy_(done.all().view(1), non_blocking=True)
+        if self.cuda:
+            self.event.record()
+        self.queued = True
+
+    def seen(self) -> bool:
+        """True once a landed copy says every sentence has ended."""
+        if not self.queued or (self.cuda and not self.event.query()):
+            return False
+        return bool(self.host.numpy()[0])  # host memory, already written: no device copy
+
+
+@torch.no_grad()
+def greedy_ids(
+    model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_length: PositiveInt = 100, min_length: int = 0
+) -> Tensor:
+    """Greedy decoding as one device tensor ``[B, T]`` (``T <= max_length``), with no host sync per step.
+
+    Rows run on past their end token (the caller cuts them there); the loop stops when every row
+    has ended (seen a step or two late on a GPU) or after ``max_length`` steps.
     """
     _check_lengths(min_length, max_length)
     enc, state = model.encode(src, src_lengths)
     b = src.shape[0]
     y = torch.full((b,), BOS, dtype=torch.long, device=src.device)
     done = torch.zeros(b, dtype=torch.bool, device=src.device)
+    stop = _AllDone(src.device)
     out = []
     for t in range(max_length):
         logits, state, _ = model.step(y, state, enc)
@@ -112,9 +147,21 @@ def greedy(
         y = logits.argmax(-1)
         out.append(y)
         done |= y == EOS
-        if bool(done.all()):
+        stop.push(done)
+        if stop.seen():
             break
-    steps = torch.stack(out, dim=1).tolist()
+    return torch.stack(out, dim=1)
+
+
+def greedy(
+    model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_length: PositiveInt = 100, min_length: int = 0
+) -> list[list[int]]:
+    """The most likely next token at every step, for the whole batch at once; token ids without the end token.
+
+    ``min_length``: the end token is not chosen before so many tokens (``max_length`` is the most).
+    The tokens come to the host once, at the end (:func:`greedy_ids`).
+    """
+    steps = greedy_ids(model, src, src_lengths, max_length=max_length, min_length=min_length).tolist()
     return [row[: row.index(EOS)] if EOS in row else row for row in steps]
 
 
@@ -152,7 +199,7 @@ def beam_search(
     dtype = torch.float32 if enc.memory.dtype in (torch.float16, torch.bfloat16) else enc.memory.dtype
     scores = torch.full((b, k), float("-inf"), device=device, dtype=dtype)
     scores[:, 0] = 0.0  # one live beam to start from: no duplicate hypotheses
-    hist = torch.empty((b * k, 0), dtype=torch.long, device=device)  # tokens so far, per row
+    hist = np.empty((b * k, 0), dtype=np.int64)  # tokens so far, per row: kept on the host
     y = torch.full((b * k,), BOS, dtype=torch.long, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in range(b)]
     for t in range(max_length):
@@ -161,11 +208,6 @@ def beam_search(
         length = t + 1
         # end-of-sentence among each sentence's k best continuations: finished hypotheses
         ends = (tok[:, :k] == EOS) & torch.isfinite(values[:, :k])
-        if bool(ends.any()):
-            for i, j in ends.nonzero().tolist():
-                lp = float(values[i, j])
-                src_row = i * k + int(beam[i, j])
-                finished[alive[i]].append(Hypothesis(hist[src_row].tolist(), lp / length**length_penalty, lp))
         # the k best continuations that do not end carry on (at most k of the 2k end: one per beam)
         go = tok != EOS
         go &= torch.cumsum(go, dim=1) <= k
@@ -173,20 +215,31 @@ def beam_search(
         scores = values.gather(1, sel)
         origin = (torch.arange(a, device=device).unsqueeze(1) * k + beam.gather(1, sel)).view(-1)  # [A*k]
         y = tok.gather(1, sel).view(-1)
-        hist = torch.cat([hist.index_select(0, origin), y.unsqueeze(1)], dim=1)
         state = state.select(origin)
-        last = t == max_length - 1
         # The best score any live beam could still reach: its log-probability only falls, and a
         # length of at most max_length divides it by at most max_length ** length_penalty.
-        reach = (scores.max(dim=1).values / float(max_length) ** length_penalty).tolist()
+        reach = scores.max(dim=1).values / float(max_length) ** length_penalty
+        # The step's one device-to-host copy: all the bookkeeping below reads these host arrays.
+        parts = [ends, values[:, :k], beam[:, :k], origin, y, scores, reach]
+        host = torch.cat([p.reshape(-1).to(torch.float64) for p in parts]).cpu().numpy()
+        h_ends, h_values, h_beam, h_origin, h_y, h_scores, h_reach = np.split(
+            host, np.cumsum([p.numel() for p in parts])[:-1]
+        )
+        h_values, h_scores = h_values.reshape(a, k), h_scores.reshape(a, k)
+        for i, j in zip(*np.nonzero(h_ends.reshape(a, k)), strict=True):
+            lp = float(h_values[i, j])
+            src_row = i * k + int(h_beam[i * k + j])
+            finished[alive[i]].append(Hypothesis(hist[src_row].tolist(), lp / length**length_penalty, lp))
+        hist = np.concatenate([hist[h_origin.astype(np.int64)], h_y.astype(np.int64)[:, None]], axis=1)
+        last = t == max_length - 1
         keep = []
         for i, s in enumerate(alive):
             if last:  # out of steps: the live beams are finished as they are
                 for j in range(k):
-                    lp = float(scores[i, j])
+                    lp = float(h_scores[i, j])
                     if lp > float("-inf"):
                         finished[s].append(Hypothesis(hist[i * k + j].tolist(), lp / length**length_penalty, lp))
-            elif len(finished[s]) < n_best or reach[i] > sorted(h.score for h in finished[s])[-n_best]:
+            elif len(finished[s]) < n_best or h_reach[i] > sorted(h.score for h in finished[s])[-n_best]:
                 keep.append(i)
         if len(keep) < a:  # retire the sentences that are done: their rows leave every tensor
             if not keep:
@@ -194,7 +247,8 @@ def beam_search(
             kept = torch.tensor(keep, device=device)
             row_idx = (kept.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
             enc, state = _select_encoded(enc, row_idx), state.select(row_idx)
-            hist, y, scores = hist.index_select(0, row_idx), y.index_select(0, row_idx), scores.index_select(0, kept)
+            y, scores = y.index_select(0, row_idx), scores.index_select(0, kept)
+            hist = hist[(np.asarray(keep)[:, None] * k + np.arange(k)).reshape(-1)]
             alive = [alive[i] for i in keep]
     return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]
 

@@ -113,15 +113,15 @@ class SequenceRunner(nn.Module):
         """Run the layers over ``x`` ``[B, T, input_size]``; ``lengths`` ``[B]`` (default: all ``T``)."""
         b, t, _ = x.shape
         if lengths is None:
-            lengths = torch.full((b,), t, dtype=torch.long, device=x.device)
+            lengths = torch.full((b,), t, dtype=torch.long)  # host memory: needs_mask reads it for free
+        needs_mask = _needs_mask(lengths, t)
+        host_lengths = lengths if lengths.device.type == "cpu" else None
         lengths = lengths.to(x.device)
         if self.is_fused:
-            return self._fused(x, lengths)
+            return self._fused(x, lengths, host_lengths)
         steps = torch.arange(t, device=x.device)
         valid = steps.unsqueeze(0) < lengths.unsqueeze(1)  # [B, T]
         rev = torch.where(valid, lengths.unsqueeze(1) - 1 - steps, steps)  # reverse within each length
-        # One check per batch: no masking when nothing is padded. A traced export always masks.
-        needs_mask = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or bool((lengths < t).any())
         states: list[tuple[Tensor, ...]] = []
         lasts: list[Tensor] = []
         layer_in = x
@@ -161,7 +161,7 @@ class SequenceRunner(nn.Module):
             outs.append(out)
         return torch.stack(outs, dim=1), state  # [B, T, H] (stacked batch-major in one copy)
 
-    def _fused(self, x: Tensor, lengths: Tensor) -> SequenceOutput:
+    def _fused(self, x: Tensor, lengths: Tensor, host_lengths: Tensor | None) -> SequenceOutput:
         kind = type(self.cells[0])
         template = _template(kind, self.input_size, self.hidden_size, self.num_layers, self.directions, x.device)
         params = {}
@@ -173,7 +173,9 @@ class SequenceRunner(nn.Module):
                     params[name + sfx] = getattr(cell, name)
         template.dropout = self.dropout if self.training else 0.0
         template.train(self.training)
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        # cuDNN's packed kernels take host lengths: one copy per batch when they live on the device
+        host = host_lengths if host_lengths is not None else lengths.cpu()
+        packed = pack_padded_sequence(x, host, batch_first=True, enforce_sorted=False)
         out, hidden = functional_call(template, params, (packed,))
         outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         h_n = hidden[0] if isinstance(hidden, tuple) else hidden  # [L * D, B, H]
@@ -181,6 +183,18 @@ class SequenceRunner(nn.Module):
         states = [(h_n[i], c_n[i]) if c_n is not None else (h_n[i],) for i in range(self.num_layers * self.directions)]
         last = torch.cat([h_n[-self.directions + d] for d in range(self.directions)], dim=-1)
         return SequenceOutput(outputs, last, states)
+
+
+def _needs_mask(lengths: Tensor, t: int) -> bool:
+    """Whether any sequence is shorter than ``t``, decided without waiting for a device.
+
+    Lengths in host memory (the CPU, or a batch not yet moved) are read there; lengths on an
+    accelerator are not read at all (that would stall the queue): those batches are masked, which
+    gives the same results. A traced export always masks.
+    """
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or lengths.device.type != "cpu":
+        return True
+    return bool((lengths.numpy() < t).any())  # host memory: no device copy
 
 
 def _step(
@@ -207,7 +221,9 @@ _COMPILED: list = []
 
 def _compiled_step() -> Callable:
     if not _COMPILED:
-        _COMPILED.append(torch.compile(_step, dynamic=False))
+        # dynamic=None: the first batch size compiles static kernels; a second size recompiles once
+        # with a symbolic batch size, and later sizes reuse that graph (no recompile per batch).
+        _COMPILED.append(torch.compile(_step, dynamic=None))
     return _COMPILED[0]
 
 

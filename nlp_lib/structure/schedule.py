@@ -16,7 +16,7 @@ in DataLoader workers, and the batch moves to a device with ``.to(device)``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -134,20 +134,28 @@ class TreeBatch:
         return [self.level(i) for i in range(self.num_levels)]
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> TreeBatch:
-        """The same batch with every tensor on ``device`` (Lightning calls this)."""
-        moved = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            moved[f.name] = v.to(device, non_blocking=non_blocking) if isinstance(v, Tensor) else v
-        return TreeBatch(**moved)
+        """The same batch with every tensor on ``device`` (Lightning calls this).
+
+        A reversed schedule already built (:meth:`reversed`, on the CPU in collate) moves along,
+        so a top-down pass on the device needs no host round trip.
+        """
+        return self._map(lambda v: v.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> TreeBatch:
         """The same batch in pinned memory (DataLoader's ``pin_memory=True`` calls this)."""
+        return self._map(lambda v: v.pin_memory())
+
+    def _map(self, fn: Callable[[Tensor], Tensor]) -> TreeBatch:
         moved = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            moved[f.name] = v.pin_memory() if isinstance(v, Tensor) else v
-        return TreeBatch(**moved)
+            moved[f.name] = fn(v) if isinstance(v, Tensor) else v
+        out = TreeBatch(**moved)
+        cached = self.__dict__.get("_reversed")
+        if cached is not None:
+            rev, to_rev = cached
+            out.__dict__["_reversed"] = (rev._map(fn), fn(to_rev))
+        return out
 
     @staticmethod
     def from_arrays(

@@ -46,8 +46,9 @@ class TreeClassificationTask(ClassificationTask):
         root_labels = batch.labels[batch.roots]  # [B]
         loss = F.cross_entropy(out.logits, root_labels)
         if self.node_loss_weight > 0 and out.node_logits is not None:
-            mask = batch.labels >= 0
-            mask[batch.roots] = False
-            if bool(mask.any()):
-                loss = loss + self.node_loss_weight * F.cross_entropy(out.node_logits[mask], batch.labels[mask])
+            # The mean over labelled non-root nodes, with no device sync (no boolean indexing, no
+            # branch on the count): unlabelled rows are ignored; no such node adds zero.
+            targets = batch.labels.masked_fill(batch.labels < 0, -100).index_fill(0, batch.roots, -100)
+            node_sum = F.cross_entropy(out.node_logits, targets, ignore_index=-100, reduction="sum")
+            loss = loss + self.node_loss_weight * node_sum / (targets >= 0).sum().clamp(min=1)
         return loss, out.logits, root_labels
