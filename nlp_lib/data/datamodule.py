@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from nlp_lib.data.resumable import ResumableLoader, trainer_ranks
+from nlp_lib.data.resumable import ResumableLoader, trainer_pins_memory, trainer_ranks
 from nlp_lib.errors import DataError
 
 __all__ = ["PreparedData", "SplitLoaders", "eval_batches"]
@@ -61,7 +61,9 @@ class SplitLoaders:
         if not train:
             if split not in self._eval_batches:
                 self._eval_batches[split] = eval_batches(self.eval_examples(split), self.eval_batch_size, self.collate)
-            return DataLoader(self._eval_batches[split], batch_size=None, shuffle=False)
+            return DataLoader(
+                self._eval_batches[split], batch_size=None, shuffle=False, pin_memory=trainer_pins_memory(self.trainer)
+            )
         replicas, rank = trainer_ranks(self.trainer)
         budget = self.budget_sampler(split, replicas, rank)
         return ResumableLoader.for_trainer(  # its position goes into checkpoints: a killed run resumes mid-epoch

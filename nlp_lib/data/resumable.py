@@ -29,6 +29,17 @@ def trainer_ranks(trainer: Any) -> tuple[int, int]:
     return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
 
+def trainer_pins_memory(trainer: Any) -> bool:
+    """Whether a trainer's batches go to a CUDA device: its loaders then pin them (``pin_memory=True``),
+    so the move (``batch.to(device, non_blocking=True)``, as Lightning does it) overlaps compute."""
+    if trainer is None:
+        return False
+    try:
+        return trainer.strategy.root_device.type == "cuda"
+    except (AttributeError, RuntimeError):  # a strategy not set up yet
+        return False
+
+
 def trainer_progress(trainer: Any) -> tuple[int, int]:
     """A trainer's epoch and the batches it has processed in it (what a loader's state records).
 
@@ -87,6 +98,7 @@ class ResumableLoader(DataLoader):
         batch_sampler: Batches by a node budget instead of ``batch_size`` (it shards by rank itself).
         num_replicas: Data-parallel ranks sharing the epoch (``batch_size`` batching).
         rank: This rank.
+        pin_memory: Pin batches in page-locked memory (CUDA training: faster, non-blocking copies).
     """
 
     @classmethod
@@ -113,6 +125,7 @@ class ResumableLoader(DataLoader):
             batch_sampler=batch_sampler,
             num_replicas=replicas,
             rank=rank,
+            pin_memory=trainer_pins_memory(trainer),
         )
 
     def __init__(
@@ -127,6 +140,7 @@ class ResumableLoader(DataLoader):
         batch_sampler: BalancedBatchSampler | None = None,
         num_replicas: int = 1,
         rank: int = 0,
+        pin_memory: bool = False,
     ) -> None:
         self.epoch_sampler = None
         self.budget_sampler = batch_sampler
@@ -140,6 +154,7 @@ class ResumableLoader(DataLoader):
             collate_fn=collate_fn,
             num_workers=num_workers,
             persistent_workers=num_workers > 0,
+            pin_memory=pin_memory,
             generator=torch.Generator().manual_seed(seed),  # the workers' seed: never the global generator's
             **kwargs,
         )

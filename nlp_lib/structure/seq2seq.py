@@ -34,6 +34,16 @@ class Seq2SeqBatch:
     tgt_out: Tensor
     references: list[str]
 
+    def pin_memory(self) -> Seq2SeqBatch:
+        """The same batch in pinned memory (DataLoader's ``pin_memory=True`` calls this)."""
+        return Seq2SeqBatch(
+            **{
+                f.name: (v.pin_memory() if isinstance(v, Tensor) else v)
+                for f in fields(self)
+                for v in [getattr(self, f.name)]
+            }
+        )
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Seq2SeqBatch:
         return Seq2SeqBatch(
             **{

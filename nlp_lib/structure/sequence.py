@@ -60,6 +60,16 @@ class SequenceBatch:
                 lab = torch.as_tensor(labels, dtype=torch.long)
         return SequenceBatch(tok, lengths, lab)
 
+    def pin_memory(self) -> SequenceBatch:
+        """The same batch in pinned memory (DataLoader's ``pin_memory=True`` calls this)."""
+        return SequenceBatch(
+            **{
+                f.name: (v.pin_memory() if isinstance(v, Tensor) else v)
+                for f in fields(self)
+                for v in [getattr(self, f.name)]
+            }
+        )
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> SequenceBatch:
         """The same batch on ``device`` (Lightning calls this)."""
         return SequenceBatch(

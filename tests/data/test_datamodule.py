@@ -54,3 +54,27 @@ def test_a_split_the_data_lacks_is_named():
 
 def test_eval_batches_cut_in_order():
     assert eval_batches([1, 2, 3, 4, 5], 2, tuple) == [(1, 2), (3, 4), (5,)]
+
+
+def test_batches_pin_and_keep_their_reversed_schedule():
+    """pin_memory=True (CUDA training) works on every batch type; a reversed tree schedule moves along."""
+    import torch
+
+    from nlp_lib.structure import TreeBatch
+    from nlp_lib.structure.seq2seq import Seq2SeqBatch
+    from nlp_lib.structure.sequence import SequenceBatch
+
+    tree = TreeBatch.from_arrays([[2, 2, -1], [-1]], [[3, 4, -1], [5]])
+    rev = tree.reversed()
+    seq = Seq2SeqBatch.from_ids([[4, 5], [6]], [[7], [8, 9]], ["a", "b"])
+    sent = SequenceBatch(torch.tensor([[3, 4], [5, 0]]), torch.tensor([2, 1]), torch.tensor([0, 1]))
+    if not torch.cuda.is_available():  # pinning needs a CUDA runtime; the moves below do not
+        moved = tree.to("cpu")
+        assert moved.__dict__["_reversed"][0].order.tolist() == rev[0].order.tolist()
+        assert seq.to("cpu").references == ["a", "b"] and sent.to("cpu").lengths.tolist() == [2, 1]
+        return
+    for batch in (tree, seq, sent):
+        pinned = batch.pin_memory()
+        assert type(pinned) is type(batch)
+        assert all(v.is_pinned() for v in vars(pinned).values() if isinstance(v, torch.Tensor))
+    assert tree.pin_memory().__dict__["_reversed"][1].is_pinned()
