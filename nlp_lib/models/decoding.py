@@ -244,7 +244,7 @@ def beam_search(
         if len(keep) < a:  # retire the sentences that are done: their rows leave every tensor
             if not keep:
                 break
-            kept = torch.tensor(keep, device=device)
+            kept = torch.tensor(keep).to(device, non_blocking=True)
             row_idx = (kept.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
             enc, state = _select_encoded(enc, row_idx), state.select(row_idx)
             y, scores = y.index_select(0, row_idx), scores.index_select(0, kept)

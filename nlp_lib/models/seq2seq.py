@@ -219,7 +219,9 @@ class Seq2Seq(SavableModel):
         emb = self.dropout(self.src_embedding(src))
         enc = self.encoder(emb, src_lengths)
         memory = enc.outputs  # [B, S, H]
-        mask = torch.arange(src.shape[1], device=src.device).unsqueeze(0) < src_lengths.to(src.device).unsqueeze(1)
+        mask = torch.arange(src.shape[1], device=src.device).unsqueeze(0) < src_lengths.to(
+            src.device, non_blocking=True
+        ).unsqueeze(1)
         h0 = torch.tanh(self.bridge(enc.last))  # [B, H]
         cells = []
         for cell in self.decoder_cells:

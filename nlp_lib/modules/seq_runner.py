@@ -116,7 +116,7 @@ class SequenceRunner(nn.Module):
             lengths = torch.full((b,), t, dtype=torch.long)  # host memory: needs_mask reads it for free
         needs_mask = _needs_mask(lengths, t)
         host_lengths = lengths if lengths.device.type == "cpu" else None
-        lengths = lengths.to(x.device)
+        lengths = lengths.to(x.device, non_blocking=True)  # host lengths: no stream sync
         if self.is_fused:
             return self._fused(x, lengths, host_lengths)
         steps = torch.arange(t, device=x.device)

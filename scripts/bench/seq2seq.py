@@ -49,11 +49,15 @@ def main() -> None:
     ap.add_argument("--bundle", type=Path, default=None, help="decode with a trained seq2seq bundle instead")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda, but this torch has no usable CUDA device")
 
     dm = scan_data(split="simple", batch_size=args.batch, seed=args.seed)
     dm.prepare()
@@ -66,19 +70,21 @@ def main() -> None:
         model = Seq2Seq(
             **sizes, embedding_size=args.embedding, hidden_size=args.hidden, attention="general", dropout=0.1
         )
+    model = model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     train = dm.splits["train"]
     g = torch.Generator().manual_seed(args.seed)
 
     def train_step() -> int:
         idx = torch.randint(len(train), (args.batch,), generator=g).tolist()
-        b = dm.collate([train[i] for i in idx])
+        host = dm.collate([train[i] for i in idx])
+        b = host.to(dev, non_blocking=True)
         logits = model(b.src, b.src_lengths, b.tgt_in).logits
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), b.tgt_out.flatten(), ignore_index=PAD)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return b.num_target_tokens
+        return host.num_target_tokens  # counted on the host: no device sync per step
 
     model.train()
     rates = []
@@ -86,6 +92,8 @@ def main() -> None:
         t0, tokens = time.perf_counter(), 0
         for _ in range(args.steps):
             tokens += train_step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
         rates.append(tokens / (time.perf_counter() - t0))
     if args.bundle is None:
         for _ in range(max(0, args.train_steps - args.repeats * args.steps)):
@@ -94,7 +102,7 @@ def main() -> None:
 
     test = sorted(dm.splits["test"][: args.sentences], key=lambda e: len(e[0]))
     kw = dict(beam_size=args.beam, max_length=args.max_length)
-    batches = [dm.collate(test[i : i + args.beam_batch]) for i in range(0, len(test), args.beam_batch)]
+    batches = [dm.collate(test[i : i + args.beam_batch]).to(dev) for i in range(0, len(test), args.beam_batch)]
     batched_s, single_s, same, exact = [], [], 0, 0
     for r in range(args.repeats):
         outs = {}
@@ -126,6 +134,7 @@ def main() -> None:
         "train_steps": args.train_steps if args.bundle is None else 0,
         "torch_version": torch.__version__,
         "num_threads": torch.get_num_threads(),
+        "device": str(dev),
     }
     print(f"training: {result['train_tokens_per_s']:,.0f} target tokens/s (batch {args.batch})")
     print(
