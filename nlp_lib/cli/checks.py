@@ -68,6 +68,7 @@ def check_run_config(cfg: Any) -> None:
     from omegaconf import OmegaConf
 
     from nlp_lib.schema import check_call, check_config
+    from nlp_lib.tasks.param_groups import check_param_groups
 
     try:
         plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
@@ -85,8 +86,12 @@ def check_run_config(cfg: Any) -> None:
     )
     check_config(plain.get("task"), "task", given=("model", "optimizer", "scheduler"))
     optim = plain.get("optim") or {}
+    unknown = sorted(set(optim) - {"optimizer", "scheduler", "param_groups"})
+    if unknown:
+        raise ConfigError(f"optim.{unknown[0]} is not an option (options: optimizer, scheduler, param_groups)")
     for part in ("optimizer", "scheduler"):
         check_config(optim.get(part), f"optim.{part}", given=("params", "optimizer"))
+    check_param_groups(optim.get("param_groups"))
     check_config(plain.get("trainer"), "trainer", given=("default_root_dir", "logger", "callbacks", "plugins"))
     check_run_outputs(plain.get("callbacks"), plain.get("logger"))
     check_config(plain.get("callbacks"), "callbacks")
@@ -203,8 +208,10 @@ def try_optimizer(optimizer: Any, scheduler: Any, model: Any, optim: Any) -> Non
         values = {k: v for k, v in optim[key].items() if not str(k).startswith("_")}
         return ConfigError(f"optim.{key}: cannot build it from {values}: {e}")
 
+    from nlp_lib.tasks.param_groups import build_optimizer
+
     try:
-        probe = optimizer(model.parameters())
+        probe = build_optimizer(optimizer, model)  # a param_groups pattern that picks nothing: named here
     except (TypeError, ValueError, KeyError) as e:
         raise fail("optimizer", e) from None
     if scheduler is not None:

@@ -91,6 +91,12 @@ def _train_in(cfg: Any, run_dir: Path, *, resume: bool, start: float) -> dict[st
     sizes = model_sizes(data)
     model, model_cfg = build_model(cfg, data, sizes, source)
     optimizer = instantiate(cfg.optim.optimizer, "optim.optimizer")
+    if cfg.optim.get("param_groups"):
+        from omegaconf import OmegaConf
+
+        from nlp_lib.tasks.param_groups import ParamGroups
+
+        optimizer = ParamGroups(optimizer, OmegaConf.to_container(cfg.optim.param_groups, resolve=True))
     scheduler = instantiate(cfg.optim.scheduler, "optim.scheduler") if cfg.optim.get("scheduler") else None
     try_optimizer(optimizer, scheduler, model, cfg.optim)
     task = instantiate(cfg.task, "task", model=model, optimizer=optimizer, scheduler=scheduler)

@@ -34,7 +34,8 @@ class TaskBase(pl.LightningModule):
     Args:
         model: The model (a plain ``nn.Module``).
         optimizer: Builds the optimiser from the parameters (a ``functools.partial``; Hydra's
-            ``_partial_: true``).
+            ``_partial_: true``), or a :class:`~nlp_lib.tasks.param_groups.ParamGroups` of one
+            (``optim.param_groups``: rates and weight decay by parameter name).
         scheduler: Builds a learning-rate scheduler from the optimiser, stepped every epoch.
     """
 
@@ -78,11 +79,13 @@ class TaskBase(pl.LightningModule):
         self.log(f"train/{self.unit_name}_per_s", self._epoch_units / seconds, sync_dist=True, reduce_fx="sum")
 
     def configure_optimizers(self):  # noqa: ANN201
-        opt = self.optimizer_factory(self.model.parameters())
+        from nlp_lib.tasks.param_groups import build_optimizer
+
+        opt = build_optimizer(self.optimizer_factory, self.model)
         if opt.defaults.get("fused") and self._clips_under_amp():
             # Lightning's mixed-precision plugin refuses to clip the gradients of an optimiser that
             # unscales them itself (fused Adam); the unfused one gives the same step.
-            opt = self.optimizer_factory(self.model.parameters(), fused=False)
+            opt = build_optimizer(self.optimizer_factory, self.model, fused=False)
         if self.scheduler_factory is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "epoch"}}
