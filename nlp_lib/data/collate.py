@@ -10,7 +10,7 @@ import numpy as np
 from nlp_lib.structure.schedule import TreeBatch
 from nlp_lib.structure.tree import Tree
 
-__all__ = ["EncodedTree", "check_tree_arrays", "encode_tree", "encode_tree_subwords", "collate_trees"]
+__all__ = ["EncodedTree", "check_tree_arrays", "collate_trees", "encode_tree", "encode_tree_subwords", "tree_levels"]
 
 
 class EncodedTree(NamedTuple):
@@ -129,3 +129,11 @@ def check_tree_arrays(split: Any, name: str) -> None:
     up = starts[tree][inner] + parent[inner]  # the global index of each non-root node's parent
     if (heights < 0).any() or (heights[up] <= heights[inner]).any():
         raise ValueError(f"the {name} split: a node's height is not above its children's")
+
+
+def tree_levels(split: Any) -> np.ndarray:
+    """Each tree's height in levels (its root's height + 1) from a split's ``heights`` column, in the split's order."""
+    col = split.table.column("heights")
+    roots = [c.values.to_numpy()[c.offsets.to_numpy()[1:] - 1] for c in col.chunks if len(c)]
+    levels = (np.concatenate(roots) if roots else np.zeros(0, dtype=np.int64)).astype(np.int64) + 1
+    return levels[split.order] if split.order is not None else levels

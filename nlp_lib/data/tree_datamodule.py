@@ -5,15 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from nlp_lib.constraints import NonNegativeInt, PositiveInt, SentencePieceSize
 from nlp_lib.data.bad_input import MAX_INFERRED_CLASSES
-from nlp_lib.data.collate import EncodedTree, check_tree_arrays, collate_trees, encode_tree, encode_tree_subwords
+from nlp_lib.data.collate import (
+    EncodedTree,
+    check_tree_arrays,
+    collate_trees,
+    encode_tree,
+    encode_tree_subwords,
+    tree_levels,
+)
 from nlp_lib.data.datamodule import PreparedData
-from nlp_lib.data.sampling import BalancedBatchSampler
+from nlp_lib.data.sampling import BalancedBatchSampler, HeightBatchSampler
 from nlp_lib.data.vocab import WordVocab
 from nlp_lib.errors import DataError
 from nlp_lib.structure.sequence import SequenceBatch
@@ -94,6 +101,10 @@ class TreeDataModule(PreparedData):
         node_budget: Batch training trees by total nodes (at most this many a batch, ``batch_size``
             ignored) instead of by count; the batches are balanced across distributed ranks
             (:class:`~nlp_lib.data.sampling.BalancedBatchSampler`).
+        batch_by: ``"random"``: training batches of ``batch_size`` shuffled trees (or by
+            ``node_budget``); ``"height"``: of ``batch_size`` trees of similar heights, for deep
+            trees, where one tall tree holds a batch of shallow ones for its levels
+            (:class:`~nlp_lib.data.sampling.HeightBatchSampler`); evaluation batches by height too.
         tokenizer: ``"word"`` (a word vocabulary, one id per leaf word) or ``"sentencepiece"`` (a
             model trained on the training sentences; a word of several pieces becomes a small
             binary subtree of its pieces under the word's node: :func:`~nlp_lib.data.collate.encode_tree_subwords`).
@@ -130,6 +141,7 @@ class TreeDataModule(PreparedData):
         vocab: WordVocab | None = None,
         vocab_splits: Sequence[str] = ("train",),
         node_budget: PositiveInt | None = None,
+        batch_by: Literal["random", "height"] = "random",
         tokenizer: str = "word",
         vocab_size: SentencePieceSize = 8000,
         sentencepiece_sample: PositiveInt = 1_000_000,
@@ -156,6 +168,9 @@ class TreeDataModule(PreparedData):
         if node_budget is not None and node_budget < 1:
             raise DataError(f"data.node_budget must be at least 1 (or null), got {node_budget}")
         self.node_budget = node_budget
+        if batch_by == "height" and (node_budget is not None or "heights" not in self.fields):
+            raise DataError("data.batch_by=height batches trees by count: set data.node_budget=null (and use trees)")
+        self.batch_by = batch_by
         if tokenizer not in ("word", "sentencepiece"):
             raise DataError(f"data.tokenizer: must be 'word' or 'sentencepiece', got {tokenizer!r}")
         if tokenizer == "sentencepiece" and lowercase:
@@ -336,6 +351,12 @@ class TreeDataModule(PreparedData):
         split.check_range("labels", -1, self._num_classes - 1, f"the {name} split's labels")
         check_tree_arrays(split, name)
 
+    def eval_examples(self, split: str) -> Any:
+        data = self.splits[split]
+        if self.batch_by != "height":
+            return data
+        return data.reordered(np.argsort(tree_levels(data), kind="stable"))  # a tall tree among its like
+
     def adopt_tokenizer(self, tokenizer: Any) -> None:
         """Fine-tuning: extend a trained model's vocabulary (its ids stay; new words are appended)."""
         if self.splits:
@@ -371,6 +392,9 @@ class TreeDataModule(PreparedData):
         return self._num_classes
 
     def budget_sampler(self, split: str, replicas: int, rank: int) -> Any:
+        if self.batch_by == "height":
+            levels = tree_levels(self.splits[split])
+            return HeightBatchSampler(levels, self.batch_size, num_replicas=replicas, rank=rank, seed=self.seed)
         if self.node_budget is None:
             return None
         sizes = self.splits[split].lengths(self.fields[0])  # nodes (or tokens), from the offsets

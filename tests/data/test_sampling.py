@@ -142,3 +142,36 @@ def test_samplers_take_length_arrays_and_plan_each_epoch_once():
     assert len(sampler) == len(sampler.plan()) and sampler._steps() is sampler._steps()  # planned once
     sampler.set_epoch(1)
     assert sampler.plan() != BucketBatchSampler(sizes, 40, seed=3).plan()
+
+
+@pytest.mark.parametrize(("n", "batch", "replicas"), [(1000, 64, 1), (1000, 64, 3), (10, 4, 4), (7, 1, 2)])
+def test_height_batches_every_tree_once_similar_heights_equal_counts(n, batch, replicas):
+    from nlp_lib.data.sampling import HeightBatchSampler
+
+    rng = random.Random(n)
+    heights = [max(1, int(rng.paretovariate(1.2) * 8)) for _ in range(n)]  # a long tail, as ListOps
+    plans = [HeightBatchSampler(heights, batch, num_replicas=replicas, rank=r, seed=3) for r in range(replicas)]
+    batches = [list(p) for p in plans]
+    seen = Counter(i for rank in batches for b in rank for i in b)
+    assert len({len(b) for b in batches}) == 1  # the same number of steps on every rank
+    capped = -(-(-(-n // batch)) // replicas) * replicas > n - n % replicas  # too few trees for full batches
+    assert all(0 < len(b) <= batch + capped for rank in batches for b in rank)
+    assert sorted(seen) == list(range(n)) and set(seen.values()) == {1}  # every tree exactly once
+    # sorted runs: a batch spans no more heights than the sorted order forces
+    order = sorted(range(n), key=heights.__getitem__)
+    spread = sum(max(heights[i] for i in b) - min(heights[i] for i in b) for rank in batches for b in rank)
+    assert spread <= heights[order[-1]] - heights[order[0]] + sum(len(r) for r in batches)
+    assert list(HeightBatchSampler(heights, batch, num_replicas=replicas, seed=3)) == batches[0]  # seeded
+    again = plans[0]
+    again.set_epoch(1)
+    assert list(again) != batches[0] or len(batches[0]) == 1
+
+
+def test_height_batches_hold_a_tall_tree_among_tall_ones_and_cut_level_steps():
+    from nlp_lib.data.sampling import HeightBatchSampler
+
+    heights = [5] * 630 + [400] * 10  # ten deep trees among shallow ones
+    random_steps = [max(heights[i] for i in b) for b in BalancedBatchSampler([1] * 640, 64, seed=0)]
+    height_steps = [max(heights[i] for i in b) for b in HeightBatchSampler(heights, 64, seed=0)]
+    assert sum(height_steps) == 400 + 9 * 5 and len(height_steps) == 10
+    assert sum(random_steps) > 3 * sum(height_steps)
