@@ -17,7 +17,7 @@ ONE_STEP = [
 
 
 def _overrides(recipe, tmp_path):
-    if recipe == "listops_tree_lstm":
+    if recipe in ("listops_tree_lstm", "listops_full"):
         return TINY_LISTOPS
     if recipe in ("sst_tree_lstm", "sst2_tree_lstm", "sst_lstm"):
         if not (SST_TREES / "train.txt").is_file():
