@@ -56,9 +56,13 @@ def _chunks(items: list, r: int) -> list:
     return [items[i : i + r] for i in range(0, len(items), r)]
 
 
+def _index_type(n: int) -> type:
+    return np.int32 if n < 1 << 31 else np.int64
+
+
 def _rank_of(order: np.ndarray) -> np.ndarray:
     """Each example's position in ``order`` (the inverse permutation)."""
-    rank = np.empty(len(order), dtype=np.int32 if len(order) < 1 << 31 else np.int64)
+    rank = np.empty(len(order), dtype=_index_type(len(order)))
     rank[order] = np.arange(len(order), dtype=rank.dtype)
     return rank
 
@@ -117,7 +121,7 @@ class BalancedBatchSampler(Sampler[list[int]]):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         n = len(self.sizes)
         order = torch.randperm(n, generator=g).numpy() if self.shuffle else np.arange(n)
-        return g, order
+        return g, order.astype(_index_type(n), copy=False)  # int32 below 2**31: half the pages
 
     def _shuffled_steps(self, batches: list[np.ndarray], g: torch.Generator) -> list[list[np.ndarray]]:
         steps = _chunks(batches, self.num_replicas)
@@ -195,14 +199,14 @@ class BucketBatchSampler(BalancedBatchSampler):
     def _plan_arrays(self) -> list[list[np.ndarray]]:
         n, r = len(self.sizes), self.num_replicas
         g, order = self._generator_order()
-        by_length = np.lexsort((_rank_of(order), self.sizes))  # by length, ties in shuffled order
-        longest = np.maximum(self.parts[by_length], 1)  # [n, sides]: an empty side still pads to 1
+        by_length = np.lexsort((_rank_of(order), self.sizes)).astype(_index_type(n))  # ties in shuffled order
         batches: list[np.ndarray] = []
         start, window = 0, 64
         while start < n:  # consecutive batches: each grows while its padded cost fits the budget
             while True:
                 end = min(n, start + window)
-                padded = np.maximum.accumulate(longest[start:end], axis=0).sum(axis=1)
+                longest = np.maximum(self.parts[by_length[start:end]], 1)  # an empty side still pads to 1
+                padded = np.maximum.accumulate(longest, axis=0).sum(axis=1)
                 over = np.flatnonzero(padded * np.arange(1, end - start + 1) > self.budget)
                 if over.size or end == n:
                     break
