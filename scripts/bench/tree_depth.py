@@ -39,11 +39,11 @@ from _common import cpu_name, median, print_json, print_table  # this script's f
 
 from nlp_lib.cells.tree_lstm import NaryTreeLSTMCell
 from nlp_lib.data.listops import generate_splits
-from nlp_lib.data.listops_files import _parse_line
 from nlp_lib.data.sampling import BalancedBatchSampler, HeightBatchSampler
 from nlp_lib.models.tree_classifier import TreeClassifier
-from nlp_lib.structure.brackets import parse_ptb
+from nlp_lib.structure.brackets import parse_ptb, parse_unlabelled
 from nlp_lib.structure.schedule import TreeBatch
+from nlp_lib.structure.tree import compute_heights
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKETS = [(1, 16), (17, 32), (33, 64), (65, 128), (129, 256), (257, 100_000)]
@@ -54,7 +54,7 @@ class Trees:
 
     def __init__(self, parents: list[list[int]], tokens: list[list[int]], labels: list[int], vocab: int) -> None:
         self.parents, self.tokens, self.labels, self.vocab = parents, tokens, labels, vocab
-        self.heights = [_heights(p) for p in parents]
+        self.heights = [compute_heights(p) for p in parents]
         self.levels = np.array([h[-1] + 1 for h in self.heights])
         self.nodes = np.array([len(p) for p in parents])
 
@@ -68,23 +68,15 @@ class Trees:
         return tb, torch.tensor([self.labels[i] for i in idx])
 
 
-def _heights(parent: list[int]) -> list[int]:
-    h = [0] * len(parent)
-    for j, p in enumerate(parent):  # children before parents
-        if p >= 0:
-            h[p] = max(h[p], h[j] + 1)
-    return h
-
-
 def listops_trees(n: int, seed: int) -> Trees:
     examples = generate_splits({"train": n}, seed, max_depth=20, max_args=5)["train"]
     vocab: dict[str, int] = {}
     parents, tokens, labels = [], [], []
     for ex in examples:
-        tree, label = _parse_line(f"{ex.label}\t{ex.expression}")
+        tree = parse_unlabelled(ex.expression)  # as the ListOps reader parses a line
         parents.append(list(tree.parent))
         tokens.append([vocab.setdefault(w, len(vocab)) if w else -1 for w in tree.words])
-        labels.append(label)
+        labels.append(ex.label)
     return Trees(parents, tokens, labels, max(len(vocab), 1))
 
 

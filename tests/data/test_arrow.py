@@ -91,7 +91,8 @@ def _forge(entry, name, table):
     cache_module._write_manifest(entry)
 
 
-def test_a_forged_entry_with_ids_outside_the_vocabulary_is_rebuilt(tmp_path, caplog):
+def _cached_pairs(tmp_path):
+    """A prepared, cached parallel corpus: the maker, its splits as lists and its one cache entry."""
     d, cache = _parallel_dir(tmp_path), tmp_path / "cache"
 
     def make():
@@ -99,8 +100,12 @@ def test_a_forged_entry_with_ids_outside_the_vocabulary_is_rebuilt(tmp_path, cap
 
     fresh = make()
     fresh.prepare()
-    reference = {k: list(v) for k, v in fresh.splits.items()}
     (entry,) = cache.iterdir()
+    return make, fresh, {k: list(v) for k, v in fresh.splits.items()}, entry
+
+
+def test_a_forged_entry_with_ids_outside_the_vocabulary_is_rebuilt(tmp_path, caplog):
+    make, fresh, reference, entry = _cached_pairs(tmp_path)
     train = fresh.splits["train"].table
     bad = pa.array([[60_000]] * train.num_rows, type=pa.list_(pa.uint16()))
     _forge(entry, "train.arrow", train.set_column(0, "source", bad))
@@ -133,15 +138,7 @@ def test_a_forged_tree_entry_with_a_parent_out_of_order_is_rebuilt(tmp_path, cap
 
 def test_a_forged_entry_with_decreasing_offsets_in_a_later_batch_is_rebuilt(tmp_path, caplog):
     """Contents are validated a record batch at a time (not through the map): every batch is seen."""
-    d, cache = _parallel_dir(tmp_path), tmp_path / "cache"
-
-    def make():
-        return parallel_data(path=str(d), source="en", target="de", tokenizer="word", cache_dir=str(cache))
-
-    fresh = make()
-    fresh.prepare()
-    reference = {k: list(v) for k, v in fresh.splits.items()}
-    (entry,) = cache.iterdir()
+    make, fresh, reference, entry = _cached_pairs(tmp_path)
     train = fresh.splits["train"].table.combine_chunks()
     good, last = train.slice(0, train.num_rows - 2), train.slice(train.num_rows - 2)
     source = last.column("source").chunks[0]

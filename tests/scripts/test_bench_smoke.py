@@ -100,3 +100,28 @@ def test_data_scale_bench_runs(tmp_path):
     for row in out["rows"]:
         assert row["prepare"]["seconds"] > 0 and row["cached"]["seconds"] > 0
         assert row["train"]["peak_pss_gb"] > 0.1 and row["loader_vs_train"] > 0
+
+
+@pytest.mark.integration
+def test_tree_depth_bench_runs_and_height_batches_run_fewer_levels():
+    out = _bench("tree_depth.py", "--trees", "600", "--epoch-trees", "256", "--batches", "1", "--repeats", "1")
+    plans = out["plans"]
+    assert plans["height"]["level_steps"] < plans["random"]["level_steps"]
+    assert {p["batches"] for p in plans.values()} and all(r["trees_per_s"] > 0 for r in out["by_height"])
+
+
+@pytest.mark.integration
+def test_listops_testsets_writes_deep_long_expressions(tmp_path):
+    from nlp_lib.data.listops import to_plain
+    from nlp_lib.data.listops_files import read_listops
+
+    res = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "listops_testsets.py"), "--out", str(tmp_path), "--size", "4",
+         "--min-nesting", "5", "--min-length", "120"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    data = read_listops(tmp_path / "test.tsv")
+    assert len(data) == summary["examples"] == 4 and summary["nesting"][0] >= 5 and summary["tokens"][0] >= 120
+    assert all(len(to_plain(e)) >= 120 for e in (line.split("\t")[1] for line in (tmp_path / "test.tsv").read_text().splitlines()))
