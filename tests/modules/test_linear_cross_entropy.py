@@ -47,6 +47,23 @@ def test_ties_go_to_the_lowest_class_across_slices():
     assert out.predicted.tolist() == [2, 2]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_the_prediction_is_the_first_maximal_class_within_a_slice(dtype):
+    """Rows whose maximum sits on a slice's first or last column, or several times in one slice."""
+    torch.manual_seed(0)
+    logits = torch.randn(6, 40).to(dtype)
+    logits[0, 0] = logits[1, 15] = logits[2, 16] = 9.0  # first and last column of a 16-wide slice
+    logits[3, [5, 9, 30]] = 9.0  # a tie inside a slice and one in a later slice
+    logits[4] = 0.0  # every class ties
+    logits[5, [17, 18]] = 2.0**-100  # tiny ties: still exact
+    logits[5, :17] = logits[5, 19:] = -1.0
+    h = torch.eye(6, dtype=dtype)[:, :6]
+    w = torch.zeros(40, 6, dtype=dtype)
+    w[:, :6] = logits.t()  # h @ w.T == logits
+    out = linear_cross_entropy(h, w, None, torch.zeros(6, dtype=torch.long), slice_width=16)
+    assert out.predicted.tolist() == [0, 15, 16, 5, 0, 17]
+
+
 def test_a_weight_used_twice_accumulates_both_gradients():
     """A tied output layer (the target embedding) gets the loss's gradient added to the lookup's."""
     h, w, b, y = _inputs()
