@@ -273,7 +273,7 @@ def test_a_config_naming_its_logger_by_a_string_gets_that_group_option():
     plain["logger"] = "csv"
     cfg = with_group_nodes(OmegaConf.create(plain))
     assert cfg.logger._target_ == "pytorch_lightning.loggers.CSVLogger"
-    assert list(cfg.callbacks) == ["best", "last", "lr_monitor", "last_every_n_steps"]
+    assert list(cfg.callbacks) == ["best", "last", "lr_monitor", "last_every_n_steps", "cpu_heap"]
     assert cfg.callbacks.last_every_n_steps.every_n_train_steps == 7
     plain["logger"] = "none"
     cfg = with_group_nodes(OmegaConf.create(plain))
