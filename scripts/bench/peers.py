@@ -10,8 +10,8 @@ input feeding, dropout 0.3, label smoothing 0.1, batches of 64 sentences, Adam a
   start token not, as OpenNMT-py counts them) per second over steps ``--window-start``..``--steps``:
   for OpenNMT-py from its own reports (every 50 steps) and the log's timestamps; for nlp_lib from the
   Lightning loop the ``nlp-lib train`` task runs (``Seq2SeqTask``: ``token_loss``, the recipe's fused
-  Adam, per-batch random streams), timed by a callback. The ratio is the median over rounds of each
-  round's ratio.
+  Adam, per-batch random streams, the default callbacks' ``cpu_heap``), timed by a callback. The
+  ratio is the median over rounds of each round's ratio.
 * **Beam search**: each trained model translates the first ``--sentences`` test_2016_flickr sources,
   beam 5, batches of 64, every output forced to ``--beam-length`` tokens (``-min_length`` =
   ``-max_length`` and ``-max_length_ratio 0`` for ``onmt_translate``, ``min_length`` = ``max_length`` for ``beam_search``), so
@@ -201,6 +201,7 @@ def ours_train(data: Path, steps: int, window_start: int, seed: int, out: Path, 
     import nlp_lib
     from nlp_lib.cells import LSTMCell
     from nlp_lib.models import Seq2Seq
+    from nlp_lib.tasks.cpu_heap import RetainHeap
     from nlp_lib.tasks.seq2seq import Seq2SeqTask
 
     pl.seed_everything(seed, verbose=False)
@@ -230,7 +231,7 @@ def ours_train(data: Path, steps: int, window_start: int, seed: int, out: Path, 
     window = Window()
     trainer = pl.Trainer(
         max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, callbacks=[window],
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, callbacks=[window, RetainHeap()],
         accelerator="cpu", devices=1,
     )  # fmt: skip
     trainer.fit(task, datamodule=dm)
