@@ -38,6 +38,7 @@ log = logging.getLogger("nlp_lib")
 _M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 _M_MMAP_THRESHOLD = -3
 _GLIBC_MMAP_MAX = 32 * 2**20  # glibc refuses a larger mmap threshold on 64-bit (HEAP_MAX_SIZE / 2)
+_C_INT_MAX = 2**31 - 1  # mallopt takes a C int
 _USER_CHOICE = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
 
 
@@ -66,7 +67,7 @@ def retain_heap(mmap_threshold: int = _GLIBC_MMAP_MAX, trim_threshold: int = 2**
         return False
     libc = ctypes.CDLL("libc.so.6")  # glibc's soname on every Linux (find_library would spawn ldconfig)
     ok = libc.mallopt(_M_MMAP_THRESHOLD, min(int(mmap_threshold), _GLIBC_MMAP_MAX)) == 1
-    return bool(ok and libc.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)) == 1)
+    return bool(ok and libc.mallopt(_M_TRIM_THRESHOLD, min(int(trim_threshold), _C_INT_MAX)) == 1)
 
 
 class RetainHeap(pl.Callback):
@@ -74,7 +75,8 @@ class RetainHeap(pl.Callback):
 
     Args:
         mmap_threshold: Allocations up to this many bytes come from the heap (glibc caps it at 32 MB).
-        trim_threshold: Freed heap memory kept by the process, in bytes, before it is handed back.
+        trim_threshold: Freed heap memory kept by the process, in bytes, before it is handed back
+            (a C int: larger values mean ``2**31 - 1``).
     """
 
     def __init__(self, mmap_threshold: PositiveInt = _GLIBC_MMAP_MAX, trim_threshold: PositiveInt = 2**30) -> None:

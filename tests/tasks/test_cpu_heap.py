@@ -35,6 +35,7 @@ def test_after_retain_heap_a_reallocated_tensor_reuses_its_pages(monkeypatch):
         _faults_of_reallocating(20, 1)  # the first one maps the heap's pages
         retained = _faults_of_reallocating(20, 10)
         assert retained < unmapped / 5
+        assert retain_heap(mmap_threshold=2**40, trim_threshold=2**33)  # beyond glibc's caps: capped, not refused
     finally:  # glibc's defaults again (fixed thresholds, not its dynamic ones)
         libc.mallopt(cpu_heap._M_MMAP_THRESHOLD, 128 * 1024)
         libc.mallopt(cpu_heap._M_TRIM_THRESHOLD, 128 * 1024)
