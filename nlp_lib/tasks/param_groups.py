@@ -96,12 +96,12 @@ class ParamGroups:
             names.append(name)
             i = next((i for i, r in enumerate(self.rules) if fnmatch.fnmatchcase(name, r["params"])), None)
             (rest if i is None else picked[i]).append(p)
-        for i, (rule, params) in enumerate(zip(self.rules, picked)):
+        for i, (rule, params) in enumerate(zip(self.rules, picked, strict=True)):
             if not params:
                 some = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
                 raise ConfigError(f"{KEY}[{i}].params: {rule['params']!r} matches no parameter left (the model's: {some})")
         groups = [{"params": rest, "name": "rest"}] if rest else []
-        for rule, params in zip(self.rules, picked):
+        for rule, params in zip(self.rules, picked, strict=True):
             group = {"params": params, "name": rule["params"]}
             if rule["weight_decay"] is not None:
                 group["weight_decay"] = rule["weight_decay"]
@@ -111,7 +111,7 @@ class ParamGroups:
     def build(self, model: nn.Module, **kwargs: Any) -> torch.optim.Optimizer:
         opt = self.factory(self.groups(model), **kwargs)
         scales = [1.0] * (len(opt.param_groups) - len(self.rules)) + [r["lr_scale"] for r in self.rules]
-        for group, scale in zip(opt.param_groups, scales):
+        for group, scale in zip(opt.param_groups, scales, strict=True):
             group["lr"] = group["lr"] * scale
         return opt
 
