@@ -23,7 +23,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["JOB_ENV", "RECIPE_ENV", "ddp_child_args", "end_distributed", "hydra_argv", "is_ddp_child", "published_job"]
+__all__ = [
+    "JOB_ENV",
+    "RECIPE_ENV",
+    "ddp_child_args",
+    "end_distributed",
+    "flags_first",
+    "hydra_argv",
+    "is_ddp_child",
+    "published_job",
+]
 
 RECIPE_ENV = "NLP_LIB_RECIPE"
 JOB_ENV = "NLP_LIB_JOB"
@@ -43,17 +52,46 @@ def ddp_child_args(args: list[str]) -> list[str]:
     return [f"recipe={os.environ[RECIPE_ENV]}", *job["overrides"], f"hydra.run.dir={job['dir']}", *added]
 
 
+# Hydra's flags that take a value in the next word (``--info`` takes one only from its choices).
+_FLAG_VALUES = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
+_INFO = ("--info", "-i")
+_INFO_CHOICES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+
+def flags_first(args: list[str]) -> list[str]:
+    """``args`` with Hydra's flags (and their values) ahead of the ``key=value`` overrides, in order.
+
+    Hydra's parser takes the overrides as one run of words: ``a=1 --cfg job b=2`` leaves ``b=2``
+    unread. Users write flags anywhere (``nlp-lib train model.x=1 --cfg job``), so they move to the front.
+    """
+    flags, rest = [], []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word.startswith("-"):  # an override starts with a key, "+", "++" or "~", never "-"
+            flags.append(word)
+            takes = word in _FLAG_VALUES or (word in _INFO and i + 1 < len(args) and args[i + 1] in _INFO_CHOICES)
+            if takes and i + 1 < len(args):
+                flags.append(args[i + 1])
+                i += 1
+        else:
+            rest.append(word)
+        i += 1
+    return flags + rest
+
+
 @contextlib.contextmanager
 def hydra_argv(recipe: Path, overrides: list[str], searchpath: str) -> Iterator[None]:
     """``sys.argv`` as ``@hydra.main`` reads it for one launch of ``recipe``, put back afterwards.
 
-    Hydra flags (``-m``, ``--cfg job``) must come before the overrides, so the search path goes last.
-    ``argv[0]`` stays the real program: Lightning's DDP launcher re-runs it with ``argv[1:]`` for
-    ranks > 0, and the recipe travels to them in the environment (:data:`RECIPE_ENV`).
+    Hydra flags (``-m``, ``--cfg job``) must come before the overrides (:func:`flags_first` moves
+    them), so the search path goes last. ``argv[0]`` stays the real program: Lightning's DDP
+    launcher re-runs it with ``argv[1:]`` for ranks > 0, and the recipe travels to them in the
+    environment (:data:`RECIPE_ENV`).
     """
     old_argv = sys.argv
     os.environ[RECIPE_ENV] = str(recipe)
-    sys.argv = [old_argv[0], *overrides, f"hydra.searchpath=[{searchpath}]"]
+    sys.argv = [old_argv[0], *flags_first(overrides), f"hydra.searchpath=[{searchpath}]"]
     try:
         yield
     finally:

@@ -33,6 +33,24 @@ def test_unknown_recipe_lists_known_ones():
 
 
 @pytest.mark.integration
+def test_hydra_flags_may_follow_the_overrides(tmp_path):
+    res = run_cli("train", "model.cell.hidden_size=7", "--cfg", "job", "trainer.max_epochs=3", f"run_dir={tmp_path}/r")
+    assert res.returncode == 0, res.stderr[-2000:]
+    cfg = yaml.safe_load(res.stdout)
+    assert cfg["model"]["cell"]["hidden_size"] == 7 and cfg["trainer"]["max_epochs"] == 3
+    assert not (tmp_path / "r").exists()  # --cfg job prints the config and runs nothing
+
+
+def test_flags_first_moves_hydra_flags_and_their_values_ahead():
+    from nlp_lib.cli.distributed import flags_first
+
+    assert flags_first(["a=1", "--cfg", "job", "b=2", "-m"]) == ["--cfg", "job", "-m", "a=1", "b=2"]
+    assert flags_first(["a=1", "--info", "b=2"]) == ["--info", "a=1", "b=2"]  # --info without a choice
+    assert flags_first(["--info", "config", "+x=-1", "~y"]) == ["--info", "config", "+x=-1", "~y"]
+    assert flags_first(["a=1", "--cfg=job", "-p", "pkg", "--resolve"]) == ["--cfg=job", "-p", "pkg", "--resolve", "a=1"]
+
+
+@pytest.mark.integration
 def test_unknown_override_key_is_an_error_without_traceback(tmp_path):
     res = run_cli("train", "model.no_such_key=3", f"run_dir={tmp_path}/r")
     assert res.returncode != 0
