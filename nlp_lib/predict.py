@@ -30,7 +30,7 @@ from nlp_lib.data.collate import collate_trees, encode_tree_subwords
 from nlp_lib.data.tokenizers import SentencePieceTokenizer
 from nlp_lib.data.vocab import Seq2SeqVocab, WordVocab
 from nlp_lib.errors import BundleError, NlpLibError
-from nlp_lib.models.decoding import beam_search
+from nlp_lib.models.decoding import OutputPrecision, beam_search
 from nlp_lib.models.seq2seq import Seq2Seq
 from nlp_lib.models.sequence import SequenceClassifier, SequenceTagger
 from nlp_lib.models.tree_classifier import TreeClassifier
@@ -283,6 +283,8 @@ class Seq2SeqPredictor(Predictor):
     Tokenizes with the source tokenizer, decodes with batched beam search (or greedy with
     ``beam_size=1``) and detokenizes with the target tokenizer. Returns, per input, the ``n_best``
     outputs as ``{"output": text, "score": normalised log-probability}``, best first.
+    ``output_precision="bfloat16"`` runs the output layer's product in bfloat16: ~3x faster decoding
+    on CPUs with AVX512-BF16 or AMX, an approximation (see :data:`nlp_lib.models.decoding.OutputPrecision`).
     """
 
     @classmethod
@@ -306,6 +308,7 @@ class Seq2SeqPredictor(Predictor):
         n_best: PositiveInt = 1,
         max_length: PositiveInt = 200,
         length_penalty: FiniteFloat = 1.0,
+        output_precision: OutputPrecision = "full",
     ) -> list[list[dict[str, Any]]]:
         source, target = self.tokenizer["source"], self.tokenizer["target"]
         out: list[list[dict[str, Any]]] = []
@@ -321,6 +324,7 @@ class Seq2SeqPredictor(Predictor):
                     n_best=n_best,
                     max_length=max_length,
                     length_penalty=length_penalty,
+                    output_precision=output_precision,
                 )
                 out.extend([{"output": target.decode(h.tokens), "score": h.score} for h in hs] for hs in hyps)
         return out

@@ -20,7 +20,7 @@ from nlp_lib.schema import check_call
 
 __all__ = ["predict_command", "read_inputs"]
 
-_DECODING = ("batch_size", "beam_size", "n_best", "max_length", "length_penalty")
+_DECODING = ("batch_size", "beam_size", "n_best", "max_length", "length_penalty", "output_precision")
 
 
 def predict_command(args: list[str]) -> int:
@@ -31,7 +31,8 @@ def predict_command(args: list[str]) -> int:
             raise ConfigError(
                 "usage: nlp-lib predict bundle=<run dir>/bundle [input=<file>|-] [output=<file>] [batch_size=64]\n"
                 "       (input: a file, .jsonl with a 'text' field or one input a line; - or none: stdin)\n"
-                "       seq2seq: [beam_size=5] [n_best=1] [max_length=200] [length_penalty=1.0]"
+                "       seq2seq: [beam_size=5] [n_best=1] [max_length=200] [length_penalty=1.0]\n"
+                "                [output_precision=full|bfloat16]"
             )
         from nlp_lib.predict import Seq2SeqPredictor, TreeClassifierPredictor, load, parse_tree_input
 

@@ -227,17 +227,25 @@ def linear_top_log_probs(
     of the slices' candidates, minus the log-sum-exp. The same values as ``log_softmax(...).topk(count)``
     to float rounding. ``blocked``: a class id that is never among the results (its probability still
     counts in the normalisation, as setting its log-probability to ``-inf`` after ``log_softmax`` does).
-    ``slice_width``: as in :func:`linear_cross_entropy`.
+    ``slice_width``: as in :func:`linear_cross_entropy`. A ``weight`` of another dtype than ``hidden``
+    (a ``bfloat16`` copy, say) runs the product in the weight's dtype; the bias, the log-sum-exp and
+    the results stay in the hidden state's dtype.
 
     Returns:
         ``(log_probs [R, c], ids [R, c])``, best first, ``c = min(count, V - (blocked is not None))``.
     """
     rows, vocab = hidden.shape[0], weight.shape[0]
     width = slice_width or _width(rows, vocab, hidden.device)
+    low = hidden.to(weight.dtype) if weight.dtype != hidden.dtype else None  # a lower-precision product
     values, ids, maxes, sums = [], [], [], []
     for s in range(0, vocab, width):
         w = weight[s : s + width]
-        z = hidden @ w.T if bias is None else torch.addmm(bias[s : s + width], hidden, w.T)
+        if low is not None:  # the product in the weight's precision, the rest in the hidden state's
+            z = (low @ w.T).to(hidden.dtype)
+            if bias is not None:
+                z += bias[s : s + width]
+        else:
+            z = hidden @ w.T if bias is None else torch.addmm(bias[s : s + width], hidden, w.T)
         if z.dtype in (torch.float16, torch.bfloat16):
             z = z.float()
         ranked, m = z, None

@@ -19,7 +19,10 @@ input feeding, dropout 0.3, label smoothing 0.1, batches of 64 sentences, Adam a
   -report_time`` (translation only) and our decoding loop (tokenisation included), alternating,
   ``--rounds`` times. The script checks that the output lengths are identical, and times the
   output layer's product alone for as many beam steps (``output_gemm_only_sents_per_s``): the
-  floor under any exact beam-5 decoder of this model on the machine.
+  floor under any exact beam-5 decoder of this model on the machine. Our model also decodes with
+  ``output_precision="bfloat16"`` (the output layer's product in bfloat16: an approximation, faster
+  on CPUs with AVX512-BF16 or AMX, ``cpu_bf16``): ``ratio_beam_bf16_vs_opennmt``, against the same
+  OpenNMT-py float32 run; ``scripts/bench/beam_precision.py`` measures what it costs in BLEU.
 
 OpenNMT-py is installed into its own virtual environment (``--venv``, default
 ``.bench/opennmt-py-3.5.1``) when missing, as the issue prescribes; it needs the PyPI registry once.
@@ -239,8 +242,9 @@ def ours_train(data: Path, steps: int, window_start: int, seed: int, out: Path, 
     nlp_lib.save(model.eval(), out, tokenizer=dm.tokenizers)
 
 
-def ours_beam(bundle: Path, sources: Path, length: int, batch: int) -> None:
-    """Beam-5 decode ``sources`` with the saved model, every output ``length`` tokens; print time and lengths."""
+def ours_beam(bundle: Path, sources: Path, length: int, batch: int, precision: str) -> None:
+    """Beam-5 decode ``sources`` with the saved model, every output ``length`` tokens, the output layer's
+    product in ``precision`` (``full`` or ``bfloat16``); print time and lengths."""
     import torch
 
     import nlp_lib
@@ -256,7 +260,10 @@ def ours_beam(bundle: Path, sources: Path, length: int, batch: int) -> None:
         for i in range(0, len(lines), batch):
             chunk = lines[i : i + batch]
             b = Seq2SeqBatch.from_ids([tok.encode(x) for x in chunk], [[] for _ in chunk], chunk)
-            hyps = beam_search(model, b.src, b.src_lengths, beam_size=5, max_length=length, min_length=length)
+            hyps = beam_search(
+                model, b.src, b.src_lengths, beam_size=5, max_length=length, min_length=length,
+                output_precision=precision,
+            )  # fmt: skip
             lengths += [len(h[0].tokens) for h in hyps]
     seconds = time.perf_counter() - start
     # The floor under any exact beam-5 decoder on this machine: the output layer's product alone,
@@ -270,6 +277,13 @@ def ours_beam(bundle: Path, sources: Path, length: int, batch: int) -> None:
             torch.addmm(bias, hidden, weight.t())
         gemm = time.perf_counter() - gemm_start
     print(f"OURS_BEAM seconds={seconds:.6f} gemm_seconds={gemm:.6f} lengths={','.join(map(str, lengths))}", flush=True)
+
+
+def _cpu_bf16() -> bool:
+    """Whether this CPU has AVX512-BF16 or AMX (else a bfloat16 product is slower than float32)."""
+    import torch
+
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def _parse_kv(text: str, tag: str) -> dict[str, str]:
@@ -296,6 +310,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--precision", choices=["full", "bfloat16"], default="full", help=argparse.SUPPRESS)
     ap.add_argument("--worker", choices=["train", "beam"], help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -306,7 +321,7 @@ def main() -> None:
         if a.worker == "train":
             ours_train(a.data, a.steps, a.window_start, a.seed, a.out, a.token_budget)
         else:
-            ours_beam(a.out, a.data, a.beam_length, 64)
+            ours_beam(a.out, a.data, a.beam_length, 64, a.precision)
         return
     if a.steps - a.window_start < REPORT_EVERY or a.window_start % REPORT_EVERY:
         ap.error(f"--window-start must be a multiple of {REPORT_EVERY} at least {REPORT_EVERY} steps before --steps")
@@ -323,7 +338,7 @@ def main() -> None:
     sources.write_text("\n".join(test_lines[: a.sentences]) + "\n", encoding="utf-8")
     me = [sys.executable, str(Path(__file__).resolve()), "--threads", str(a.threads), "--seed", str(a.seed)]
 
-    train_rows, beam_rows, gemm_rows = [], [], []
+    train_rows, beam_rows, gemm_rows, bf16_rows = [], [], [], []
     for r in range(a.rounds):
         log = _run(
             [str(bin_dir / "onmt_train"), "-config", str(onmt_config(work, a.data, a.steps, a.seed))],
@@ -351,15 +366,21 @@ def main() -> None:
         if not m:
             raise SystemExit(f"onmt_translate printed no total time; see {work / f'onmt_translate_{r}.log'}")
         onmt_lengths = [len(x.split()) for x in hyp.read_text(encoding="utf-8").splitlines()]
-        cmd = [*me, "--worker", "beam", "--data", str(sources), "--out", str(work / "ours_bundle")]
-        cmd += ["--beam-length", str(a.beam_length)]
-        beam = _parse_kv(_run(cmd, work / f"ours_beam_{r}.log", a.threads), "OURS_BEAM")
-        our_lengths = [int(x) for x in beam["lengths"].split(",")]
-        n = len(our_lengths)
-        beam_rows.append((n / float(beam["seconds"]), len(onmt_lengths) / float(m["s"]), our_lengths == onmt_lengths))
-        gemm_rows.append(n / float(beam["gemm_seconds"]))
-        print(f"round {r + 1}: beam-5 sentences/s: nlp_lib {beam_rows[-1][0]:,.1f}, OpenNMT-py {beam_rows[-1][1]:,.1f}",
-              file=sys.stderr, flush=True)  # fmt: skip
+        onmt_rate = len(onmt_lengths) / float(m["s"])
+        for precision in ("full", "bfloat16"):
+            cmd = [*me, "--worker", "beam", "--data", str(sources), "--out", str(work / "ours_bundle")]
+            cmd += ["--beam-length", str(a.beam_length), "--precision", precision]
+            beam = _parse_kv(_run(cmd, work / f"ours_beam_{precision}_{r}.log", a.threads), "OURS_BEAM")
+            our_lengths = [int(x) for x in beam["lengths"].split(",")]
+            n = len(our_lengths)
+            row = (n / float(beam["seconds"]), onmt_rate, our_lengths == onmt_lengths)
+            if precision == "full":
+                beam_rows.append(row)
+                gemm_rows.append(n / float(beam["gemm_seconds"]))
+            else:
+                bf16_rows.append(row)
+        print(f"round {r + 1}: beam-5 sentences/s: nlp_lib {beam_rows[-1][0]:,.1f} (bfloat16 output layer "
+              f"{bf16_rows[-1][0]:,.1f}), OpenNMT-py {onmt_rate:,.1f}", file=sys.stderr, flush=True)  # fmt: skip
 
     med = statistics.median
     result = {
@@ -381,7 +402,11 @@ def main() -> None:
         "opennmt_beam_sents_per_s": round(med(y for _, y, _ in beam_rows), 2),
         "ratio_beam_vs_opennmt": round(med(x / y for x, y, _ in beam_rows), 3),
         "ratio_beam_per_round": [round(x / y, 3) for x, y, _ in beam_rows],
-        "identical_output_lengths": all(same for _, _, same in beam_rows),
+        "identical_output_lengths": all(same for _, _, same in beam_rows + bf16_rows),
+        "cpu_bf16": _cpu_bf16(),
+        "ours_beam_bf16_sents_per_s": round(med(x for x, _, _ in bf16_rows), 2),
+        "ratio_beam_bf16_vs_opennmt": round(med(x / y for x, y, _ in bf16_rows), 3),
+        "ratio_beam_bf16_per_round": [round(x / y, 3) for x, y, _ in bf16_rows],
         "output_gemm_only_sents_per_s": round(med(gemm_rows), 2),
         "ratio_output_gemm_only_vs_opennmt": round(
             med(g / y for g, (_, y, _) in zip(gemm_rows, beam_rows, strict=True)), 3
@@ -396,6 +421,8 @@ def main() -> None:
              f"{result['ratio_train_vs_opennmt']:.2f}x"],
             ["beam-5 sentences/s", result["ours_beam_sents_per_s"], result["opennmt_beam_sents_per_s"],
              f"{result['ratio_beam_vs_opennmt']:.2f}x"],
+            ["beam-5, bfloat16 output layer", result["ours_beam_bf16_sents_per_s"], result["opennmt_beam_sents_per_s"],
+             f"{result['ratio_beam_bf16_vs_opennmt']:.2f}x"],
         ],
     )  # fmt: skip
     if a.json:

@@ -124,10 +124,12 @@ def bundles(tmp_path_factory):
         ("seq2seq", ["max_length=-1"], "predict: max_length: expected an integer >= 1"),
         ("seq2seq", ["length_penalty=nan"], "predict: length_penalty: expected a number, got 'nan'"),
         ("seq2seq", ["length_penalty=.inf"], "predict: length_penalty: expected a finite number"),
+        ("seq2seq", ["output_precision=float16"], "predict: output_precision: expected one of 'full', 'bfloat16'"),
         ("seq2seq", ["output={tmp}"], "a directory; name a file to write"),
         ("seq2seq", ["output={tmp}/no/such/file.txt"], "does not exist"),
         ("classifier", ["batch_size=abc"], "predict: batch_size: expected an integer"),
         ("classifier", ["beam_size=3"], "apply to seq2seq models only"),
+        ("classifier", ["output_precision=bfloat16"], "apply to seq2seq models only"),
     ],
 )
 def test_predict_options_are_checked_before_anything_is_computed(bundles, tmp_path, kind, args, message):
@@ -146,6 +148,7 @@ def test_good_predict_options_still_work(bundles, tmp_path):
         "beam_size=3",
         "n_best=2",
         "max_length=5",
+        "output_precision=bfloat16",
         f"output={out}",
         stdin="look\n",
     )

@@ -114,3 +114,97 @@ def test_a_vocabulary_of_one_slice_takes_log_softmax(monkeypatch):
     monkeypatch.setattr(decoding, "linear_top_log_probs", lambda *a, **kw: pytest.fail("sliced a one-slice vocabulary"))
     src, lens = padded_sources([5, 8])
     assert len(beam_search(model, src, lens, beam_size=3, max_length=6)) == 2
+
+
+def _bf16_log_softmax(model, src, lens, tokens):
+    """Teacher-forced log-probabilities after ``BOS + tokens`` ``[T + 1, V]``, the output product in bfloat16."""
+    tgt_in = torch.tensor([[BOS, *tokens]])
+    with torch.no_grad():
+        hidden, _ = model.decode_hidden(src, lens, tgt_in)
+    weight, bias = model.output_layer()
+    logits = (hidden[0].bfloat16() @ weight.detach().bfloat16().T).to(hidden.dtype) + bias.detach()
+    return torch.log_softmax(logits, -1)
+
+
+def _bf16_log_probs(model, src, lens, tokens):
+    """Teacher-forced log p(tokens + EOS) with the output layer's product in bfloat16 (the reference)."""
+    logp = _bf16_log_softmax(model, src, lens, tokens)
+    return float(logp.gather(1, torch.tensor([*tokens, EOS]).unsqueeze(1)).sum())
+
+
+@pytest.mark.parametrize("width", [3, None])  # vocabulary slices of 3 tokens, or one slice
+def test_bfloat16_output_layer_scores_what_a_bfloat16_product_gives(monkeypatch, width):
+    model = small_seq2seq()
+    if width:
+        monkeypatch.setattr(decoding, "slice_width", lambda rows, vocab, device: width)
+    src, lens = padded_sources([5, 8, 2, 6, 9])
+    kw = dict(beam_size=4, max_length=10, n_best=3)
+    low = beam_search(model, src, lens, output_precision="bfloat16", **kw)
+    full = beam_search(model, src, lens, **kw)
+    alone = beam_search_one_by_one(model, src, lens, output_precision="bfloat16", **kw)
+    assert [[h.tokens for h in hs] for hs in low] == [[h.tokens for h in hs] for hs in alone]
+    moved = 0.0
+    for i, hs in enumerate(low):
+        for h in hs:
+            if len(h.tokens) < 10:  # a finished hypothesis: its score is the bf16 model's log-probability
+                ref = _bf16_log_probs(model, src[i : i + 1, : lens[i]], lens[i : i + 1], h.tokens)
+                assert h.log_prob == pytest.approx(ref, abs=1e-4)
+        for h, g in zip(hs, full[i], strict=True):
+            if h.tokens == g.tokens:
+                assert h.log_prob == pytest.approx(g.log_prob, abs=0.05)  # close to the exact search ...
+                moved = max(moved, abs(h.log_prob - g.log_prob))
+    assert moved > 1e-6  # ... and not the exact search itself
+
+
+def test_bfloat16_greedy_equals_a_bfloat16_beam_of_one():
+    model = small_seq2seq(attention="additive")
+    src, lens = padded_sources([5, 8, 2, 6])
+    low = greedy(model, src, lens, max_length=12, output_precision="bfloat16")
+    assert low == [
+        h[0].tokens for h in beam_search(model, src, lens, beam_size=1, max_length=12, output_precision="bfloat16")
+    ]
+    for i, out in enumerate(low):  # each step's choice is the argmax of the bfloat16 product's logits
+        chosen = _bf16_log_softmax(model, src[i : i + 1, : lens[i]], lens[i : i + 1], out).argmax(-1).tolist()
+        assert chosen[: len(out)] == out and (len(out) == 12 or chosen[len(out)] == EOS)
+
+
+def test_output_precision_is_checked():
+    model = small_seq2seq()
+    src, lens = padded_sources([3, 4])
+    for decode in (greedy, beam_search):
+        with pytest.raises(ValueError, match="output_precision must be 'full' or 'bfloat16', got 'float16'"):
+            decode(model, src, lens, output_precision="float16")
+
+    class OwnStep(type(model)):
+        def step(self, y_prev, state, enc):
+            return super().step(y_prev, state, enc)
+
+    other = OwnStep.__new__(OwnStep)
+    other.__dict__ = model.__dict__
+    with pytest.raises(ValueError, match="OwnStep overrides step"):
+        beam_search(other, src, lens, output_precision="bfloat16")
+    assert len(beam_search(other, src, lens, output_precision="full")) == 2
+
+
+def test_bfloat16_on_a_cpu_without_bf16_instructions_warns(monkeypatch):
+    model = small_seq2seq()
+    monkeypatch.setattr(decoding, "_cpu_has_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="without AVX512-BF16 or AMX"):
+        beam_search(model, *padded_sources([3]), beam_size=2, max_length=4, output_precision="bfloat16")
+
+
+@pytest.mark.parametrize("beam_size", [3, 7])  # 2k below and above the 15-word target vocabulary
+def test_the_first_step_runs_one_row_per_sentence(monkeypatch, beam_size):
+    """Every beam of a sentence starts from the same state, so the first step runs one row per
+    sentence (when that row's 2k best tokens are enough candidates) and the search is unchanged."""
+    model = small_seq2seq()
+    rows = []
+    step = decoding._best_continuations
+    monkeypatch.setattr(decoding, "_best_continuations", lambda m, y, *a: rows.append(len(y)) or step(m, y, *a))
+    src, lens = padded_sources([5, 8, 2, 6, 9])
+    kw = dict(beam_size=beam_size, max_length=8, n_best=2)
+    hyps = beam_search(model, src, lens, **kw)
+    assert rows[0] == (5 if 2 * beam_size < 15 else 5 * beam_size) and rows[1] == 5 * beam_size
+    assert [[h.tokens for h in hs] for hs in hyps] == [
+        [h.tokens for h in hs] for hs in beam_search_one_by_one(model, src, lens, **kw)
+    ]

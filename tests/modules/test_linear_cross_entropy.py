@@ -151,3 +151,22 @@ def test_top_log_probs_of_half_precision_rows_are_float32():
     h, w, b, _ = _inputs(shape=(3,))
     got, _ = linear_top_log_probs(h.bfloat16(), w.bfloat16(), b.bfloat16(), 4)
     assert got.dtype == torch.float32
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("width", [None, 7, 128])
+def test_top_log_probs_with_a_bfloat16_weight_take_the_product_in_bfloat16(bias, width):
+    """A bfloat16 copy of the weight: the product in bfloat16, bias and log-softmax in the rows' dtype."""
+    h, w, b, _ = _inputs(bias, shape=(6,))
+    h, w = h.detach(), w.detach()
+    b = b.detach() if bias else None
+    logits = (h.bfloat16() @ w.bfloat16().T).double() + (b if bias else 0)
+    want, want_ids = torch.log_softmax(logits, -1).topk(5, dim=1)
+    got, ids = linear_top_log_probs(h, w.bfloat16(), b, 5, slice_width=width)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-9)
+    # rounded to bfloat16, logits tie often: the ids are a best set, in the order of their values
+    torch.testing.assert_close(torch.log_softmax(logits, -1).gather(1, ids), want, rtol=0, atol=1e-9)
+    assert (ids == want_ids).float().mean() > 0.5
+    exact = torch.log_softmax(F.linear(h, w, b), -1).topk(5, dim=1).values
+    assert 1e-6 < (got - exact).abs().max() < 0.5  # not the full-precision product, but near it

@@ -124,4 +124,31 @@ def test_listops_testsets_writes_deep_long_expressions(tmp_path):
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     data = read_listops(tmp_path / "test.tsv")
     assert len(data) == summary["examples"] == 4 and summary["nesting"][0] >= 5 and summary["tokens"][0] >= 120
-    assert all(len(to_plain(e)) >= 120 for e in (line.split("\t")[1] for line in (tmp_path / "test.tsv").read_text().splitlines()))
+    assert all(
+        len(to_plain(e)) >= 120
+        for e in (line.split("\t")[1] for line in (tmp_path / "test.tsv").read_text().splitlines())
+    )
+
+
+@pytest.mark.integration
+def test_beam_precision_bench_runs(tmp_path):
+    import torch
+
+    import nlp_lib
+    from nlp_lib.data.vocab import Seq2SeqVocab
+    from nlp_lib.models import Seq2Seq
+
+    torch.manual_seed(0)
+    src_lines = ["a man walks", "two dogs play in the snow", "a girl reads"] * 3
+    ref_lines = ["ein mann geht", "zwei hunde spielen im schnee", "ein mädchen liest"] * 3
+    src, tgt = Seq2SeqVocab.build(src_lines), Seq2SeqVocab.build(ref_lines)
+    model = Seq2Seq(src_vocab_size=src.vocab_size, tgt_vocab_size=tgt.vocab_size, embedding_size=8, hidden_size=8)
+    bundle = nlp_lib.save(model.eval(), tmp_path / "b", tokenizer={"source": src, "target": tgt})
+    (tmp_path / "src.txt").write_text("\n".join(src_lines) + "\n", encoding="utf-8")
+    (tmp_path / "ref.txt").write_text("\n".join(ref_lines) + "\n", encoding="utf-8")
+    out = _bench(
+        "beam_precision.py", "--bundle", str(bundle), "--src", str(tmp_path / "src.txt"),
+        "--ref", str(tmp_path / "ref.txt"), "--rounds", "1", "--batch", "4", "--max-length", "6",
+    )  # fmt: skip
+    assert out["sentences"] == 9 and out["full_sents_per_s"] > 0 and out["bf16_sents_per_s"] > 0
+    assert 0 <= out["identical_outputs"] <= 1 and out["bleu_full"] >= 0 and isinstance(out["cpu_bf16"], bool)

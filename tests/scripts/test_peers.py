@@ -57,11 +57,13 @@ def test_our_worker_trains_saves_and_decodes_to_the_forced_length(tmp_path):
     assert int(fields["tokens"]) > 0 and float(fields["seconds"]) > 0
     src = tmp_path / "src.en"
     src.write_text("a man is walking .\ntwo dogs play in the snow .\n", encoding="utf-8")
-    beam = subprocess.run(
-        [*base, "--worker", "beam", "--data", str(src), "--out", str(tmp_path / "b"), "--beam-length", "7"],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
-    )  # fmt: skip
-    assert beam.returncode == 0, beam.stderr[-3000:]
-    line = next(x for x in beam.stdout.splitlines() if x.startswith("OURS_BEAM"))
-    assert line.split("lengths=")[1] == "7,7"
-    assert float(dict(kv.split("=") for kv in line.split()[1:])["gemm_seconds"]) > 0
+    for precision in ("full", "bfloat16"):
+        beam = subprocess.run(
+            [*base, "--worker", "beam", "--data", str(src), "--out", str(tmp_path / "b"), "--beam-length", "7",
+             "--precision", precision],
+            capture_output=True, text=True, timeout=600, cwd=REPO,
+        )  # fmt: skip
+        assert beam.returncode == 0, beam.stderr[-3000:]
+        line = next(x for x in beam.stdout.splitlines() if x.startswith("OURS_BEAM"))
+        assert line.split("lengths=")[1] == "7,7"
+        assert float(dict(kv.split("=") for kv in line.split()[1:])["gemm_seconds"]) > 0
