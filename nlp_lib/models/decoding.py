@@ -1,7 +1,8 @@
 """Decoding for :class:`~nlp_lib.models.seq2seq.Seq2Seq`: greedy and batched beam search.
 
 Beam search runs **every sentence and every beam of a batch in one tensor program**: the decoder
-steps ``[A * k]`` rows at once (``A`` sentences still decoding, ``k`` beams each), the output layer
+steps ``[A * k]`` rows at once (``A`` sentences still decoding, ``k`` beams each; the first step one
+row per sentence, since its beams all start from the same state), the output layer
 runs by vocabulary slices and keeps each row's ``2k`` best tokens (no ``[A * k, V]`` log-softmax is
 formed: only a row's own best ``2k`` can be among its sentence's best ``2k``), one ``topk`` over each
 sentence's ``k * 2k`` candidates picks the next beams, and a sentence whose search is over is
@@ -33,11 +34,11 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from nlp_lib.constraints import FiniteFloat, PositiveInt
 from nlp_lib.models.seq2seq import BOS, EOS, DecoderState, Encoded, Seq2Seq
-from nlp_lib.modules.linear_cross_entropy import linear_top_log_probs, slice_width
+from nlp_lib.modules.linear_cross_entropy import SliceBuffers, linear_logits, linear_top_log_probs, slice_width
 
 __all__ = ["Hypothesis", "OutputPrecision", "beam_search", "beam_search_one_by_one", "greedy", "greedy_ids"]
 
@@ -93,14 +94,6 @@ def _cpu_has_bf16() -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
-def _logits(h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``h W^T + b`` in ``h``'s dtype, the product in ``weight``'s (a bfloat16 copy, say)."""
-    if weight.dtype == h.dtype:
-        return nn.functional.linear(h, weight, bias)
-    z = (h.to(weight.dtype) @ weight.T).to(h.dtype)
-    return z if bias is None else z + bias
-
-
 def _best_continuations(
     model: Seq2Seq,
     y: Tensor,
@@ -110,6 +103,7 @@ def _best_continuations(
     block_end: bool,
     output: tuple[Tensor, Tensor | None],
     k: int,
+    buffers: SliceBuffers,
 ) -> tuple[Tensor, Tensor, Tensor, DecoderState]:
     """One decoder step for every row, then each sentence's ``2k`` best (beam, token) continuations:
     ``(scores [A, 2k], their beams [A, 2k], their tokens [A, 2k], the new state)``. ``scores``
@@ -122,7 +116,8 @@ def _best_continuations(
     log-softmax is formed. Where the whole vocabulary is one slice (small vocabularies, a GPU) or
     the model's ``step`` is its own (a subclass that overrides it), ``step`` and ``log_softmax`` run
     instead: the same values with fewer operations. ``output``: the output layer's ``(weight, bias)``
-    (:func:`_output_layer`; a bfloat16 weight always takes the sliced path).
+    (:func:`_output_layer`; a bfloat16 weight always takes the sliced path). ``buffers``: the
+    slices' scratch memory, one for the whole search.
     """
     a, live = scores.shape
     weight, bias = output
@@ -131,7 +126,7 @@ def _best_continuations(
     if type(model).step is Seq2Seq.step and (width < weight.shape[0] or not own_dtype):
         h, state, _ = model.step_hidden(model.tgt_embedding(y), state, enc)
         blocked = EOS if block_end else None
-        logp, ids = linear_top_log_probs(h, weight, bias, 2 * k, blocked=blocked, slice_width=width)
+        logp, ids = linear_top_log_probs(h, weight, bias, 2 * k, blocked=blocked, slice_width=width, buffers=buffers)
     else:  # a small vocabulary (one slice), or a model with its own step
         logits, state, _ = model.step(y, state, enc)
         if logits.dtype in (torch.float16, torch.bfloat16):  # sums of log-probabilities in full precision
@@ -197,7 +192,8 @@ def greedy_ids(
     """
     _check_lengths(min_length, max_length)
     weight, bias = _output_layer(model, output_precision)
-    low = weight.dtype != model.output_layer()[0].dtype  # a bfloat16 copy: the product by hand
+    own_step = type(model).step is Seq2Seq.step  # then the output layer runs here, into reused memory
+    buffers = SliceBuffers()
     enc, state = model.encode(src, src_lengths)
     b = src.shape[0]
     y = torch.full((b,), BOS, dtype=torch.long, device=src.device)
@@ -205,9 +201,9 @@ def greedy_ids(
     stop = _AllDone(src.device)
     out = []
     for t in range(max_length):
-        if low:
+        if own_step:
             h, state, _ = model.step_hidden(model.tgt_embedding(y), state, enc)
-            logits = _logits(h, weight, bias)
+            logits = linear_logits(h, weight, bias, buffers=buffers)  # into reused memory: no fresh pages
         else:
             logits, state, _ = model.step(y, state, enc)
         if t < min_length:
@@ -269,6 +265,7 @@ def beam_search(
     if not math.isfinite(length_penalty):
         raise ValueError(f"length_penalty must be a finite number, got {length_penalty}")
     output = _output_layer(model, output_precision)
+    buffers = SliceBuffers()  # the output layer's scratch memory, for every step
     k = beam_size
     device = src.device
     b = src.shape[0]
@@ -291,7 +288,7 @@ def beam_search(
     for t in range(max_length):
         a, live = scores.shape  # live beams per sentence before this step: k, or 1 at the first
         values, beam, tok, state = _best_continuations(
-            model, y, state, first if t == 0 else enc, scores, t < min_length, output, k
+            model, y, state, first if t == 0 else enc, scores, t < min_length, output, k, buffers
         )  # [A, 2k]
         length = t + 1
         # end-of-sentence among each sentence's k best continuations: finished hypotheses

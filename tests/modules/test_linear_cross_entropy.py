@@ -170,3 +170,24 @@ def test_top_log_probs_with_a_bfloat16_weight_take_the_product_in_bfloat16(bias,
     assert (ids == want_ids).float().mean() > 0.5
     exact = torch.log_softmax(F.linear(h, w, b), -1).topk(5, dim=1).values
     assert 1e-6 < (got - exact).abs().max() < 0.5  # not the full-precision product, but near it
+
+
+def test_top_log_probs_into_reused_buffers_equal_fresh_ones():
+    """SliceBuffers: every slice and call writes its logits into the same memory; the results are
+    those of fresh tensors, the blocked class too (set aside and put back in place)."""
+    from nlp_lib.modules.linear_cross_entropy import SliceBuffers, linear_logits
+
+    buffers = SliceBuffers()
+    for rows, blocked, weight_dtype in [(6, None, None), (4, 5, None), (6, 200, torch.bfloat16), (9, None, None)]:
+        h, w, b, _ = _inputs(shape=(rows,), seed=rows)
+        h, w, b = h.detach(), w.detach(), b.detach()
+        if weight_dtype is not None:
+            w = w.to(weight_dtype)
+        want = linear_top_log_probs(h, w, b, 5, blocked=blocked, slice_width=64)
+        got = linear_top_log_probs(h, w, b, 5, blocked=blocked, slice_width=64, buffers=buffers)
+        torch.testing.assert_close(got[0], want[0], rtol=0, atol=0)
+        assert torch.equal(got[1], want[1]) and (blocked is None or not (got[1] == blocked).any())
+    flat = buffers.get(1, 1, h, torch.float64)
+    assert flat.untyped_storage().nbytes() == 9 * 64 * 8  # grown once to the largest slice, then reused
+    logits = linear_logits(h, w, b, buffers=buffers)
+    torch.testing.assert_close(logits, torch.addmm(b, h, w.T), rtol=0, atol=1e-12)
