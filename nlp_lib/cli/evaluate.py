@@ -15,28 +15,38 @@ from nlp_lib.cli.options import TRUST_KEYS, fail, key_values, trust_options
 from nlp_lib.cli.rundir import check_run_targets, read_run_config
 from nlp_lib.errors import ConfigError, NlpLibError
 
-__all__ = ["eval_command", "evaluate"]
+__all__ = ["DECODING_KEYS", "eval_command", "evaluate"]
+
+# What eval may change besides data.*: how a seq2seq task decodes and scores, never the model.
+DECODING_KEYS = ("task.test_beam_size", "task.length_penalty", "task.max_length", "task.output_precision")
 
 
 def eval_command(args: list[str]) -> int:
-    """``nlp-lib eval run=DIR [split=val|test] [data overrides]``: metrics of the run's model on a split."""
+    """``nlp-lib eval run=DIR [split=val|test] [data.* and decoding overrides]``: metrics of the run's model on a split."""
     from omegaconf import OmegaConf
 
     try:
         opts, overrides = key_values(args, {"run", "split", *TRUST_KEYS}, "eval")
         if "run" not in opts:
-            raise ConfigError("usage: nlp-lib eval run=<run dir> [split=val|test] [data.KEY=VALUE ...]")
+            raise ConfigError(
+                "usage: nlp-lib eval run=<run dir> [split=val|test] [data.KEY=VALUE ...] "
+                f"[{'|'.join(DECODING_KEYS)}=VALUE ...]"
+            )
         run = Path(opts["run"])
         if not (run / "config.yaml").is_file() or not (run / "bundle").is_dir():
             raise ConfigError(f"run={run}: not a finished run directory (needs config.yaml and bundle/)")
         trusted = trust_options(opts)
         cfg = read_run_config(run)
-        bad = [o for o in overrides if not o.startswith("data.")]
+        bad = [o for o in overrides if not o.startswith("data.") and o.partition("=")[0] not in DECODING_KEYS]
         if bad:
-            raise ConfigError(f"eval: only data.* overrides are allowed (the model is the run's): {bad}")
+            raise ConfigError(
+                f"eval: only data.* overrides and the decoding options {', '.join(DECODING_KEYS)} are allowed "
+                f"(the model is the run's): {bad}"
+            )
         for o in overrides:
             key, _, value = o.partition("=")
-            if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+            # a decoding option an older run's config lacks is added; its task's signature checks it below
+            if key not in DECODING_KEYS and OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
                 raise ConfigError(f"eval: {key} is not a key of the run's config")
             OmegaConf.update(cfg, key, yaml.safe_load(value))
         check_run_targets(cfg, run, **trusted)  # after the overrides: they may name targets too

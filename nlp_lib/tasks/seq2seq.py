@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from nlp_lib.constraints import FiniteFloat, PositiveInt, Probability
-from nlp_lib.models.decoding import beam_search, greedy
+from nlp_lib.models.decoding import OutputPrecision, beam_search, greedy
 from nlp_lib.models.seq2seq import PAD, Seq2Seq
 from nlp_lib.modules.linear_cross_entropy import linear_cross_entropy
 from nlp_lib.structure.seq2seq import Seq2SeqBatch
@@ -61,12 +61,19 @@ def decode_batch(
     beam_size: PositiveInt,
     max_length: PositiveInt,
     length_penalty: FiniteFloat = 1.0,
+    output_precision: OutputPrecision = "full",
 ) -> list[list[int]]:
     """Each sentence's best output (token ids): greedy for ``beam_size <= 1``, else beam search."""
     if beam_size <= 1:
-        return greedy(model, batch.src, batch.src_lengths, max_length=max_length)
+        return greedy(model, batch.src, batch.src_lengths, max_length=max_length, output_precision=output_precision)
     hyps = beam_search(
-        model, batch.src, batch.src_lengths, beam_size=beam_size, max_length=max_length, length_penalty=length_penalty
+        model,
+        batch.src,
+        batch.src_lengths,
+        beam_size=beam_size,
+        max_length=max_length,
+        length_penalty=length_penalty,
+        output_precision=output_precision,
     )
     return [h[0].tokens for h in hyps]
 
@@ -88,6 +95,9 @@ class Seq2SeqTask(TaskBase):
         length_penalty: Beam search's length normalisation exponent.
         max_length: Longest output decoded.
         bleu_tokenize: sacrebleu's tokenizer (``13a``; ``none`` for pre-tokenized text).
+        output_precision: The output layer's product when decoding: ``"full"`` (exact) or
+            ``"bfloat16"`` (faster on CPUs with AVX512-BF16 or AMX; see
+            :data:`nlp_lib.models.decoding.OutputPrecision`).
     """
 
     example_name = "sentences"
@@ -105,6 +115,7 @@ class Seq2SeqTask(TaskBase):
         length_penalty: FiniteFloat = 1.0,
         max_length: PositiveInt = 100,
         bleu_tokenize: str = "13a",
+        output_precision: OutputPrecision = "full",
     ) -> None:
         super().__init__(model=model, optimizer=optimizer, scheduler=scheduler)
         self.label_smoothing = label_smoothing
@@ -112,6 +123,7 @@ class Seq2SeqTask(TaskBase):
         self.length_penalty = length_penalty
         self.max_length = max_length
         self.bleu_tokenize = bleu_tokenize
+        self.output_precision = output_precision
         self.target_tokenizer: Any = None  # set from the datamodule at fit/test start
         self._outputs: dict[str, list[tuple[str, str]]] = {"val": [], "test": []}
 
@@ -138,7 +150,9 @@ class Seq2SeqTask(TaskBase):
     def _eval_step(self, batch: Seq2SeqBatch, split: str) -> None:
         self._loss(batch, split)
         tok = self._tokenizer()
-        ids = decode_batch(self.model, batch, self.beam_sizes[split], self.max_length, self.length_penalty)
+        ids = decode_batch(
+            self.model, batch, self.beam_sizes[split], self.max_length, self.length_penalty, self.output_precision
+        )
         self._outputs[split] += [(tok.decode(i), ref) for i, ref in zip(ids, batch.references, strict=True)]
 
     def validation_step(self, batch: Seq2SeqBatch, batch_idx: int) -> None:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from conftest import REPO, run_cli
 
 import nlp_lib
@@ -93,6 +94,27 @@ def test_eval_reproduces_the_test_metrics(scan_run):
     assert ev["beam_size"] == 5  # any split decoded as the run's test was (task.test_beam_size)
     res = run_cli("eval", f"run={run}", "split=train")
     assert res.returncode == 2 and "split must be val or test, got 'train'" in res.stderr
+
+
+@pytest.mark.integration
+def test_eval_decodes_with_other_decoding_options(scan_run):
+    """eval may change how the test decodes (beam, length penalty, output precision), not the model;
+    a decoding key the run's config lacks is added and checked against the task's signature."""
+    run, _ = scan_run
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["task"].pop("output_precision")  # a run from before that option
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = run_cli(
+        "eval", f"run={run}", "split=val", "task.test_beam_size=2", "task.length_penalty=0.5",
+        "task.output_precision=bfloat16",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    ev = json.loads((run / "eval_val.json").read_text())
+    assert ev["beam_size"] == 2 and ev["examples"] > 0
+    res = run_cli("eval", f"run={run}", "split=val", "task.output_precision=half")
+    assert res.returncode == 2 and "task.output_precision: expected one of 'full', 'bfloat16'" in res.stderr
+    res = run_cli("eval", f"run={run}", "split=val", "task.label_smoothing=0.5")
+    assert res.returncode == 2 and "task.test_beam_size" in res.stderr  # the message lists what is allowed
 
 
 @pytest.mark.integration
