@@ -99,7 +99,9 @@ class ParamGroups:
         for i, (rule, params) in enumerate(zip(self.rules, picked, strict=True)):
             if not params:
                 some = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-                raise ConfigError(f"{KEY}[{i}].params: {rule['params']!r} matches no parameter left (the model's: {some})")
+                raise ConfigError(
+                    f"{KEY}[{i}].params: {rule['params']!r} matches no parameter left (the model's: {some})"
+                )
         groups = [{"params": rest, "name": "rest"}] if rest else []
         for rule, params in zip(self.rules, picked, strict=True):
             group = {"params": params, "name": rule["params"]}
