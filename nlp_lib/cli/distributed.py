@@ -52,8 +52,11 @@ def ddp_child_args(args: list[str]) -> list[str]:
     return [f"recipe={os.environ[RECIPE_ENV]}", *job["overrides"], f"hydra.run.dir={job['dir']}", *added]
 
 
-# Hydra's flags that take a value in the next word (``--info`` takes one only from its choices).
-_FLAG_VALUES = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
+# Hydra's flags that take a value in the next word (``--info`` one of its choices, else "all").
+_FLAG_VALUES = {
+    *("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"),
+    "--experimental-rerun",
+}
 _INFO = ("--info", "-i")
 _INFO_CHOICES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 
@@ -70,8 +73,11 @@ def flags_first(args: list[str]) -> list[str]:
         word = args[i]
         if word.startswith("-"):  # an override starts with a key, "+", "++" or "~", never "-"
             flags.append(word)
-            takes = word in _FLAG_VALUES or (word in _INFO and i + 1 < len(args) and args[i + 1] in _INFO_CHOICES)
-            if takes and i + 1 < len(args):
+            if word in _INFO:  # its value is optional: a bare --info would read the next word as one
+                given = i + 1 < len(args) and args[i + 1] in _INFO_CHOICES
+                flags.append(args[i + 1] if given else "all")
+                i += given
+            elif word in _FLAG_VALUES and i + 1 < len(args):
                 flags.append(args[i + 1])
                 i += 1
         else:

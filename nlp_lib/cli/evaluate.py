@@ -48,7 +48,11 @@ def eval_command(args: list[str]) -> int:
             # a decoding option an older run's config lacks is added; its task's signature checks it below
             if key not in DECODING_KEYS and OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
                 raise ConfigError(f"eval: {key} is not a key of the run's config")
-            OmegaConf.update(cfg, key, yaml.safe_load(value))
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError as e:
+                raise ConfigError(f"eval: {key}: not a YAML value ({str(e).splitlines()[0]})") from None
+            OmegaConf.update(cfg, key, parsed)
         check_run_targets(cfg, run, **trusted)  # after the overrides: they may name targets too
         for key in ("data", "task"):
             node = cfg.get(key)

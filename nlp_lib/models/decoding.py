@@ -76,10 +76,10 @@ def _output_layer(model: Seq2Seq, precision: OutputPrecision) -> tuple[Tensor, T
     weight, bias = model.output_layer()
     if precision == "full" or weight.dtype == torch.bfloat16:
         return weight, bias
-    if type(model).step is not Seq2Seq.step:
+    if not _standard_output(model):
         raise ValueError(
-            f"output_precision='bfloat16' needs Seq2Seq's own step; {type(model).__name__} overrides step "
-            "(decode it with output_precision='full')"
+            f"output_precision='bfloat16' needs Seq2Seq's own step and project_vocab; {type(model).__name__} "
+            "overrides one (decode it with output_precision='full')"
         )
     if weight.device.type == "cpu" and not _cpu_has_bf16():
         warnings.warn(
@@ -88,6 +88,12 @@ def _output_layer(model: Seq2Seq, precision: OutputPrecision) -> tuple[Tensor, T
             stacklevel=3,
         )
     return weight.detach().to(torch.bfloat16), bias
+
+
+def _standard_output(model: Seq2Seq) -> bool:
+    """Whether ``model``'s logits are Seq2Seq's own (``step`` and ``project_vocab`` not overridden), so
+    decoding may apply the output layer itself (by slices, into reused memory, in bfloat16)."""
+    return type(model).step is Seq2Seq.step and type(model).project_vocab is Seq2Seq.project_vocab
 
 
 def _cpu_has_bf16() -> bool:
@@ -123,11 +129,11 @@ def _best_continuations(
     weight, bias = output
     width = slice_width(len(y), weight.shape[0], weight.device)
     own_dtype = weight.dtype == enc.memory.dtype
-    if type(model).step is Seq2Seq.step and (width < weight.shape[0] or not own_dtype):
+    if _standard_output(model) and (width < weight.shape[0] or not own_dtype):
         h, state, _ = model.step_hidden(model.tgt_embedding(y), state, enc)
         blocked = EOS if block_end else None
         logp, ids = linear_top_log_probs(h, weight, bias, 2 * k, blocked=blocked, slice_width=width, buffers=buffers)
-    else:  # a small vocabulary (one slice), or a model with its own step
+    else:  # a small vocabulary (one slice), or a model with its own step or project_vocab
         logits, state, _ = model.step(y, state, enc)
         if logits.dtype in (torch.float16, torch.bfloat16):  # sums of log-probabilities in full precision
             logits = logits.float()
@@ -192,7 +198,7 @@ def greedy_ids(
     """
     _check_lengths(min_length, max_length)
     weight, bias = _output_layer(model, output_precision)
-    own_step = type(model).step is Seq2Seq.step  # then the output layer runs here, into reused memory
+    own_step = _standard_output(model)  # then the output layer runs here, into reused memory
     buffers = SliceBuffers()
     enc, state = model.encode(src, src_lengths)
     b = src.shape[0]

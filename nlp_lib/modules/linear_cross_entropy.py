@@ -214,7 +214,11 @@ def linear_cross_entropy(
     else:
         torch._assert_async(((y >= 0) & (y < vocab)).all())
     width = slice_width or _width(h.shape[0], weight.shape[0], h.device)
-    loss, predicted = _Function.apply(h, weight, bias, y, float(label_smoothing), int(width))
+    # Under autocast the products inside would run in its lower dtype while the in-place gradient
+    # products (addmm_) would not, and the two would not multiply: the loss runs as a whole in the
+    # weight's precision, as F.cross_entropy runs in float32 under autocast.
+    with torch.autocast(h.device.type, enabled=False):
+        loss, predicted = _Function.apply(h, weight, bias, y, float(label_smoothing), int(width))
     return LinearCrossEntropy(loss, predicted, y)
 
 
@@ -246,6 +250,9 @@ def _slice_logits(
     dtype when ``low`` (``hidden`` cast to it) is given; into ``buffers`` when given."""
     rows, n = hidden.shape[0], w.shape[0]
     out = buffers.get(rows, n, hidden, hidden.dtype) if buffers is not None else None
+    if low is None and b is not None and b.dtype != hidden.dtype:  # e.g. a bf16 hidden state under autocast
+        z = torch.mm(hidden, w.T, out=out) if out is not None else hidden @ w.T
+        return z.add_(b)
     if low is None:
         if b is None:
             return torch.mm(hidden, w.T, out=out) if out is not None else hidden @ w.T

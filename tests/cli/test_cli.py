@@ -45,7 +45,9 @@ def test_flags_first_moves_hydra_flags_and_their_values_ahead():
     from nlp_lib.cli.distributed import flags_first
 
     assert flags_first(["a=1", "--cfg", "job", "b=2", "-m"]) == ["--cfg", "job", "-m", "a=1", "b=2"]
-    assert flags_first(["a=1", "--info", "b=2"]) == ["--info", "a=1", "b=2"]  # --info without a choice
+    assert flags_first(["a=1", "--info", "b=2"]) == ["--info", "all", "a=1", "b=2"]  # a bare --info: all
+    assert flags_first(["a=1", "-i"]) == ["-i", "all", "a=1"]
+    assert flags_first(["a=1", "--experimental-rerun", "f.pkl"]) == ["--experimental-rerun", "f.pkl", "a=1"]
     assert flags_first(["--info", "config", "+x=-1", "~y"]) == ["--info", "config", "+x=-1", "~y"]
     assert flags_first(["a=1", "--cfg=job", "-p", "pkg", "--resolve"]) == ["--cfg=job", "-p", "pkg", "--resolve", "a=1"]
 

@@ -113,6 +113,10 @@ def test_eval_decodes_with_other_decoding_options(scan_run):
     assert ev["beam_size"] == 2 and ev["examples"] > 0
     res = run_cli("eval", f"run={run}", "split=val", "task.output_precision=half")
     assert res.returncode == 2 and "task.output_precision: expected one of 'full', 'bfloat16'" in res.stderr
+    res = run_cli("eval", f"run={run}", "split=val", "task.test_beam_size=!!python/object/apply:os.system [id]")
+    assert (
+        res.returncode == 2 and "task.test_beam_size: not a YAML value" in res.stderr and "Traceback" not in res.stderr
+    )
     res = run_cli("eval", f"run={run}", "split=val", "task.label_smoothing=0.5")
     assert res.returncode == 2 and "task.test_beam_size" in res.stderr  # the message lists what is allowed
 

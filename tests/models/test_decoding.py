@@ -181,7 +181,7 @@ def test_output_precision_is_checked():
 
     other = OwnStep.__new__(OwnStep)
     other.__dict__ = model.__dict__
-    with pytest.raises(ValueError, match="OwnStep overrides step"):
+    with pytest.raises(ValueError, match="OwnStep overrides one"):
         beam_search(other, src, lens, output_precision="bfloat16")
     assert len(beam_search(other, src, lens, output_precision="full")) == 2
 
@@ -208,3 +208,36 @@ def test_the_first_step_runs_one_row_per_sentence(monkeypatch, beam_size):
     assert [[h.tokens for h in hs] for hs in hyps] == [
         [h.tokens for h in hs] for hs in beam_search_one_by_one(model, src, lens, **kw)
     ]
+
+
+def test_a_model_with_its_own_project_vocab_decodes_through_it():
+    """A subclass that changes the logits (here: only ids below 6 allowed) is decoded through its own
+    project_vocab, greedy and beam search alike, and refuses the bfloat16 output layer."""
+    model = small_seq2seq()
+
+    class Masked(type(model)):
+        def project_vocab(self, h):
+            z = super().project_vocab(h)
+            z[..., 6:] = float("-inf")
+            return z
+
+    masked = Masked.__new__(Masked)
+    masked.__dict__ = model.__dict__
+    src, lens = padded_sources([5, 8, 2, 6])
+    assert all(t < 6 for out in greedy(masked, src, lens, max_length=8) for t in out)
+    assert all(t < 6 for hs in beam_search(masked, src, lens, beam_size=3, max_length=8) for t in hs[0].tokens)
+    assert any(t >= 6 for out in greedy(model, src, lens, max_length=8) for t in out)  # the mask matters
+    with pytest.raises(ValueError, match="Masked overrides one"):
+        greedy(masked, src, lens, output_precision="bfloat16")
+
+
+@pytest.mark.parametrize("precision", ["full", "bfloat16"])
+def test_decoding_under_bf16_autocast(precision):
+    """Lightning's bf16-mixed validation decodes inside autocast: the bias (float32) meets a bfloat16
+    hidden state there; greedy and beam search still run and agree."""
+    model = small_seq2seq().float()
+    src, lens = padded_sources([5, 8, 2, 6])
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        out = greedy(model, src, lens, max_length=8, output_precision=precision)
+        hyps = beam_search(model, src, lens, beam_size=1, max_length=8, length_penalty=0.0, output_precision=precision)
+    assert out == [h[0].tokens for h in hyps] and all(len(o) <= 8 for o in out)

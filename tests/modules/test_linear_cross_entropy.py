@@ -191,3 +191,24 @@ def test_top_log_probs_into_reused_buffers_equal_fresh_ones():
     assert flat.untyped_storage().nbytes() == 9 * 64 * 8  # grown once to the largest slice, then reused
     logits = linear_logits(h, w, b, buffers=buffers)
     torch.testing.assert_close(logits, torch.addmm(b, h, w.T), rtol=0, atol=1e-12)
+
+
+def test_under_bf16_autocast_the_loss_runs_in_the_weight_precision():
+    """precision=bf16-mixed: the hidden state comes out of autocast in bfloat16; the loss and its
+    gradients run in the weight's float32 (they crashed: autocast's products inside met the
+    in-place gradient products outside it)."""
+    g = torch.Generator().manual_seed(0)
+    proj = torch.nn.Linear(16, 16)
+    w = torch.randn(300, 16, generator=g).requires_grad_()
+    b = torch.randn(300, generator=g).requires_grad_()
+    x = torch.randn(12, 16, generator=g)
+    y = torch.randint(0, 300, (12,), generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = proj(x)
+        assert h.dtype == torch.bfloat16
+        out = linear_cross_entropy(h, w, b, y, label_smoothing=0.1, slice_width=64)
+    out.loss.backward()
+    ref = F.cross_entropy(F.linear(h.detach().float(), w.detach(), b.detach()), y, label_smoothing=0.1)
+    assert out.loss.dtype == torch.float32
+    torch.testing.assert_close(out.loss.detach(), ref, rtol=0, atol=1e-5)
+    assert w.grad is not None and torch.isfinite(w.grad).all() and proj.weight.grad is not None
