@@ -154,7 +154,9 @@ def test_height_batches_every_tree_once_similar_heights_equal_counts(n, batch, r
     batches = [list(p) for p in plans]
     seen = Counter(i for rank in batches for b in rank for i in b)
     assert len({len(b) for b in batches}) == 1  # the same number of steps on every rank
-    capped = -(-(-(-n // batch)) // replicas) * replicas > n - n % replicas  # too few trees for full batches
+    steps = -(-n // batch)  # batches in all, rounded up
+    steps = -(-steps // replicas)  # per rank, rounded up
+    capped = steps * replicas > n - n % replicas  # too few trees for full batches
     assert all(0 < len(b) <= batch + capped for rank in batches for b in rank)
     assert sorted(seen) == list(range(n)) and set(seen.values()) == {1}  # every tree exactly once
     # sorted runs: a batch spans no more heights than the sorted order forces
