@@ -40,7 +40,15 @@ from nlp_lib.constraints import FiniteFloat, PositiveInt
 from nlp_lib.models.seq2seq import BOS, EOS, DecoderState, Encoded, Seq2Seq
 from nlp_lib.modules.linear_cross_entropy import SliceBuffers, linear_logits, linear_top_log_probs, slice_width
 
-__all__ = ["Hypothesis", "OutputPrecision", "beam_search", "beam_search_one_by_one", "greedy", "greedy_ids"]
+__all__ = [
+    "Hypothesis",
+    "OutputPrecision",
+    "beam_search",
+    "beam_search_one_by_one",
+    "bf16_is_native",
+    "greedy",
+    "greedy_ids",
+]
 
 OutputPrecision = Literal["full", "bfloat16"]
 """The output layer's product in decoding: ``"full"``, the model's own precision (the default: the
@@ -81,7 +89,7 @@ def _output_layer(model: Seq2Seq, precision: OutputPrecision) -> tuple[Tensor, T
             f"output_precision='bfloat16' needs Seq2Seq's own step and project_vocab; {type(model).__name__} "
             "overrides one (decode it with output_precision='full')"
         )
-    if weight.device.type == "cpu" and not _cpu_has_bf16():
+    if not bf16_is_native(weight.device):
         warnings.warn(
             "output_precision='bfloat16' on a CPU without AVX512-BF16 or AMX instructions: the bfloat16 "
             "product runs slower than the full-precision one here",
@@ -96,7 +104,11 @@ def _standard_output(model: Seq2Seq) -> bool:
     return type(model).step is Seq2Seq.step and type(model).project_vocab is Seq2Seq.project_vocab
 
 
-def _cpu_has_bf16() -> bool:
+def bf16_is_native(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 natively: a GPU, or a CPU with AVX512-BF16 or AMX
+    (elsewhere a bfloat16 product is emulated and slower than float32)."""
+    if device.type != "cpu":
+        return True
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
@@ -120,8 +132,8 @@ def _best_continuations(
     runs by vocabulary slices and keeps each row's ``2k`` best log-probabilities
     (:func:`~nlp_lib.modules.linear_cross_entropy.linear_top_log_probs`); no ``[A*k, V]``
     log-softmax is formed. Where the whole vocabulary is one slice (small vocabularies, a GPU) or
-    the model's ``step`` is its own (a subclass that overrides it), ``step`` and ``log_softmax`` run
-    instead: the same values with fewer operations. ``output``: the output layer's ``(weight, bias)``
+    the model's ``step`` or ``project_vocab`` is its own (a subclass that overrides one), ``step`` and
+    ``log_softmax`` run instead: the same values with fewer operations. ``output``: the output layer's ``(weight, bias)``
     (:func:`_output_layer`; a bfloat16 weight always takes the sliced path). ``buffers``: the
     slices' scratch memory, one for the whole search.
     """
@@ -198,7 +210,7 @@ def greedy_ids(
     """
     _check_lengths(min_length, max_length)
     weight, bias = _output_layer(model, output_precision)
-    own_step = _standard_output(model)  # then the output layer runs here, into reused memory
+    standard = _standard_output(model)  # then the output layer runs here, into reused memory
     buffers = SliceBuffers()
     enc, state = model.encode(src, src_lengths)
     b = src.shape[0]
@@ -207,7 +219,7 @@ def greedy_ids(
     stop = _AllDone(src.device)
     out = []
     for t in range(max_length):
-        if own_step:
+        if standard:
             h, state, _ = model.step_hidden(model.tgt_embedding(y), state, enc)
             logits = linear_logits(h, weight, bias, buffers=buffers)  # into reused memory: no fresh pages
         else:

@@ -248,18 +248,12 @@ def _slice_logits(
 ) -> Tensor:
     """``hidden @ w.T + b`` for one vocabulary slice, in ``hidden``'s dtype; the product in ``w``'s
     dtype when ``low`` (``hidden`` cast to it) is given; into ``buffers`` when given."""
-    rows, n = hidden.shape[0], w.shape[0]
-    out = buffers.get(rows, n, hidden, hidden.dtype) if buffers is not None else None
-    if low is None and b is not None and b.dtype != hidden.dtype:  # e.g. a bf16 hidden state under autocast
-        z = torch.mm(hidden, w.T, out=out) if out is not None else hidden @ w.T
-        return z.add_(b)
-    if low is None:
-        if b is None:
-            return torch.mm(hidden, w.T, out=out) if out is not None else hidden @ w.T
-        return torch.addmm(b, hidden, w.T, out=out) if out is not None else torch.addmm(b, hidden, w.T)
-    product = torch.mm(low, w.T, out=buffers.get(rows, n, low, low.dtype)) if buffers is not None else low @ w.T
-    z = out.copy_(product) if out is not None else product.to(hidden.dtype)
-    return z if b is None else z.add_(b)
+    x = hidden if low is None else low
+    rows, n = x.shape[0], w.shape[0]
+    z = torch.mm(x, w.T, out=None if buffers is None else buffers.get(rows, n, x, x.dtype))
+    if z.dtype != hidden.dtype:  # a lower-precision product: the rest in the hidden state's dtype
+        z = z.to(hidden.dtype) if buffers is None else buffers.get(rows, n, hidden, hidden.dtype).copy_(z)
+    return z if b is None else z.add_(b)  # the bias after the product: its dtype may differ (autocast)
 
 
 def linear_logits(

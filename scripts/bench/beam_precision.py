@@ -18,7 +18,6 @@ Never run it beside another job: the timings need the cores to themselves.
 from __future__ import annotations
 
 import argparse
-import gzip
 import statistics
 import sys
 import time
@@ -31,13 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cpu_name, print_json, print_table  # noqa: E402
 
 PRECISIONS = ("full", "bfloat16")
-
-
-def read_lines(path: Path) -> list[str]:
-    """The lines of a plain or gzipped UTF-8 text file, without their line ends."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return f.read().splitlines()
 
 
 def main() -> None:
@@ -58,13 +50,13 @@ def main() -> None:
     import torch
 
     import nlp_lib
-    from nlp_lib.models.decoding import _cpu_has_bf16
+    from nlp_lib.data.parallel import read_parallel
+    from nlp_lib.models.decoding import bf16_is_native
     from nlp_lib.tasks.seq2seq import score_outputs
 
     torch.set_num_threads(a.threads)
-    src, refs = read_lines(a.src), read_lines(a.ref)
-    if len(src) != len(refs):
-        ap.error(f"--src has {len(src)} lines but --ref has {len(refs)}")
+    pairs = read_parallel(a.src, a.ref)  # line-aligned, plain or gzip; errors name file and line
+    src, refs = [x for x, _ in pairs], [y for _, y in pairs]
     if a.sentences:
         src, refs = src[: a.sentences], refs[: a.sentences]
     predictor = nlp_lib.load(a.bundle)
@@ -86,7 +78,7 @@ def main() -> None:
     result = {
         "benchmark": "beam_precision",
         "cpu": cpu_name(),
-        "cpu_bf16": _cpu_has_bf16(),
+        "cpu_bf16": bf16_is_native(torch.device("cpu")),
         "threads": a.threads,
         "bundle": str(a.bundle),
         "sentences": len(src),

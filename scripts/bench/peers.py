@@ -279,13 +279,6 @@ def ours_beam(bundle: Path, sources: Path, length: int, batch: int, precision: s
     print(f"OURS_BEAM seconds={seconds:.6f} gemm_seconds={gemm:.6f} lengths={','.join(map(str, lengths))}", flush=True)
 
 
-def _cpu_bf16() -> bool:
-    """Whether this CPU has AVX512-BF16 or AMX (else a bfloat16 product is slower than float32)."""
-    import torch
-
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-
-
 def _parse_kv(text: str, tag: str) -> dict[str, str]:
     for line in text.splitlines():
         if line.startswith(tag):
@@ -382,6 +375,10 @@ def main() -> None:
         print(f"round {r + 1}: beam-5 sentences/s: nlp_lib {beam_rows[-1][0]:,.1f} (bfloat16 output layer "
               f"{bf16_rows[-1][0]:,.1f}), OpenNMT-py {onmt_rate:,.1f}", file=sys.stderr, flush=True)  # fmt: skip
 
+    import torch
+
+    from nlp_lib.models.decoding import bf16_is_native
+
     med = statistics.median
     result = {
         "benchmark": "peers_opennmt",
@@ -403,7 +400,7 @@ def main() -> None:
         "ratio_beam_vs_opennmt": round(med(x / y for x, y, _ in beam_rows), 3),
         "ratio_beam_per_round": [round(x / y, 3) for x, y, _ in beam_rows],
         "identical_output_lengths": all(same for _, _, same in beam_rows + bf16_rows),
-        "cpu_bf16": _cpu_bf16(),
+        "cpu_bf16": bf16_is_native(torch.device("cpu")),
         "ours_beam_bf16_sents_per_s": round(med(x for x, _, _ in bf16_rows), 2),
         "ratio_beam_bf16_vs_opennmt": round(med(x / y for x, y, _ in bf16_rows), 3),
         "ratio_beam_bf16_per_round": [round(x / y, 3) for x, y, _ in bf16_rows],

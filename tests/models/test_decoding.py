@@ -188,7 +188,9 @@ def test_output_precision_is_checked():
 
 def test_bfloat16_on_a_cpu_without_bf16_instructions_warns(monkeypatch):
     model = small_seq2seq()
-    monkeypatch.setattr(decoding, "_cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert not decoding.bf16_is_native(torch.device("cpu"))
     with pytest.warns(UserWarning, match="without AVX512-BF16 or AMX"):
         beam_search(model, *padded_sources([3]), beam_size=2, max_length=4, output_precision="bfloat16")
 
