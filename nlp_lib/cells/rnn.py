@@ -21,6 +21,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from nlp_lib.cells import gemm
 from nlp_lib.configurable import Configurable
 from nlp_lib.constraints import PositiveInt
 
@@ -110,11 +111,11 @@ class LSTMCell(RecurrentCellBase):
 
     def project(self, x: Tensor) -> Tensor:
         """``[..., in] -> [..., 4H]``: ``W_ih x + b_ih + b_hh`` (both biases hoisted)."""
-        return nn.functional.linear(x, self.weight_ih, self.bias_ih + self.bias_hh)
+        return gemm.linear(x, self.weight_ih, self.bias_ih + self.bias_hh)
 
     def forward(self, x_proj: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         h, c = state
-        gates = torch.addmm(x_proj, h, self.weight_hh.t())  # [B, 4H]
+        gates = gemm.addmm(x_proj, h, self.weight_hh)  # [B, 4H]: x_proj + h W_hh^T
         i, f, g, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
@@ -140,11 +141,11 @@ class GRUCell(RecurrentCellBase):
 
     def project(self, x: Tensor) -> Tensor:
         """``[..., in] -> [..., 3H]``: ``W_ih x + b_ih`` (``b_hn`` stays inside the reset gate)."""
-        return nn.functional.linear(x, self.weight_ih, self.bias_ih)
+        return gemm.linear(x, self.weight_ih, self.bias_ih)
 
     def forward(self, x_proj: Tensor, state: RNNState) -> tuple[Tensor, RNNState]:
         (h,) = state
-        hh = torch.addmm(self.bias_hh, h, self.weight_hh.t())  # [B, 3H]
+        hh = gemm.linear(h, self.weight_hh, self.bias_hh)  # [B, 3H]
         x_rz, x_n = x_proj.split([2 * self.hidden_size, self.hidden_size], dim=1)
         h_rz, h_n = hh.split([2 * self.hidden_size, self.hidden_size], dim=1)
         r, z = torch.sigmoid(x_rz + h_rz).chunk(2, dim=1)

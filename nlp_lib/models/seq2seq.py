@@ -32,6 +32,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from nlp_lib.cells import gemm
 from nlp_lib.cells.rnn import LSTMCell
 from nlp_lib.constraints import PositiveInt, Probability
 from nlp_lib.models.base import SavableModel
@@ -78,7 +79,7 @@ class Attention(nn.Module):
     def keys(self, memory: Tensor) -> Tensor:
         """The per-source-position part of the score, computed once per sentence: ``[B, S, K]``."""
         if self.kind == "general":
-            return self.W_a(memory)
+            return gemm.linear(memory, self.W_a.weight)
         if self.kind == "additive":
             return self.W_k(memory)
         return memory
@@ -247,13 +248,13 @@ class Seq2Seq(SavableModel):
             cells.append(new)
             x = self.dropout(out) if i < len(self.decoder_cells) - 1 else out
         context, weights = self.attention(x, enc.keys, enc.memory, enc.mask)
-        feed = torch.tanh(self.combine(torch.cat([context, x], dim=-1)))  # h~_t
+        feed = torch.tanh(gemm.linear(torch.cat([context, x], dim=-1), self.combine.weight))  # h~_t
         return self.dropout(feed), DecoderState(cells, feed), weights
 
     def project_vocab(self, h: Tensor) -> Tensor:
         """``[..., H] -> [..., V]`` logits."""
         weight, bias = self.output_layer()
-        return nn.functional.linear(h, weight, bias)
+        return gemm.linear(h, weight, bias)
 
     def output_layer(self) -> tuple[Tensor, Tensor | None]:
         """The output layer's ``(weight [V, H], bias [V])``: the target embedding with ``tie_embeddings``.

@@ -28,6 +28,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from nlp_lib.cells import gemm
+
 __all__ = [
     "LinearCrossEntropy",
     "SliceBuffers",
@@ -109,7 +111,7 @@ class _Function(torch.autograd.Function):
         first_max = _FirstMax(n, width, h) if _FirstMax.applies(h) else None
         for s in range(0, vocab, width):
             w = weight[s : s + width]
-            z = h @ w.T if bias is None else torch.addmm(bias[s : s + width], h, w.T)
+            z = gemm.linear(h, w, None if bias is None else bias[s : s + width])  # no graph: inside a Function
             inside = (col >= s) & (col < s + z.shape[1])
             gold += torch.where(inside, z.gather(1, (col - s).clamp(0, z.shape[1] - 1)), 0.0)
             if first_max is None:
@@ -144,9 +146,9 @@ class _Function(torch.autograd.Function):
                 p = z.mul_(torch.exp(maxes[i] - lse).div_(n))
                 p.scatter_add_(1, (col - s).clamp(0, w - 1), inside.to(p.dtype) * (-(1.0 - smoothing) / max(n, 1)))
                 if dh is not None:
-                    dh.addmm_(p, weight[s : s + w])
+                    dh = gemm.linear_add(dh, p, weight[s : s + w].T)
                 if dw is not None:
-                    torch.mm(p.T, h, out=dw[s : s + w])
+                    gemm.mm(p.T, h, out=dw[s : s + w])
                 if db is not None:
                     db[s : s + w] = p.sum(0)
                 slices[i] = None  # type: ignore[call-overload]  # free each slice once used
@@ -250,6 +252,8 @@ def _slice_logits(
     dtype when ``low`` (``hidden`` cast to it) is given; into ``buffers`` when given."""
     x = hidden if low is None else low
     rows, n = x.shape[0], w.shape[0]
+    if gemm.uses_onednn(x, w, b):  # oneDNN writes a tensor of its own, the bias added in the product
+        return gemm.linear(x, w, b)
     z = torch.mm(x, w.T, out=None if buffers is None else buffers.get(rows, n, x, x.dtype))
     if z.dtype != hidden.dtype:  # a lower-precision product: the rest in the hidden state's dtype
         z = z.to(hidden.dtype) if buffers is None else buffers.get(rows, n, hidden, hidden.dtype).copy_(z)

@@ -49,12 +49,20 @@ def print_json(result: dict) -> None:
 
 
 def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux), to tell results from different machines apart."""
+    """The CPU's model name (``/proc/cpuinfo`` on Linux) with its family and model numbers (a virtual
+    machine may name every AMD EPYC generation alike), to tell results from different machines apart."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
+    if "model name" in fields:
+        if "cpu family" in fields and "model" in fields:
+            return f"{fields['model name']} (family {fields['cpu family']}, model {fields['model']})"
+        return fields["model name"]
     return platform.processor() or platform.machine()

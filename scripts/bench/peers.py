@@ -268,13 +268,15 @@ def ours_beam(bundle: Path, sources: Path, length: int, batch: int, precision: s
     seconds = time.perf_counter() - start
     # The floor under any exact beam-5 decoder on this machine: the output layer's product alone,
     # [5 x batch, H] x [H, V], once per step, as many steps as the decoding above ran.
+    from nlp_lib.cells.gemm import linear
+
     weight, bias = model.output_layer()
     hidden = torch.randn(5 * batch, weight.shape[1])
     with torch.inference_mode():
-        torch.addmm(bias, hidden, weight.t())
+        linear(hidden, weight, bias)  # the library's product (oneDNN where it is the faster: nlp_lib.cells.gemm)
         gemm_start = time.perf_counter()
         for _ in range(-(-len(lines) // batch) * length):
-            torch.addmm(bias, hidden, weight.t())
+            linear(hidden, weight, bias)
         gemm = time.perf_counter() - gemm_start
     print(f"OURS_BEAM seconds={seconds:.6f} gemm_seconds={gemm:.6f} lengths={','.join(map(str, lengths))}", flush=True)
 
@@ -290,6 +292,8 @@ def _parse_kv(text: str, tag: str) -> dict[str, str]:
 
 
 def main() -> None:
+    from nlp_lib.cells.gemm import cpu_backend
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "multi30k" / "tok")
     ap.add_argument("--venv", type=Path, default=REPO / ".bench" / f"opennmt-py-{ONMT_VERSION}")
@@ -389,6 +393,7 @@ def main() -> None:
         "window": [a.window_start, a.steps],
         "rounds": a.rounds,
         "ours_batching": f"token_budget={a.token_budget}" if a.token_budget else "64 sentences",
+        "ours_cpu_matmul": cpu_backend(),  # nlp_lib.cells.gemm: onednn or torch (NLP_LIB_CPU_MATMUL)
         "ours_tgt_tokens_per_s": round(med(x for x, _ in train_rows), 1),
         "opennmt_tgt_tokens_per_s": round(med(y for _, y in train_rows), 1),
         "ratio_train_vs_opennmt": round(med(x / y for x, y in train_rows), 3),

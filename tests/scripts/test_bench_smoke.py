@@ -86,6 +86,13 @@ def test_seq2seq_decoder_bench_runs():
 
 
 @pytest.mark.integration
+def test_gemm_bench_runs():
+    out = _bench("gemm.py", "--rounds", "1", "--repeats", "1")
+    assert out["default_backend"] in ("onednn", "torch") and len(out["shapes"]) == 6
+    assert all(s["torch_gflops"] > 0 and s["onednn_gflops"] > 0 for s in out["shapes"])
+
+
+@pytest.mark.integration
 def test_seq2seq_curve_bench_runs():
     if not (SHARED_DATA / "multi30k" / "tok").is_dir():
         pytest.skip("the shared data folder is absent")

@@ -1,0 +1,192 @@
+"""Float32 matrix products on the CPU through oneDNN where PyTorch's default runs at half speed.
+
+PyTorch's x86 builds multiply float32 matrices on the CPU with Intel MKL, whose kernels choose
+their instruction set by CPU vendor: on AMD processors it runs its AVX2 code even where AVX-512
+is there. oneDNN, which the same builds carry (``torch.ops.mkldnn``), dispatches on the
+instruction set itself. Measured on an AMD EPYC (Zen 5, AVX-512), 2 threads, float32
+(``scripts/bench/gemm.py``): 960 x 256 by 256 x 1024 at 170-200 GFLOP/s through ``torch.mm``
+and 410-460 GFLOP/s through oneDNN; the decoder's 64 x 512 by 512 x 1024 at 180 vs 390.
+
+The products here compute what ``torch.mm`` computes, in float32, with another summation order
+(results differ by float32 rounding, ~1e-6 relative): they are not bit-identical to ``torch.mm``.
+:func:`linear` and :func:`addmm` are differentiable (their gradients are oneDNN products too) and
+serve the recurrent cells and the seq2seq decoder; :func:`linear_add` and :func:`mm` carry no
+graph and serve code that computes its own gradients (the output layer's loss,
+:mod:`nlp_lib.modules.linear_cross_entropy`). Traced, exported (ONNX) or compiled code and CPU
+autocast get ``torch``'s own operations.
+
+Which backend runs (:func:`cpu_backend`):
+
+* ``auto`` (default): oneDNN on CPUs whose vendor is not Intel (MKL's own dispatch serves Intel
+  processors at full width), when oneDNN is available and passes a check at first use;
+* ``onednn`` / ``torch``: always that one (``onednn`` still falls back when it is unavailable).
+
+Set it with ``NLP_LIB_CPU_MATMUL=auto|onednn|torch`` or :func:`set_cpu_backend`. Anything but a
+float32 CPU tensor (float64, bfloat16, a GPU) always goes through ``torch.mm``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["addmm", "cpu_backend", "linear", "linear_add", "mm", "set_cpu_backend", "uses_onednn"]
+
+log = logging.getLogger("nlp_lib")
+
+Backend = Literal["auto", "onednn", "torch"]
+_CHOICES = ("auto", "onednn", "torch")
+_ENV = "NLP_LIB_CPU_MATMUL"
+_choice: list[str] = []  # set_cpu_backend's, else the environment's (read at first use)
+
+
+def set_cpu_backend(backend: Backend) -> None:
+    """Choose the CPU float32 product backend for this process (see the module docstring)."""
+    if backend not in _CHOICES:
+        raise ValueError(f"the CPU matmul backend must be one of {_CHOICES}, got {backend!r}")
+    _choice[:] = [backend]
+
+
+def cpu_backend() -> str:
+    """The backend float32 CPU products run on now: ``"onednn"`` or ``"torch"``."""
+    if not _choice:
+        value = os.environ.get(_ENV, "auto").strip().lower() or "auto"
+        if value not in _CHOICES:
+            raise ValueError(f"{_ENV}={value!r}: expected one of {', '.join(_CHOICES)}")
+        _choice.append(value)
+    choice = _choice[0]
+    if choice == "torch":
+        return "torch"
+    if choice == "auto" and _cpu_vendor() == "GenuineIntel":
+        return "torch"
+    return "onednn" if _onednn_works() else "torch"
+
+
+def uses_onednn(*tensors: Tensor | None) -> bool:
+    """Whether a product of these tensors runs on oneDNN: float32 CPU tensors, that backend chosen,
+    and no graph being traced, exported or compiled (those see ``torch.mm``) nor CPU autocast on."""
+    return (
+        all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32) for t in tensors)
+        and not _capturing()  # before cpu_backend(): its first call runs a check, never to be traced
+        and cpu_backend() == "onednn"
+    )
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """``x @ w.T + b`` as ``nn.functional.linear`` (``x`` ``[..., K]``, ``w`` ``[M, K]``, ``b`` ``[M]``), differentiable.
+
+    Either operand may be a transposed or sliced view."""
+    if not uses_onednn(x, w, b):
+        return nn.functional.linear(x, w, b)
+    if _needs_grad(x, w, b):
+        return _Linear.apply(x, w, b, None)
+    lead = x.shape[:-1]
+    return _op(x.reshape(-1, x.shape[-1]), w, b).view(*lead, w.shape[0])
+
+
+def addmm(acc: Tensor, x: Tensor, w: Tensor) -> Tensor:
+    """``acc + x @ w.T`` (``x`` ``[N, K]``, ``w`` ``[M, K]``, ``acc`` ``[N, M]``), differentiable: a new tensor."""
+    if not uses_onednn(acc, x, w):
+        return torch.addmm(acc, x, w.T)
+    if _needs_grad(acc, x, w):
+        return _Linear.apply(x, w, None, acc)
+    return torch.ops.mkldnn._linear_pointwise.binary(x, acc, w, None, "add")
+
+
+def linear_add(acc: Tensor, x: Tensor, w: Tensor) -> Tensor:
+    """``acc + x @ w.T`` without autograd: a new tensor on the oneDNN path, ``acc`` added to in place otherwise."""
+    if uses_onednn(acc, x, w):
+        return torch.ops.mkldnn._linear_pointwise.binary(x, acc, w, None, "add")
+    return acc.addmm_(x, w.T)
+
+
+def mm(a: Tensor, b: Tensor, *, out: Tensor | None = None) -> Tensor:
+    """``a @ b`` (``[N, K]`` by ``[K, M]``) without autograd, into ``out`` when given (copied there on the oneDNN path)."""
+    if uses_onednn(a, b, out):
+        res = _op(a, b.T, None)
+        return res if out is None else out.copy_(res)
+    return torch.mm(a, b, out=out)
+
+
+def _op(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+
+
+def _needs_grad(*tensors: Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _capturing() -> bool:
+    return (
+        torch.jit.is_tracing()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
+        or torch.is_autocast_enabled("cpu")
+    )
+
+
+class _Linear(torch.autograd.Function):
+    """``acc + x @ w.T + b`` with oneDNN's products forward and backward (``x`` ``[..., K]``)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor | None, acc: Tensor | None) -> Tensor:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1])
+        if acc is None:
+            out = _op(x2, w, b)
+        else:
+            out = torch.ops.mkldnn._linear_pointwise.binary(x2, acc.reshape(-1, w.shape[0]), w, b, "add")
+        ctx.save_for_backward(x2, w)
+        ctx.lead, ctx.has = lead, (b is not None, acc is not None)
+        return out.view(*lead, w.shape[0])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x2, w = ctx.saved_tensors
+        g = grad.reshape(-1, w.shape[0])
+        need = ctx.needs_input_grad
+        gx = _op(g, w.T, None).view(*ctx.lead, w.shape[1]) if need[0] else None
+        gw = _op(g.T, x2.T, None) if need[1] else None
+        gb = g.sum(0) if ctx.has[0] and need[2] else None
+        gacc = grad if ctx.has[1] and need[3] else None
+        return gx, gw, gb, gacc
+
+
+@functools.cache
+def _cpu_vendor() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+@functools.cache
+def _onednn_works() -> bool:
+    """oneDNN's linear is there and computes a product right (checked once per process)."""
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return False
+        op = torch.ops.mkldnn._linear_pointwise
+        gen = torch.Generator().manual_seed(0)
+        x, w, b = (torch.randn(*s, generator=gen) for s in ((7, 19), (33, 19), (33,)))
+        acc = torch.randn(7, 33, generator=gen)
+        want = torch.addmm(b, x, w.T)
+        ok = torch.allclose(op(x, w, b, "none", [], ""), want, rtol=1e-5, atol=1e-5)
+        ok = ok and torch.allclose(op(x.T.contiguous().T, w, None, "none", [], ""), x @ w.T, rtol=1e-5, atol=1e-5)
+        ok = ok and torch.allclose(op.binary(x, acc, w, None, "add"), acc + x @ w.T, rtol=1e-5, atol=1e-5)
+    except Exception as e:  # noqa: BLE001 - an op missing from this build, or failing: use torch.mm
+        log.debug("oneDNN products unavailable (%s: %s); using torch.mm", type(e).__name__, e)
+        return False
+    if not ok:
+        log.warning("oneDNN products disagree with torch.mm on this machine; using torch.mm")
+    return ok
