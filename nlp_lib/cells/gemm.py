@@ -23,6 +23,12 @@ Which backend runs (:func:`cpu_backend`):
 
 Set it with ``NLP_LIB_CPU_MATMUL=auto|onednn|torch`` or :func:`set_cpu_backend`. Anything but a
 float32 CPU tensor (float64, bfloat16, a GPU) always goes through ``torch.mm``.
+
+oneDNN compiles a kernel for each new shape (~4 ms for the output layer's slice, measured) and
+keeps 1,024 of them. Batches by a token budget give a new row count almost every batch, so the
+rows of every product are padded with zeros to a bucket (:func:`bucket`: a multiple of 16 up to
+256, of 64 up to 4,096, of 256 beyond) and the padding's results dropped: a few dozen shapes per
+model, compiled once.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-__all__ = ["addmm", "cpu_backend", "linear", "linear_add", "mm", "set_cpu_backend", "uses_onednn"]
+__all__ = ["addmm", "bucket", "cpu_backend", "linear", "linear_add", "mm", "pad_rows", "set_cpu_backend", "uses_onednn"]
 
 log = logging.getLogger("nlp_lib")
 
@@ -95,13 +101,13 @@ def addmm(acc: Tensor, x: Tensor, w: Tensor) -> Tensor:
         return torch.addmm(acc, x, w.T)
     if _needs_grad(acc, x, w):
         return _Linear.apply(x, w, None, acc)
-    return torch.ops.mkldnn._linear_pointwise.binary(x, acc, w, None, "add")
+    return _op(x, w, None, acc)
 
 
 def linear_add(acc: Tensor, x: Tensor, w: Tensor) -> Tensor:
     """``acc + x @ w.T`` without autograd: a new tensor on the oneDNN path, ``acc`` added to in place otherwise."""
     if uses_onednn(acc, x, w):
-        return torch.ops.mkldnn._linear_pointwise.binary(x, acc, w, None, "add")
+        return _op(x, w, None, acc)
     return acc.addmm_(x, w.T)
 
 
@@ -113,8 +119,32 @@ def mm(a: Tensor, b: Tensor, *, out: Tensor | None = None) -> Tensor:
     return torch.mm(a, b, out=out)
 
 
-def _op(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
-    return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+def bucket(rows: int) -> int:
+    """The row count a product of ``rows`` rows runs at on oneDNN (see the module docstring)."""
+    step = 1 if rows <= 16 else 16 if rows <= 256 else 64 if rows <= 4096 else 256
+    return -(-rows // step) * step
+
+
+def pad_rows(x: Tensor, rows: int | None = None) -> Tensor:
+    """``x`` ``[N, K]`` with zero rows appended up to ``rows`` (default :func:`bucket` of ``N``); ``x`` itself when none are needed."""
+    n = x.shape[0]
+    target = bucket(n) if rows is None else rows
+    if target == n:
+        return x
+    out = x.new_zeros(target, x.shape[1])
+    out[:n] = x
+    return out
+
+
+def _op(x: Tensor, w: Tensor, b: Tensor | None, acc: Tensor | None = None) -> Tensor:
+    """``x @ w.T + b (+ acc)`` on oneDNN, ``x``'s rows padded to their bucket for the kernel."""
+    n = x.shape[0]
+    xp = pad_rows(x)
+    if acc is None:
+        out = torch.ops.mkldnn._linear_pointwise(xp, w, b, "none", [], "")
+    else:
+        out = torch.ops.mkldnn._linear_pointwise.binary(xp, pad_rows(acc, xp.shape[0]), w, b, "add")
+    return out if xp is x else out[:n]
 
 
 def _needs_grad(*tensors: Tensor | None) -> bool:
@@ -136,23 +166,21 @@ class _Linear(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor | None, acc: Tensor | None) -> Tensor:
         lead = x.shape[:-1]
-        x2 = x.reshape(-1, x.shape[-1])
-        if acc is None:
-            out = _op(x2, w, b)
-        else:
-            out = torch.ops.mkldnn._linear_pointwise.binary(x2, acc.reshape(-1, w.shape[0]), w, b, "add")
-        ctx.save_for_backward(x2, w)
+        xp = pad_rows(x.reshape(-1, x.shape[-1]))  # padded once: the weight's gradient reduces over these rows
+        n = lead.numel()
+        out = _op(xp, w, b, None if acc is None else acc.reshape(-1, w.shape[0]))[:n]
+        ctx.save_for_backward(xp, w)
         ctx.lead, ctx.has = lead, (b is not None, acc is not None)
         return out.view(*lead, w.shape[0])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        x2, w = ctx.saved_tensors
+        xp, w = ctx.saved_tensors
         g = grad.reshape(-1, w.shape[0])
         need = ctx.needs_input_grad
         gx = _op(g, w.T, None).view(*ctx.lead, w.shape[1]) if need[0] else None
-        gw = _op(g.T, x2.T, None) if need[1] else None
+        gw = _op(pad_rows(g, xp.shape[0]).T, xp.T, None) if need[1] else None  # zero rows add nothing
         gb = g.sum(0) if ctx.has[0] and need[2] else None
         gacc = grad if ctx.has[1] and need[3] else None
         return gx, gw, gb, gacc

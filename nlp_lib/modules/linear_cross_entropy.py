@@ -103,12 +103,18 @@ class _Function(torch.autograd.Function):
         n, vocab = h.shape[0], weight.shape[0]
         need = ctx.needs_input_grad
         grads = need[0] or need[1] or (bias is not None and need[2])
+        if gemm.uses_onednn(h, weight, bias) and gemm.bucket(n) != n:
+            # oneDNN compiles a kernel per row count: rows padded to a bucket (zero states, target -1:
+            # no gold logit, no gradient); the loss, the bias gradient and dh read the first n rows
+            h = gemm.pad_rows(h)
+            target = torch.cat([target, target.new_full((h.shape[0] - n,), -1)])
+        rows = h.shape[0]
         col = target.unsqueeze(1)
         # pass 1, per slice while it is in cache: its logits, the gold logit, the slice's max and
         # argmax, and its softmax numerators exp(z - max) in place (kept for pass 2)
         slices, maxes, argmaxes, sums = [], [], [], []
-        gold = h.new_zeros(n, 1)
-        first_max = _FirstMax(n, width, h) if _FirstMax.applies(h) else None
+        gold = h.new_zeros(rows, 1)
+        first_max = _FirstMax(rows, width, h) if _FirstMax.applies(h) else None
         for s in range(0, vocab, width):
             w = weight[s : s + width]
             z = gemm.linear(h, w, None if bias is None else bias[s : s + width])  # no graph: inside a Function
@@ -125,12 +131,12 @@ class _Function(torch.autograd.Function):
             sums.append(z.exp_().sum(1, keepdim=True))
             slices.append(z)
         lse, top_slice = _log_sum_exp(maxes, sums)
-        predicted = torch.cat(argmaxes, 1).gather(1, top_slice).squeeze(1)  # first slice holding the max
-        loss = (1.0 - smoothing) * (lse - gold).sum()
+        predicted = torch.cat(argmaxes, 1).gather(1, top_slice).squeeze(1)[:n]  # first slice holding the max
+        loss = (1.0 - smoothing) * (lse - gold)[:n].sum()
         if smoothing:  # the mean logit of a row, h . mean(W) + mean(b), without another pass over the logits
             wsum = weight.sum(0)
-            zsum = h @ wsum + (0.0 if bias is None else bias.sum())
-            loss = loss + smoothing * (lse.squeeze(1) - zsum / vocab).sum()
+            zsum = h[:n] @ wsum + (0.0 if bias is None else bias.sum())
+            loss = loss + smoothing * (lse[:n].squeeze(1) - zsum / vocab).sum()
         loss = loss / n
         dh = torch.zeros_like(h) if grads and need[0] else None
         dw = torch.empty_like(weight) if grads and need[1] else None
@@ -150,7 +156,7 @@ class _Function(torch.autograd.Function):
                 if dw is not None:
                     gemm.mm(p.T, h, out=dw[s : s + w])
                 if db is not None:
-                    db[s : s + w] = p.sum(0)
+                    db[s : s + w] = p[:n].sum(0)
                 slices[i] = None  # type: ignore[call-overload]  # free each slice once used
             if const:
                 if dh is not None:
@@ -159,6 +165,8 @@ class _Function(torch.autograd.Function):
                     dw.sub_(const * h.sum(0))
                 if db is not None:
                     db.sub_(const * n)
+        if dh is not None:
+            dh = dh[:n]  # the padding's rows (oneDNN's buckets) are no input's
         ctx.save_for_backward(*(t if t is not None else torch.empty(0) for t in (dh, dw, db)))
         ctx.has = (dh is not None, dw is not None, db is not None)
         ctx.mark_non_differentiable(predicted)

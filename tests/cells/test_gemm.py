@@ -128,3 +128,71 @@ def test_backend_choice(backend, monkeypatch):
     assert gemm.cpu_backend() == "torch"
     monkeypatch.setattr(gemm, "_cpu_vendor", lambda: "AuthenticAMD")
     assert gemm.cpu_backend() == ("onednn" if gemm._onednn_works() else "torch")
+
+
+def test_buckets_bound_the_shapes():
+    assert [gemm.bucket(n) for n in (0, 1, 16, 17, 256, 257, 4096, 4097)] == [0, 1, 16, 32, 256, 320, 4096, 4352]
+    assert len({gemm.bucket(n) for n in range(1, 3000)}) < 80  # kernels compiled per product form
+    x = torch.randn(5, 3)
+    assert gemm.pad_rows(x, 5) is x
+    padded = gemm.pad_rows(torch.randn(17, 3))
+    assert padded.shape == (32, 3) and not padded[17:].any()
+
+
+@onednn
+def test_padded_rows_change_no_result(backend, monkeypatch):
+    """Every row count (padded to its bucket inside) gives torch's values and gradients, and the
+    kernels see bucketed row counts only."""
+    seen = []
+    real = torch.ops.mkldnn._linear_pointwise
+
+    class Spy:
+        def __call__(self, x, *rest):
+            seen.append(x.shape[0])
+            return real(x, *rest)
+
+        def binary(self, x, *rest):
+            seen.append(x.shape[0])
+            return real.binary(x, *rest)
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", Spy())
+    torch.manual_seed(0)
+    w = torch.randn(9, 6, requires_grad=True)
+    b = torch.randn(9, requires_grad=True)
+    for n in (1, 17, 30, 257):
+        x = torch.randn(n, 6, requires_grad=True)
+        acc = torch.randn(n, 9, requires_grad=True)
+        results = []
+        for name in ("torch", "onednn"):
+            backend(name)
+            out = gemm.linear(x, w, b) + gemm.addmm(acc, x, w)
+            (out * torch.arange(out.numel()).view_as(out)).sum().backward()
+            results.append([out.detach()] + [t.grad.clone() for t in (x, w, b, acc)])
+            for t in (x, w, b, acc):
+                t.grad = None
+        for got, want in zip(results[1], results[0], strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert seen and all(rows == gemm.bucket(rows) for rows in seen)
+
+
+@onednn
+@pytest.mark.parametrize("rows", [1, 17, 300])
+def test_sliced_loss_with_padded_rows_equals_torchs(backend, rows):
+    from nlp_lib.modules.linear_cross_entropy import linear_cross_entropy
+
+    torch.manual_seed(0)
+    h = torch.randn(rows, 8, requires_grad=True)
+    w = torch.randn(700, 8, requires_grad=True)
+    b = torch.randn(700, requires_grad=True)
+    y = torch.randint(0, 700, (rows,))
+    runs = []
+    for name in ("torch", "onednn"):
+        backend(name)
+        out = linear_cross_entropy(h, w, b, y, label_smoothing=0.1, slice_width=256)
+        out.loss.backward()
+        runs.append([out.loss.detach(), out.predicted, *(t.grad.clone() for t in (h, w, b))])
+        for t in (h, w, b):
+            t.grad = None
+    assert runs[1][1].shape == (rows,) and torch.equal(runs[1][1], runs[0][1])
+    for got, want in zip(runs[1], runs[0], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
