@@ -12,8 +12,9 @@ The products here compute what ``torch.mm`` computes, in float32, with another s
 :func:`linear` and :func:`addmm` are differentiable (their gradients are oneDNN products too) and
 serve the recurrent cells and the seq2seq decoder; :func:`linear_add` and :func:`mm` carry no
 graph and serve code that computes its own gradients (the output layer's loss,
-:mod:`nlp_lib.modules.linear_cross_entropy`). Traced, exported (ONNX) or compiled code and CPU
-autocast get ``torch``'s own operations.
+:mod:`nlp_lib.modules.linear_cross_entropy`). Traced, exported (ONNX) or compiled code, CPU
+autocast, forward-mode AD and ``torch.func`` transforms get ``torch``'s own operations, as do the
+differentiable products under :data:`MIN_MACS` multiply-adds.
 
 Which backend runs (:func:`cpu_backend`):
 
@@ -29,6 +30,10 @@ keeps 1,024 of them. Batches by a token budget give a new row count almost every
 rows of every product are padded with zeros to a bucket (:func:`bucket`: a multiple of 16 up to
 256, of 64 up to 4,096, of 256 beyond) and the padding's results dropped: a few dozen shapes per
 model, compiled once.
+
+History: an earlier attempt (docs/benchmarks.md, "Recurrent cells", on a CPU where MKL was ~1.4x
+behind oneDNN rather than ~2x) was removed because new row counts recompiled kernels on every
+batch and small products lost to the call overhead: the buckets and :data:`MIN_MACS` answer both.
 """
 
 from __future__ import annotations
@@ -41,7 +46,18 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-__all__ = ["addmm", "bucket", "cpu_backend", "linear", "linear_add", "mm", "pad_rows", "set_cpu_backend", "uses_onednn"]
+__all__ = [
+    "MIN_MACS",
+    "addmm",
+    "bucket",
+    "cpu_backend",
+    "linear",
+    "linear_add",
+    "mm",
+    "pad_rows",
+    "set_cpu_backend",
+    "uses_onednn",
+]
 
 log = logging.getLogger("nlp_lib")
 
@@ -77,7 +93,7 @@ def uses_onednn(*tensors: Tensor | None) -> bool:
     """Whether a product of these tensors runs on oneDNN: float32 CPU tensors, that backend chosen,
     and no graph being traced, exported or compiled (those see ``torch.mm``) nor CPU autocast on."""
     return (
-        all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32) for t in tensors)
+        all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32 and not _wrapped(t)) for t in tensors)
         and not _capturing()  # before cpu_backend(): its first call runs a check, never to be traced
         and cpu_backend() == "onednn"
     )
@@ -86,8 +102,8 @@ def uses_onednn(*tensors: Tensor | None) -> bool:
 def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     """``x @ w.T + b`` as ``nn.functional.linear`` (``x`` ``[..., K]``, ``w`` ``[M, K]``, ``b`` ``[M]``), differentiable.
 
-    Either operand may be a transposed or sliced view."""
-    if not uses_onednn(x, w, b):
+    Either operand may be a view. Products under :data:`MIN_MACS` multiply-adds run on torch."""
+    if not (uses_onednn(x, w, b) and x.dim() >= 1 and _big(x.numel(), w.shape[0])):
         return nn.functional.linear(x, w, b)
     if _needs_grad(x, w, b):
         return _Linear.apply(x, w, b, None)
@@ -97,7 +113,7 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
 
 def addmm(acc: Tensor, x: Tensor, w: Tensor) -> Tensor:
     """``acc + x @ w.T`` (``x`` ``[N, K]``, ``w`` ``[M, K]``, ``acc`` ``[N, M]``), differentiable: a new tensor."""
-    if not uses_onednn(acc, x, w):
+    if not (uses_onednn(acc, x, w) and _big(x.numel(), w.shape[0])):
         return torch.addmm(acc, x, w.T)
     if _needs_grad(acc, x, w):
         return _Linear.apply(x, w, None, acc)
@@ -136,8 +152,28 @@ def pad_rows(x: Tensor, rows: int | None = None) -> Tensor:
     return out
 
 
+MIN_MACS = 1 << 23
+"""Products of fewer multiply-adds run on torch in :func:`linear` and :func:`addmm`: a oneDNN call and
+its autograd function cost tens of microseconds more than ``torch.mm``'s (a small model's cells)."""
+
+
+def _big(x_numel: int, m: int) -> bool:
+    return x_numel * m >= MIN_MACS  # rows x K x M
+
+
+def _plain(t: Tensor) -> Tensor:
+    """``t`` when it is contiguous or the transpose of a contiguous matrix (what oneDNN reads as is),
+    else a contiguous copy (column slices, steps: strided layouts are not handed to the kernel)."""
+    if t.is_contiguous() or (t.dim() == 2 and t.T.is_contiguous()):
+        return t
+    return t.contiguous()
+
+
 def _op(x: Tensor, w: Tensor, b: Tensor | None, acc: Tensor | None = None) -> Tensor:
     """``x @ w.T + b (+ acc)`` on oneDNN, ``x``'s rows padded to their bucket for the kernel."""
+    x, w = _plain(x), _plain(w)
+    b = None if b is None else b.contiguous()
+    acc = None if acc is None else acc.contiguous()
     n = x.shape[0]
     xp = pad_rows(x)
     if acc is None:
@@ -147,16 +183,23 @@ def _op(x: Tensor, w: Tensor, b: Tensor | None, acc: Tensor | None = None) -> Te
     return out if xp is x else out[:n]
 
 
+def _wrapped(t: Tensor) -> bool:
+    """A tensor inside a ``torch.func`` transform (vmap, grad...): oneDNN's operator has no rule for it."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(t)
+
+
 def _needs_grad(*tensors: Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def _capturing() -> bool:
+    """Tracing, exporting, compiling, CPU autocast or forward-mode AD: torch's own operations."""
     return (
         torch.jit.is_tracing()
         or torch.onnx.is_in_onnx_export()
         or torch.compiler.is_compiling()
         or torch.is_autocast_enabled("cpu")
+        or getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0
     )
 
 

@@ -11,9 +11,11 @@ onednn = pytest.mark.skipif(not gemm._onednn_works(), reason="this torch build h
 
 
 @pytest.fixture
-def backend():
-    """Restore the process's backend choice after a test that sets it."""
+def backend(monkeypatch):
+    """Restore the process's backend choice after a test that sets it; products of every size on
+    oneDNN (the tests' small shapes are under MIN_MACS)."""
     saved = list(gemm._choice)
+    monkeypatch.setattr(gemm, "MIN_MACS", 0)
     yield gemm.set_cpu_backend
     gemm._choice[:] = saved
 
@@ -196,3 +198,53 @@ def test_sliced_loss_with_padded_rows_equals_torchs(backend, rows):
     assert runs[1][1].shape == (rows,) and torch.equal(runs[1][1], runs[0][1])
     for got, want in zip(runs[1], runs[0], strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+@onednn
+def test_strided_operands_give_torchs_values(backend):
+    """Column slices, steps and a strided bias are copied plain before the kernel sees them."""
+    backend("onednn")
+    torch.manual_seed(0)
+    x = torch.randn(300, 40)[:, ::2]  # [300, 20], stride 2
+    w_full = torch.randn(1024, 30)
+    w = w_full[:, 5:25]  # a column slice (the decoder's split input projection)
+    b = torch.randn(2048)[::2]  # a strided bias
+    with torch.no_grad():
+        got = gemm.linear(x, w, b)
+        acc = torch.randn(300, 2048)[:, ::2]
+        got_acc = gemm.addmm(acc, x, w)
+    torch.testing.assert_close(got, torch.addmm(b, x, w.T), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(got_acc, torch.addmm(acc, x, w.T), rtol=1e-5, atol=1e-4)
+
+
+def test_small_products_stay_on_torch(backend, monkeypatch):
+    """Under MIN_MACS the differentiable products are torch's own, bit for bit."""
+    monkeypatch.setattr(gemm, "MIN_MACS", 1 << 23)
+    backend("onednn")
+    torch.manual_seed(0)
+    x, w, b = torch.randn(8, 16), torch.randn(32, 16), torch.randn(32)
+    assert 8 * 16 * 32 < gemm.MIN_MACS
+    assert torch.equal(gemm.linear(x, w, b), torch.nn.functional.linear(x, w, b))
+    acc = torch.randn(8, 32)
+    assert torch.equal(gemm.addmm(acc, x, w), torch.addmm(acc, x, w.T))
+
+
+def test_func_transforms_and_forward_ad_work(backend):
+    """vmap, grad and forward-mode AD see torch's operations (oneDNN's has no rule for them)."""
+    backend("onednn")
+    torch.manual_seed(0)
+    w = torch.randn(1024, 256)
+    x = torch.randn(4, 64, 256)
+    want = torch.nn.functional.linear(x, w)
+    got = torch.func.vmap(lambda r: gemm.linear(r, w))(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    g = torch.func.grad(lambda r: gemm.linear(r, w).sum())(x[0])
+    torch.testing.assert_close(g, w.sum(0).expand(64, -1), rtol=1e-5, atol=1e-4)
+    import torch.autograd.forward_ad as fwad
+
+    tangent = torch.randn(64, 256)
+    with fwad.dual_level():
+        out = gemm.linear(fwad.make_dual(x[0], tangent), w)
+        jvp = fwad.unpack_dual(out).tangent
+    assert jvp is not None
+    torch.testing.assert_close(jvp, tangent @ w.T, rtol=1e-5, atol=1e-4)
