@@ -56,6 +56,7 @@ __all__ = [
     "mm",
     "pad_rows",
     "set_cpu_backend",
+    "runs_onednn",
     "uses_onednn",
 ]
 
@@ -99,11 +100,17 @@ def uses_onednn(*tensors: Tensor | None) -> bool:
     )
 
 
+def runs_onednn(x: Tensor, w: Tensor, *others: Tensor | None) -> bool:
+    """Whether the product ``x @ w.T`` (with ``others``: bias, accumulator...) runs on oneDNN:
+    :func:`uses_onednn` and at least :data:`MIN_MACS` multiply-adds."""
+    return uses_onednn(x, w, *others) and x.dim() >= 1 and _big(x.numel(), w.shape[0])
+
+
 def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     """``x @ w.T + b`` as ``nn.functional.linear`` (``x`` ``[..., K]``, ``w`` ``[M, K]``, ``b`` ``[M]``), differentiable.
 
     Either operand may be a view. Products under :data:`MIN_MACS` multiply-adds run on torch."""
-    if not (uses_onednn(x, w, b) and x.dim() >= 1 and _big(x.numel(), w.shape[0])):
+    if not runs_onednn(x, w, b):
         return nn.functional.linear(x, w, b)
     if _needs_grad(x, w, b):
         return _Linear.apply(x, w, b, None)
@@ -113,7 +120,7 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
 
 def addmm(acc: Tensor, x: Tensor, w: Tensor) -> Tensor:
     """``acc + x @ w.T`` (``x`` ``[N, K]``, ``w`` ``[M, K]``, ``acc`` ``[N, M]``), differentiable: a new tensor."""
-    if not (uses_onednn(acc, x, w) and _big(x.numel(), w.shape[0])):
+    if not runs_onednn(x, w, acc):
         return torch.addmm(acc, x, w.T)
     if _needs_grad(acc, x, w):
         return _Linear.apply(x, w, None, acc)
@@ -122,14 +129,14 @@ def addmm(acc: Tensor, x: Tensor, w: Tensor) -> Tensor:
 
 def linear_add(acc: Tensor, x: Tensor, w: Tensor) -> Tensor:
     """``acc + x @ w.T`` without autograd: a new tensor on the oneDNN path, ``acc`` added to in place otherwise."""
-    if uses_onednn(acc, x, w):
+    if runs_onednn(x, w, acc):
         return _op(x, w, None, acc)
     return acc.addmm_(x, w.T)
 
 
 def mm(a: Tensor, b: Tensor, *, out: Tensor | None = None) -> Tensor:
     """``a @ b`` (``[N, K]`` by ``[K, M]``) without autograd, into ``out`` when given (copied there on the oneDNN path)."""
-    if uses_onednn(a, b, out):
+    if runs_onednn(a, b.T, out):
         res = _op(a, b.T, None)
         return res if out is None else out.copy_(res)
     return torch.mm(a, b, out=out)
@@ -153,8 +160,9 @@ def pad_rows(x: Tensor, rows: int | None = None) -> Tensor:
 
 
 MIN_MACS = 1 << 23
-"""Products of fewer multiply-adds run on torch in :func:`linear` and :func:`addmm`: a oneDNN call and
-its autograd function cost tens of microseconds more than ``torch.mm``'s (a small model's cells)."""
+"""Products of fewer multiply-adds run on torch: a oneDNN call (and the autograd function around it)
+costs tens of microseconds more than ``torch.mm``'s, which a small model's products do not repay
+(the SCAN model, hidden 128, trained 0.87x as fast with all of its products on oneDNN)."""
 
 
 def _big(x_numel: int, m: int) -> bool:

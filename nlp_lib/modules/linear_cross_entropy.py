@@ -103,7 +103,7 @@ class _Function(torch.autograd.Function):
         n, vocab = h.shape[0], weight.shape[0]
         need = ctx.needs_input_grad
         grads = need[0] or need[1] or (bias is not None and need[2])
-        if gemm.uses_onednn(h, weight, bias) and gemm.bucket(n) != n:
+        if gemm.runs_onednn(h, weight[:width], bias) and gemm.bucket(n) != n:
             # oneDNN compiles a kernel per row count: rows padded to a bucket (zero states, target -1:
             # no gold logit, no gradient); the loss, the bias gradient and dh read the first n rows
             h = gemm.pad_rows(h)
@@ -260,7 +260,7 @@ def _slice_logits(
     dtype when ``low`` (``hidden`` cast to it) is given; into ``buffers`` when given."""
     x = hidden if low is None else low
     rows, n = x.shape[0], w.shape[0]
-    if gemm.uses_onednn(x, w, b):  # oneDNN writes a tensor of its own, the bias added in the product
+    if gemm.runs_onednn(x, w, b):  # oneDNN writes a tensor of its own, the bias added in the product
         return gemm.linear(x, w, b)
     z = torch.mm(x, w.T, out=None if buffers is None else buffers.get(rows, n, x, x.dtype))
     if z.dtype != hidden.dtype:  # a lower-precision product: the rest in the hidden state's dtype
