@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "MIN_MACS",
+    "Linear",
     "addmm",
     "bucket",
     "cpu_backend",
@@ -91,12 +92,23 @@ def cpu_backend() -> str:
 
 
 def uses_onednn(*tensors: Tensor | None) -> bool:
-    """Whether a product of these tensors runs on oneDNN: float32 CPU tensors, that backend chosen,
-    and no graph being traced, exported or compiled (those see ``torch.mm``) nor CPU autocast on."""
+    """Whether a product of these tensors runs on oneDNN: dense float32 CPU tensors, that backend
+    chosen, and no graph being traced, exported or compiled (those see ``torch.mm``), nor CPU
+    autocast, forward-mode AD or a ``torch.func`` transform on."""
     return (
-        all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32 and not _wrapped(t)) for t in tensors)
-        and not _capturing()  # before cpu_backend(): its first call runs a check, never to be traced
+        not _capturing()  # first: compiling and fx tracing must not see the checks below
+        and all(t is None or _plain_float32(t) for t in tensors)
         and cpu_backend() == "onednn"
+    )
+
+
+def _plain_float32(t: Tensor) -> bool:
+    return (
+        isinstance(t, Tensor)
+        and t.layout == torch.strided
+        and t.device.type == "cpu"
+        and t.dtype == torch.float32
+        and not torch._C._functorch.is_functorch_wrapped_tensor(t)  # vmap, grad...: no rule for the op
     )
 
 
@@ -109,29 +121,41 @@ def runs_onednn(x: Tensor, w: Tensor, *others: Tensor | None) -> bool:
 def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     """``x @ w.T + b`` as ``nn.functional.linear`` (``x`` ``[..., K]``, ``w`` ``[M, K]``, ``b`` ``[M]``), differentiable.
 
-    Either operand may be a view. Products under :data:`MIN_MACS` multiply-adds run on torch."""
-    if not runs_onednn(x, w, b):
+    Either operand may be a view. Products under :data:`MIN_MACS` multiply-adds, and biases of
+    another shape than ``[M]`` (broadcast), run on torch."""
+    if not (runs_onednn(x, w, b) and w.dim() == 2 and (b is None or b.shape == w.shape[:1])):
         return nn.functional.linear(x, w, b)
-    if _needs_grad(x, w, b):
-        return _Linear.apply(x, w, b, None)
-    lead = x.shape[:-1]
-    return _op(x.reshape(-1, x.shape[-1]), w, b).view(*lead, w.shape[0])
+    x2 = x.reshape(-1, x.shape[-1])
+    out = _Linear.apply(x2, w, b, None) if _needs_grad(x, w, b) else _op(x2, w, b)
+    return out.view(*x.shape[:-1], w.shape[0])  # a view outside the Function: in-place edits allowed
 
 
 def addmm(acc: Tensor, x: Tensor, w: Tensor) -> Tensor:
-    """``acc + x @ w.T`` (``x`` ``[N, K]``, ``w`` ``[M, K]``, ``acc`` ``[N, M]``), differentiable: a new tensor."""
-    if not runs_onednn(x, w, acc):
+    """``acc + x @ w.T`` (``x`` ``[N, K]``, ``w`` ``[M, K]``, ``acc`` ``[N, M]``), differentiable: a new tensor.
+    An ``acc`` of another shape (broadcast) runs on torch."""
+    if not (runs_onednn(x, w, acc) and _full_acc(acc, x, w)):
         return torch.addmm(acc, x, w.T)
     if _needs_grad(acc, x, w):
         return _Linear.apply(x, w, None, acc)
     return _op(x, w, None, acc)
 
 
+class Linear(nn.Linear):
+    """``nn.Linear`` whose product is :func:`linear` (parameters, state dict and hooks as ``nn.Linear``'s)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(x, self.weight, self.bias)
+
+
 def linear_add(acc: Tensor, x: Tensor, w: Tensor) -> Tensor:
     """``acc + x @ w.T`` without autograd: a new tensor on the oneDNN path, ``acc`` added to in place otherwise."""
-    if runs_onednn(x, w, acc):
+    if runs_onednn(x, w, acc) and _full_acc(acc, x, w):
         return _op(x, w, None, acc)
     return acc.addmm_(x, w.T)
+
+
+def _full_acc(acc: Tensor, x: Tensor, w: Tensor) -> bool:
+    return x.dim() == 2 and w.dim() == 2 and acc.shape == (x.shape[0], w.shape[0])
 
 
 def mm(a: Tensor, b: Tensor, *, out: Tensor | None = None) -> Tensor:
@@ -191,48 +215,50 @@ def _op(x: Tensor, w: Tensor, b: Tensor | None, acc: Tensor | None = None) -> Te
     return out if xp is x else out[:n]
 
 
-def _wrapped(t: Tensor) -> bool:
-    """A tensor inside a ``torch.func`` transform (vmap, grad...): oneDNN's operator has no rule for it."""
-    return torch._C._functorch.is_functorch_wrapped_tensor(t)
-
-
 def _needs_grad(*tensors: Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def _capturing() -> bool:
-    """Tracing, exporting, compiling, CPU autocast or forward-mode AD: torch's own operations."""
+    """Tracing (jit, fx), exporting, compiling, CPU autocast or forward-mode AD: torch's own operations."""
     return (
-        torch.jit.is_tracing()
+        torch.compiler.is_compiling()
+        or torch.fx._symbolic_trace.is_fx_symbolic_tracing()
+        or torch.jit.is_tracing()
         or torch.onnx.is_in_onnx_export()
-        or torch.compiler.is_compiling()
         or torch.is_autocast_enabled("cpu")
         or getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0
     )
 
 
 class _Linear(torch.autograd.Function):
-    """``acc + x @ w.T + b`` with oneDNN's products forward and backward (``x`` ``[..., K]``)."""
+    """``acc + x @ w.T + b`` with oneDNN's products forward and backward (``x`` ``[N, K]``, ``acc`` ``[N, M]``).
+
+    Saves only what the wanted gradients read, as ``addmm`` does (``x`` for ``w``'s, ``w`` for
+    ``x``'s); returns a tensor of its own (in-place edits of the result are allowed). A backward
+    that builds a graph (``create_graph=True``: Hessian-vector products, gradient penalties) runs
+    torch's differentiable products instead, so second derivatives are right."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor | None, acc: Tensor | None) -> Tensor:
-        lead = x.shape[:-1]
-        xp = pad_rows(x.reshape(-1, x.shape[-1]))  # padded once: the weight's gradient reduces over these rows
-        n = lead.numel()
-        out = _op(xp, w, b, None if acc is None else acc.reshape(-1, w.shape[0]))[:n]
-        ctx.save_for_backward(xp, w)
-        ctx.lead, ctx.has = lead, (b is not None, acc is not None)
-        return out.view(*lead, w.shape[0])
+        n = x.shape[0]
+        out = _op(x, w, b, acc)
+        need_w, need_x = ctx.needs_input_grad[1], ctx.needs_input_grad[0]
+        ctx.save_for_backward(x if need_w else None, w if need_x else None)
+        ctx.has = (b is not None, acc is not None)
+        return out if out.shape[0] == n and out._base is None else out.clone()
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        xp, w = ctx.saved_tensors
-        g = grad.reshape(-1, w.shape[0])
+        x, w = ctx.saved_tensors
         need = ctx.needs_input_grad
-        gx = _op(g, w.T, None).view(*ctx.lead, w.shape[1]) if need[0] else None
-        gw = _op(pad_rows(g, xp.shape[0]).T, xp.T, None) if need[1] else None  # zero rows add nothing
-        gb = g.sum(0) if ctx.has[0] and need[2] else None
+        if torch.is_grad_enabled():  # create_graph: a differentiable backward
+            gx = grad @ w if need[0] else None
+            gw = grad.T @ x if need[1] else None
+        else:
+            gx = _op(grad, w.T, None) if need[0] else None
+            gw = _op(pad_rows(grad).T, pad_rows(x).T, None) if need[1] else None  # zero rows add nothing
+        gb = grad.sum(0) if ctx.has[0] and need[2] else None
         gacc = grad if ctx.has[1] and need[3] else None
         return gx, gw, gb, gacc
 
@@ -249,23 +275,31 @@ def _cpu_vendor() -> str:
     return "unknown"
 
 
-@functools.cache
+_WORKS: list[bool] = []  # the check's answer, once it ran to the end
+
+
 def _onednn_works() -> bool:
-    """oneDNN's linear is there and computes a product right (checked once per process)."""
+    """oneDNN's linear is there and computes a product right (checked once per process; a check
+    that raised inside a mode it cannot run in (a fake-tensor mode...) is tried again later)."""
+    if _WORKS:
+        return _WORKS[0]
     try:
         if not torch.backends.mkldnn.is_available():
+            _WORKS.append(False)
             return False
         op = torch.ops.mkldnn._linear_pointwise
         gen = torch.Generator().manual_seed(0)
-        x, w, b = (torch.randn(*s, generator=gen) for s in ((7, 19), (33, 19), (33,)))
-        acc = torch.randn(7, 33, generator=gen)
+        cpu = {"generator": gen, "dtype": torch.float32, "device": "cpu"}  # whatever the defaults are now
+        x, w, b = (torch.randn(*s, **cpu) for s in ((7, 19), (33, 19), (33,)))
+        acc = torch.randn(7, 33, **cpu)
         want = torch.addmm(b, x, w.T)
         ok = torch.allclose(op(x, w, b, "none", [], ""), want, rtol=1e-5, atol=1e-5)
         ok = ok and torch.allclose(op(x.T.contiguous().T, w, None, "none", [], ""), x @ w.T, rtol=1e-5, atol=1e-5)
         ok = ok and torch.allclose(op.binary(x, acc, w, None, "add"), acc + x @ w.T, rtol=1e-5, atol=1e-5)
-    except Exception as e:  # noqa: BLE001 - an op missing from this build, or failing: use torch.mm
-        log.debug("oneDNN products unavailable (%s: %s); using torch.mm", type(e).__name__, e)
+    except Exception as e:  # noqa: BLE001 - an op missing from this build, or a mode it cannot run in
+        log.debug("oneDNN products unavailable for now (%s: %s); using torch.mm", type(e).__name__, e)
         return False
     if not ok:
         log.warning("oneDNN products disagree with torch.mm on this machine; using torch.mm")
-    return ok
+    _WORKS.append(bool(ok))
+    return bool(ok)

@@ -69,7 +69,7 @@ class Attention(nn.Module):
             )
         self.kind = kind
         if kind == "general":
-            self.W_a = nn.Linear(memory_size, query_size, bias=False)
+            self.W_a = gemm.Linear(memory_size, query_size, bias=False)  # nn.Linear on oneDNN where faster
         elif kind == "additive":
             size = attention_size or query_size
             self.W_q = nn.Linear(query_size, size, bias=False)
@@ -79,7 +79,7 @@ class Attention(nn.Module):
     def keys(self, memory: Tensor) -> Tensor:
         """The per-source-position part of the score, computed once per sentence: ``[B, S, K]``."""
         if self.kind == "general":
-            return gemm.linear(memory, self.W_a.weight)
+            return self.W_a(memory)
         if self.kind == "additive":
             return self.W_k(memory)
         return memory
@@ -201,7 +201,7 @@ class Seq2Seq(SavableModel):
         )
         self.bridge = nn.Linear(hidden_size, hidden_size)  # encoder summary -> each decoder layer's initial h
         self.attention = Attention(attention, hidden_size, hidden_size)
-        self.combine = nn.Linear(2 * hidden_size, hidden_size, bias=False)  # W_c [c_t; s_t]
+        self.combine = gemm.Linear(2 * hidden_size, hidden_size, bias=False)  # W_c [c_t; s_t]
         self.output = None if tie_embeddings else nn.Linear(hidden_size, tgt_vocab_size)
         self.output_bias = nn.Parameter(torch.zeros(tgt_vocab_size)) if tie_embeddings else None
         self.dropout = nn.Dropout(dropout)
@@ -248,7 +248,7 @@ class Seq2Seq(SavableModel):
             cells.append(new)
             x = self.dropout(out) if i < len(self.decoder_cells) - 1 else out
         context, weights = self.attention(x, enc.keys, enc.memory, enc.mask)
-        feed = torch.tanh(gemm.linear(torch.cat([context, x], dim=-1), self.combine.weight))  # h~_t
+        feed = torch.tanh(self.combine(torch.cat([context, x], dim=-1)))  # h~_t
         return self.dropout(feed), DecoderState(cells, feed), weights
 
     def project_vocab(self, h: Tensor) -> Tensor:

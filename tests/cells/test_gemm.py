@@ -248,3 +248,87 @@ def test_func_transforms_and_forward_ad_work(backend):
         jvp = fwad.unpack_dual(out).tangent
     assert jvp is not None
     torch.testing.assert_close(jvp, tangent @ w.T, rtol=1e-5, atol=1e-4)
+
+
+# ---------------------------------------------------------------- found by the hostile review
+
+
+@onednn
+def test_second_derivatives_match_torchs(backend):
+    """A backward that builds a graph (Hessian-vector products) is differentiable, not zero."""
+    torch.manual_seed(0)
+    x = torch.randn(40, 64)
+    w = torch.randn(96, 64, requires_grad=True)
+    v = torch.randn(96, 64)
+    hvps = []
+    for name in ("torch", "onednn"):
+        backend(name)
+        (g,) = torch.autograd.grad(gemm.linear(x, w).tanh().sum(), w, create_graph=True)
+        (hv,) = torch.autograd.grad((g * v).sum(), w)
+        hvps.append(hv)
+    assert hvps[0].abs().sum() > 0
+    torch.testing.assert_close(hvps[1], hvps[0], rtol=1e-4, atol=1e-4)
+
+
+@onednn
+def test_broadcast_bias_and_accumulator_match_torchs(backend):
+    backend("onednn")
+    torch.manual_seed(0)
+    x, w = torch.randn(40, 64), torch.randn(96, 64)
+    for b in (torch.tensor(1.5), torch.randn(1)):
+        torch.testing.assert_close(gemm.linear(x, w, b), torch.nn.functional.linear(x, w, b), rtol=1e-5, atol=1e-4)
+    for acc in (torch.randn(1, 96), torch.randn(96)):
+        torch.testing.assert_close(gemm.addmm(acc, x, w), torch.addmm(acc, x, w.T), rtol=1e-5, atol=1e-4)
+
+
+@onednn
+def test_results_may_be_edited_in_place(backend):
+    backend("onednn")
+    torch.manual_seed(0)
+    x = torch.randn(40, 64, requires_grad=True)  # 40 rows: padded to 48 inside
+    w = torch.randn(96, 64, requires_grad=True)
+    y = gemm.linear(x, w)
+    y.relu_()
+    y.sum().backward()
+    assert x.grad is not None and w.grad is not None
+    x0 = x.detach() * 1
+    x0.requires_grad_()
+    z = x0 * 1
+    out = gemm.linear(z, w.detach())  # w frozen: x's value is not kept for the backward
+    z.mul_(2)
+    out.sum().backward()
+    torch.testing.assert_close(x0.grad, w.detach().sum(0).expand(40, -1), rtol=1e-5, atol=1e-4)
+
+
+def test_seq2seq_layers_keep_module_hooks(backend):
+    backend("onednn")
+    model = Seq2Seq(src_vocab_size=30, tgt_vocab_size=40, embedding_size=8, hidden_size=12)
+    calls = []
+    model.combine.register_forward_hook(lambda *a: calls.append("combine"))
+    model.attention.W_a.register_forward_hook(lambda *a: calls.append("keys"))
+    model(torch.randint(4, 30, (2, 5)), torch.tensor([5, 3]), torch.randint(4, 40, (2, 4)))
+    assert calls.count("combine") == 4 and calls.count("keys") == 1
+
+
+def test_compiled_and_fx_traced_cells_see_torchs_operations(backend):
+    from nlp_lib.cells import LSTMCell
+
+    backend("onednn")
+    cell = LSTMCell(64, 128)
+    state = cell.initial_state(64, device=torch.device("cpu"), dtype=torch.float32)
+    x = torch.randn(64, 64)
+    step = torch.compile(lambda x, s: cell(cell.project(x), s), backend="eager", fullgraph=True)
+    out, _ = step(x, state)  # fullgraph: no graph break
+    torch.testing.assert_close(out, cell(cell.project(x), state)[0], rtol=1e-5, atol=1e-5)
+    torch.fx.symbolic_trace(cell)
+
+
+def test_a_check_that_cannot_run_now_is_tried_again(backend, monkeypatch):
+    """The one-time check of oneDNN, first reached inside a mode it cannot run in, does not turn
+    oneDNN off for the rest of the process."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    monkeypatch.setattr(gemm, "_WORKS", [])
+    with FakeTensorMode():
+        assert not gemm._onednn_works()
+    assert gemm._onednn_works() == bool(torch.backends.mkldnn.is_available()) or not gemm._WORKS[0]
