@@ -17,6 +17,11 @@ if "NLP_LIB_CACHE" not in os.environ:
     import tempfile
 
     os.environ["NLP_LIB_CACHE"] = tempfile.mkdtemp(prefix="nlp_lib_test_cache_")
+# ... and its key for the cache's stamps, never the user's ~/.local/state/nlp_lib/cache.key
+if "NLP_LIB_KEY_FILE" not in os.environ:
+    import tempfile
+
+    os.environ["NLP_LIB_KEY_FILE"] = str(Path(tempfile.mkdtemp(prefix="nlp_lib_test_key_")) / "cache.key")
 
 
 @pytest.fixture
