@@ -28,33 +28,38 @@ measure the difference).
   structure, columns, ids inside the vocabulary, labels among the classes:
   :meth:`nlp_lib.data.datamodule.PreparedData.check`).
 * Checked once per user: both checks read every byte (seconds at millions of examples). An entry
-  this user's processes built, or checked in full, gets a stamp (:data:`STAMP`): an HMAC, under
-  a key of this user's kept outside every cache folder (:func:`local_key`), of each file's size,
-  modification and change times and inode. A load whose files still have exactly those (and whose
-  stamp was written after their last change: :meth:`DataCache.stamp`) opens the entry without
-  reading it; anything else (an entry copied or handed over: other inodes and
-  change times; a file rewritten, even with its old modification time restored: a new change
-  time; a stamp forged without the key) is verified and checked in full as above, then stamped.
-  Without a usable key (an unwritable home, a key file others may write) every load checks in full.
+  this user's processes built, or checked in full, gets a stamp (:data:`STAMP`): an HMAC, under a
+  key of this user's kept outside every cache folder (:func:`local_key`), of each file's size,
+  modification and change times, inode, mode and owner, as they were before the check. A load whose
+  files still have exactly those (and whose stamp was written after their last change:
+  :meth:`DataCache.stamp`) opens the entry without reading it; anything else (an entry copied or
+  handed over, a file rewritten even with its old modification time restored, a stamp forged
+  without the key) is verified and checked in full as above, then stamped. Entries another user may
+  write are never stamped (a shared memory mapping changes bytes without changing a field); damage
+  that leaves the metadata alone is not seen while a stamp holds (docs/data.md says so). Without a
+  usable key (no home, a key file others may read or write) every load checks in full.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import hmac
 import json
 import logging
 import os
 import re
 import shutil
-import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from nlp_lib.trust import NotRegularFile, open_regular
+from nlp_lib.data import stamps
+from nlp_lib.data.stamps import STAMP, local_key
+from nlp_lib.data.stamps import Damaged as _Damaged
+from nlp_lib.data.stamps import is_stamp as _is_stamp
+from nlp_lib.data.stamps import listing as _listing
+from nlp_lib.data.stamps import open_in as _open_regular
 
 __all__ = [
     "DATA_FORMAT",
@@ -74,15 +79,10 @@ DATA_FORMAT = 2
 """Bumped whenever what an entry holds changes, so older entries are not read."""
 
 MANIFEST = "manifest.json"
-"""The file of an entry that lists every other one with its size and sha256, checked on each load."""
-
-STAMP = "checked.json"
-"""The file of an entry saying (under this user's key) that its files, as they are, were checked."""
+"""The file of an entry that lists every other one with its size and sha256, checked on each load of an
+entry this user has not stamped (:data:`STAMP`)."""
 
 _MANIFEST_FORMAT = 1
-_STAMP_MAX_BYTES = 4096
-_RACY_NS = 25_000_000  # a stamp younger than this after a file's last change vouches for nothing
-_KEY_BYTES = 32
 _MANIFEST_MAX_BYTES = 1 << 20  # an entry has a dozen files: a bigger manifest is not one of ours
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -128,17 +128,21 @@ class DataCache:
         self.root = Path(directory) if directory else default_cache_dir()
         self.path = self.root / f"{kind}-{self.fingerprint}"
         self.checked = False  # set by load(): a stamp vouches for the files as they are
+        self.before_check: dict[str, list[int]] | None = None  # load()'s snapshot before a full check
 
     def load(self) -> dict[str, Any] | None:
         """The ``meta.json`` of a complete, intact entry, or ``None`` (absent; or damaged or
         unreadable: deleted with a warning, to be rebuilt). Its data files are then opened by the
         caller (:func:`load_entry`), from :attr:`path`. :attr:`checked` tells whether the entry's
         stamp vouches for its files as they are (then they were not read, and need no content check)."""
-        self.checked = False
+        self.checked, self.before_check = False, None
         if not os.path.lexists(self.path):
             return None
         try:
             self.checked = self.stamped()
+            if not self.checked:  # what a stamp after the full check may vouch for: the files as now
+                with contextlib.suppress(Exception):
+                    self.before_check = self.snapshot()
             problem = None if self.checked else self.verify()  # before anything of the entry is parsed
             if problem is None:
                 meta = json.loads((self.path / "meta.json").read_bytes())
@@ -185,61 +189,16 @@ class DataCache:
         return None
 
     def stamped(self) -> bool:
-        """Whether the entry's :data:`STAMP` is this user's, for its files as they are now (no file is read)."""
-        key = local_key(self.root)
-        if key is None or self.path.is_symlink() or not self.path.is_dir():  # as verify() refuses it
-            return False
-        try:
-            with _open_regular(self.path, STAMP) as f:
-                stamped_at = os.fstat(f.fileno()).st_ctime_ns
-                raw = f.read(_STAMP_MAX_BYTES + 1)
-            doc = json.loads(raw) if len(raw) <= _STAMP_MAX_BYTES else None
-            digest, newest = self._stamp_digest(key)
-            return (
-                isinstance(doc, dict)
-                and isinstance(doc.get("hmac"), str)
-                and hmac.compare_digest(doc["hmac"], digest)
-                and stamped_at - newest >= _RACY_NS
-            )
-        except (OSError, ValueError, RecursionError, _Damaged):
-            return False
+        """Whether the entry's stamp vouches for its files as they are (:func:`nlp_lib.data.stamps.stamped`)."""
+        return stamps.stamped(self.path, self.root)
 
-    def stamp(self) -> None:
-        """Record that the entry's files, as they are now, were checked (built here, or checked in
-        full). Best effort: a cache folder this process cannot write stays unstamped.
+    def snapshot(self) -> dict[str, list[int]] | None:
+        """What a stamp would vouch for now (:func:`nlp_lib.data.stamps.snapshot`), or None."""
+        return stamps.snapshot(self.path)
 
-        File times tick coarsely (a few ms): a file rewritten within the tick of its last change
-        keeps its change time. The stamp is therefore written at least :data:`_RACY_NS` after the
-        newest change (waiting that long at most), so that any later rewrite shows a newer change time."""
-        key = local_key(self.root)
-        if key is None:
-            return
-        tmp = self.path / f".{STAMP}.{uuid.uuid4().hex}"
-        try:
-            digest, newest = self._stamp_digest(key)
-            for _ in range(3):
-                tmp.write_text(json.dumps({"hmac": digest}))
-                wait = newest + _RACY_NS - os.lstat(tmp).st_ctime_ns
-                if wait <= 0:
-                    break
-                time.sleep(wait / 1e9)
-            os.replace(tmp, self.path / STAMP)
-        except (OSError, _Damaged) as e:
-            log.debug("data cache: cannot stamp %s (%s)", self.path, e)
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-
-    def _stamp_digest(self, key: bytes) -> tuple[str, int]:
-        """The HMAC of the entry's files' sizes, times and inodes, and the newest change time."""
-        files = {}
-        for rel in _listing(self.path):
-            if _is_stamp(rel):
-                continue
-            st = os.lstat(self.path / rel)
-            files[rel] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
-        blob = json.dumps({"entry": self.path.name, "files": files}, sort_keys=True).encode()
-        newest = max((f[2] for f in files.values()), default=0)
-        return hmac.new(key, blob, hashlib.sha256).hexdigest(), newest
+    def stamp(self, checked: dict[str, list[int]] | None) -> None:
+        """Stamp the entry checked, if its files are still as ``checked`` (:func:`nlp_lib.data.stamps.write_stamp`)."""
+        stamps.write_stamp(self.path, self.root, checked)
 
     def discard(self, error: BaseException) -> None:
         """An entry whose files fail to load (a damaged tokenizer file...): warn and delete it."""
@@ -279,81 +238,12 @@ class DataCache:
                 shutil.rmtree(folder, ignore_errors=True)  # another process stored the same entry first
                 return self.path
             log.info("data: cached in %s", self.path)
-            self.stamp()  # built by this process: checked by construction
-            return self.path
         except Exception as e:  # noqa: BLE001 - a cache that cannot be written never stops a run
             log.warning("data cache: cannot write %s (%s); continuing without it", self.path, e)
             return folder
-
-
-class _Damaged(Exception):
-    """A file of an entry (its path relative to the entry) is not what the manifest says."""
-
-    def __init__(self, file: str, problem: str) -> None:
-        super().__init__(f"{file}: {problem}")
-
-
-def _listing(folder: Path, prefix: str = "") -> Iterator[str]:
-    """Relative POSIX paths of the regular files under ``folder`` (sorted); anything else but a
-    folder (a symbolic link, a FIFO...) is damage."""
-    with os.scandir(folder) as items:
-        for item in sorted(items, key=lambda i: i.name):
-            rel = prefix + item.name
-            if item.is_dir(follow_symlinks=False):
-                yield from _listing(Path(item.path), rel + "/")
-            elif item.is_file(follow_symlinks=False):
-                yield rel
-            else:
-                raise _Damaged(rel, "not a regular file or folder (a symbolic link?)")
-
-
-def _is_stamp(rel: str) -> bool:
-    return rel == STAMP or rel.startswith(f".{STAMP}.")
-
-
-def local_key(cache_root: Path) -> bytes | None:
-    """This user's key for :data:`STAMP` (created on first use), or None when there is no usable one.
-
-    ``$NLP_LIB_KEY_FILE``, else ``$XDG_STATE_HOME/nlp_lib/cache.key`` (``~/.local/state/...``):
-    32 random bytes, a regular file of this user that nobody else may write, never inside
-    ``cache_root`` (a cache folder handed over with its key would vouch for itself).
-    """
-    env = os.environ.get("NLP_LIB_KEY_FILE")
-    if env:
-        path = Path(env)
-    else:
-        state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-        path = Path(state) / "nlp_lib" / "cache.key"
-    try:
-        path = path.absolute()
-        if path.resolve().is_relative_to(cache_root.resolve()):
-            return None
-        if not os.path.lexists(path):
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            with contextlib.suppress(FileExistsError):  # another process made it first: read theirs
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(os.urandom(_KEY_BYTES))
-        with open_regular(path) as f:
-            st = os.fstat(f.fileno())
-            key = f.read(_KEY_BYTES + 1)
-    except (OSError, NotRegularFile, RuntimeError) as e:
-        log.debug("data cache: no key for stamps at %s (%s)", path, e)
-        return None
-    if (hasattr(os, "getuid") and st.st_uid != os.getuid()) or st.st_mode & 0o022 or len(key) != _KEY_BYTES:
-        log.warning("data cache: %s is not a key of %d bytes that only this user may write; "
-                    "every cached load checks its entry in full", path, _KEY_BYTES)  # fmt: skip
-        return None
-    return key
-
-
-def _open_regular(folder: Path, rel: str) -> Any:
-    """``folder/rel`` opened with :func:`nlp_lib.trust.open_regular` (no link, no blocking on a FIFO);
-    ``_Damaged`` when it is not a regular file."""
-    try:
-        return open_regular(folder / rel)
-    except NotRegularFile:
-        raise _Damaged(rel, "not a regular file") from None
+        with contextlib.suppress(Exception):  # built by this process: checked by construction
+            self.stamp(self.snapshot())
+        return self.path
 
 
 def _sha256(folder: Path, rel: str) -> str:
@@ -448,7 +338,7 @@ def load_entry(module: Any, entry: DataCache, fill: Any, state: tuple[str, ...])
         entry.discard(e)
         return False
     if not entry.checked:
-        entry.stamp()
+        entry.stamp(entry.before_check)
     log.info("data: loaded from the cache %s%s", entry.path, " (stamped: not read again)" if entry.checked else "")
     return True
 

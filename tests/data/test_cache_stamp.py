@@ -116,7 +116,7 @@ def test_a_key_that_others_may_write_stamps_nothing(tmp_path, caplog, counted, m
         counted.update(hashed=0, checked=0)
         _, hit = _load(cache, caplog)
     assert hit and counted["hashed"] > 0 and counted["checked"] == 1
-    assert "only this user may write" in caplog.text
+    assert "only this user may read and write" in caplog.text
 
 
 def test_a_key_inside_the_cache_folder_is_not_used(tmp_path, caplog, counted, monkeypatch):
@@ -136,3 +136,66 @@ def test_the_stamp_is_not_part_of_the_entry(tmp_path, caplog):
     entry = _entry(cache)
     listed = json.loads((entry / cache_module.MANIFEST).read_text())["files"]
     assert cache_module.STAMP not in listed and (entry / cache_module.STAMP).is_file()
+
+
+# ---------------------------------------------------------------- found by the hostile review
+
+
+def test_a_file_changed_during_the_full_check_is_not_stamped(tmp_path, caplog, counted, monkeypatch):
+    """The stamp vouches for the files as they were before the check, not as they are after it."""
+    cache = tmp_path / "cache"
+    _load(cache, caplog)
+    entry = _entry(cache)
+    (entry / cache_module.STAMP).unlink()  # checked in full at the next load
+    real = PreparedData.check
+
+    def check_then_rewrite(self):
+        real(self)
+        f = entry / "meta.json"
+        f.write_bytes(f.read_bytes())  # the same bytes: passes later checks, but written after this one
+
+    monkeypatch.setattr(PreparedData, "check", check_then_rewrite)
+    _, hit = _load(cache, caplog)
+    assert hit and not (entry / cache_module.STAMP).exists()
+
+
+def test_files_others_may_write_are_never_stamped(tmp_path, caplog, counted):
+    """A file others can write may change through a shared mapping without any time changing."""
+    cache = tmp_path / "cache"
+    _load(cache, caplog)
+    entry = _entry(cache)
+    (entry / "data" / "train.arrow").chmod(0o664)
+    for _ in range(2):
+        counted.update(hashed=0, checked=0)
+        _, hit = _load(cache, caplog)
+        assert hit and counted["checked"] == 1  # checked in full each time: never vouched for
+
+
+def test_a_key_others_may_read_is_refused(tmp_path, caplog, counted, monkeypatch):
+    key = tmp_path / "state" / "cache.key"
+    monkeypatch.setenv("NLP_LIB_KEY_FILE", str(key))
+    cache = tmp_path / "cache"
+    _load(cache, caplog)
+    key.chmod(0o644)  # anyone who reads it can forge stamps
+    counted.update(hashed=0, checked=0)
+    with caplog.at_level(logging.WARNING):
+        _, hit = _load(cache, caplog)
+    assert hit and counted["checked"] == 1 and "only this user may read and write" in caplog.text
+
+
+def test_no_home_means_no_stamps_not_a_lost_entry(tmp_path, caplog, counted, monkeypatch):
+    monkeypatch.delenv("NLP_LIB_KEY_FILE")
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(cache_module.Path, "home", staticmethod(no_home))
+    cache = tmp_path / "cache"
+    fresh, hit = _load(cache, caplog)
+    assert not hit
+    entry = _entry(cache)
+    assert not (entry / cache_module.STAMP).exists()
+    counted.update(hashed=0, checked=0)
+    again, hit = _load(cache, caplog)
+    assert hit and again == fresh and counted["checked"] == 1 and _entry(cache) == entry
