@@ -309,13 +309,14 @@ def linear_top_log_probs(
     # ranked (an amax pass instead of topk's, ~5x cheaper): vocabularies ordered by frequency put
     # most rows' best tokens in the first slice. On a GPU every row is ranked (no host syncs).
     prune = hidden.device.type == "cpu"
-    best: tuple[Tensor, Tensor] | None = None
-    values, ids, maxes, sums = [], [], [], []
+    best: tuple[Tensor, Tensor] | None = None  # each row's count best (logits, ids) so far
+    maxes, sums = [], []
     for s in range(0, vocab, width):
         z = _slice_logits(hidden, low, weight[s : s + width], None if bias is None else bias[s : s + width], buffers)
         if z.dtype in (torch.float16, torch.bfloat16):
             z = z.float()
         c = min(count, z.shape[1])
+        rows_in = None  # the rows this slice is ranked for: all, or those it may improve
         if blocked is not None and s <= blocked < s + z.shape[1]:
             # rank without the blocked column (set aside, put back for the log-sum-exp): no copy of z
             col = z[:, blocked - s].clone()
@@ -323,39 +324,32 @@ def linear_top_log_probs(
             v, i = z.topk(c, dim=1)
             z[:, blocked - s] = col
             m = torch.maximum(v[:, :1], col.unsqueeze(1))
-        elif prune and best is not None and best[0].shape[1] == count:
-            m = z.amax(1, keepdim=True)
-            need = (m.squeeze(1) > best[0][:, -1]).nonzero().squeeze(1)
-            if len(need) * 2 < rows:  # few rows may gain: rank those alone, merge them into best
-                if len(need):
-                    v, i = z.index_select(0, need).topk(c, dim=1)
-                    cand_v = torch.cat([best[0].index_select(0, need), v], 1)
-                    cand_i = torch.cat([best[1].index_select(0, need), i + s], 1)
-                    top, j = cand_v.topk(count, dim=1)
-                    best[0].index_copy_(0, need, top)
-                    best[1].index_copy_(0, need, cand_i.gather(1, j))
-                maxes.append(m)
-                sums.append(z.sub_(m).exp_().sum(1, keepdim=True))
-                continue
-            v, i = z.topk(c, dim=1)
         else:
-            v, i = z.topk(c, dim=1)
-            m = v[:, :1]  # the slice's largest logit is its best candidate: no pass of its own
-        if prune:  # merge into the running best
-            if best is None:
-                best = (v.clone(), i + s)  # updated in place later; m may view v
-            else:
-                cand_v, cand_i = torch.cat([best[0], v], 1), torch.cat([best[1], i + s], 1)
-                top, j = cand_v.topk(min(count, cand_v.shape[1]), dim=1)
-                best = (top, cand_i.gather(1, j))
-        else:
-            values.append(v)
-            ids.append(i + s)
+            m = None
+            if prune and best is not None and best[0].shape[1] == count:
+                m = z.amax(1, keepdim=True)
+                need = (m.squeeze(1) > best[0][:, -1]).nonzero().squeeze(1)
+                rows_in = need if len(need) * 2 < rows else None
+            v, i = (z if rows_in is None else z.index_select(0, rows_in)).topk(c, dim=1)
+            if m is None:
+                m = v[:, :1]  # the slice's largest logit is its best candidate: no pass of its own
+        if best is None:
+            best = (v.clone(), i + s)  # updated in place below; m may view v
+        elif rows_in is None:
+            best = _merge(best, v, i + s, count)
+        elif len(rows_in):
+            top, top_ids = _merge((best[0].index_select(0, rows_in), best[1].index_select(0, rows_in)), v, i + s, count)
+            best[0].index_copy_(0, rows_in, top)
+            best[1].index_copy_(0, rows_in, top_ids)
         maxes.append(m)
         sums.append(z.sub_(m).exp_().sum(1, keepdim=True))
     lse = _log_sum_exp(maxes, sums)[0]
     c = min(count, vocab - (blocked is not None))
-    if best is not None:
-        return best[0][:, :c] - lse, best[1][:, :c]
-    v, j = torch.cat(values, 1).topk(c, dim=1)
-    return v - lse, torch.cat(ids, 1).gather(1, j)
+    return best[0][:, :c] - lse, best[1][:, :c]
+
+
+def _merge(best: tuple[Tensor, Tensor], v: Tensor, ids: Tensor, count: int) -> tuple[Tensor, Tensor]:
+    """The best ``count`` of a row's candidates so far and a slice's (``(logits, ids)``, best first)."""
+    cand_v, cand_i = torch.cat([best[0], v], 1), torch.cat([best[1], ids], 1)
+    top, j = cand_v.topk(min(count, cand_v.shape[1]), dim=1)
+    return top, cand_i.gather(1, j)
