@@ -39,7 +39,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+# the library under measurement: this checkout, or the older worktree a baseline worker was started in
+TREE = Path(os.environ.get("NLP_LIB_BENCH_TREE", REPO)).resolve()
+sys.path.insert(0, str(TREE))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import cpu_name, print_json  # noqa: E402
@@ -123,11 +125,18 @@ def overrides(kind: str, data: Path, cache: Path, old: bool = False) -> tuple[st
 
 
 def worker(phase: str, kind: str, data: Path, cache: Path, run_dir: Path, old: bool = False) -> None:
+    from importlib import resources
+
     import hydra
     import torch
 
+    import nlp_lib
     from nlp_lib.cli import compose, train
 
+    for name in ("nlp_lib", "nlp_lib.conf", "nlp_lib.recipes"):  # a baseline must not run this checkout's code
+        where = Path(nlp_lib.__file__).parent if name == "nlp_lib" else Path(str(resources.files(name)))
+        if TREE not in where.resolve().parents:
+            raise SystemExit(f"measuring {TREE} but {name} comes from {where}")
     torch.set_num_threads(2)
     recipe, over = overrides(kind, data, cache, old)
     if phase in ("prepare", "cached", "loader"):
@@ -179,7 +188,8 @@ def measure(phase: str, kind: str, data: Path, cache: Path, run_dir: Path, tree:
 
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", phase, "--kind", kind, "--data", str(data)]
     cmd += ["--cache", str(cache), "--run-dir", str(run_dir)] + ([] if tree == REPO else ["--old"])
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "NLP_LIB_CACHE": str(cache), "PYTHONPATH": str(tree)}
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "NLP_LIB_CACHE": str(cache), "PYTHONPATH": str(tree),
+           "NLP_LIB_BENCH_TREE": str(tree)}  # fmt: skip
     start = time.perf_counter()
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tree)
     proc, peak = psutil.Process(child.pid), [0.0]
@@ -213,6 +223,12 @@ def _worktree(rev: str) -> Path:
         subprocess.run(
             ["git", "worktree", "add", "--detach", str(path), sha], cwd=REPO, check=True, capture_output=True
         )
+    # the installed (editable) package maps nlp_lib.conf and nlp_lib.recipes to this checkout's
+    # folders; links inside the older tree's package make its own configs win there
+    for name in ("conf", "recipes"):
+        link = path / "nlp_lib" / name
+        if not link.exists():
+            link.symlink_to(Path("..") / name, target_is_directory=True)
     return path
 
 

@@ -2,6 +2,7 @@
 break them silently. Their figures are measured by running them as documented, not here."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -159,3 +160,16 @@ def test_beam_precision_bench_runs(tmp_path):
     )  # fmt: skip
     assert out["sentences"] == 9 and out["full_sents_per_s"] > 0 and out["bf16_sents_per_s"] > 0
     assert 0 <= out["identical_outputs"] <= 1 and out["bleu_full"] >= 0 and isinstance(out["cpu_bf16"], bool)
+
+
+@pytest.mark.integration
+def test_data_scale_worker_refuses_to_measure_another_checkout_than_named(tmp_path):
+    # the baseline comparison once ran this checkout's code for the older revision (its script put
+    # this repository first on sys.path): the worker now checks where nlp_lib and its configs come from
+    env = {**os.environ, "NLP_LIB_BENCH_TREE": str(tmp_path), "PYTHONPATH": str(tmp_path)}
+    res = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench" / "data_scale.py"), "--worker", "prepare", "--kind", "pairs",
+         "--data", str(tmp_path), "--cache", str(tmp_path / "c"), "--run-dir", str(tmp_path / "r"), "--old"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert res.returncode != 0 and f"measuring {tmp_path.resolve()}" in res.stderr, res.stderr[-2000:]
