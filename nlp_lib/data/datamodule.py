@@ -50,6 +50,25 @@ class SplitLoaders:
         """A batch sampler by size budget for the training split, or None (fixed ``batch_size``)."""
         return None
 
+    def sizes_sampler(self, sizes: Any, replicas: int, rank: int, seed: int) -> Any:
+        """A batch sampler by size budget over examples of ``sizes`` (a length array), or None (fixed ``batch_size``)."""
+        return None
+
+    def window_sampler(self, replicas: int, rank: int, sizes: Any, seed: int) -> Any:
+        """The batches of one window of streamed training data: by size budget, or ``batch_size`` at a time."""
+        from nlp_lib.data.streaming import FixedBatches
+
+        made = self.sizes_sampler(sizes, replicas, rank, seed)
+        return (
+            made
+            if made is not None
+            else FixedBatches(len(sizes), self.batch_size, seed=seed, num_replicas=replicas, rank=rank)
+        )
+
+    def plan_key(self) -> dict[str, Any]:
+        """What decides the batches (a resumed run must plan them alike)."""
+        return {"batch_size": self.batch_size, "budget": getattr(self, "token_budget", None)}
+
     def eval_examples(self, split: str) -> list:
         """A split's examples in evaluation order (padded sequences: by length, less padding)."""
         return self.splits[split]
@@ -65,6 +84,20 @@ class SplitLoaders:
                 self._eval_batches[split], batch_size=None, shuffle=False, pin_memory=trainer_pins_memory(self.trainer)
             )
         replicas, rank = trainer_ranks(self.trainer)
+        if getattr(self.splits[split], "streamed", False):  # data.streaming: read from the files as it trains
+            from functools import partial
+
+            from nlp_lib.data.streaming import StreamingLoader
+
+            return StreamingLoader.for_trainer(
+                self.splits[split],
+                self.trainer,
+                sampler=partial(self.window_sampler, replicas, rank),
+                collate=self.collate,
+                seed=self.seed,
+                num_workers=self.num_workers,
+                plan_key=self.plan_key(),
+            )
         budget = self.budget_sampler(split, replicas, rank)
         return ResumableLoader.for_trainer(  # its position goes into checkpoints: a killed run resumes mid-epoch
             self.splits[split],
@@ -189,9 +222,15 @@ class PreparedData(SplitLoaders, pl.LightningDataModule, abc.ABC):
         into memory one by one, not through the memory map: the check leaves no page of the
         files mapped into this process (its memory stays what training touches)."""
         for name, split in self.splits.items():
+            if getattr(split, "streamed", False):  # its lengths were checked when opened; its text, as it is read
+                continue
             for piece in split.pieces():
                 piece.table.validate(full=True)
                 self.check_piece(name, piece)
+
+    def open_stream(self, folder: Path, meta: Any) -> Any:
+        """The streamed training split of an entry (``data.streaming``; kinds that stream define it)."""
+        raise ValueError("meta.json: this kind of data is not streamed, but the entry says it is")
 
     def summary(self) -> str:
         """One line about the prepared data (logged)."""
@@ -217,6 +256,10 @@ class PreparedData(SplitLoaders, pl.LightningDataModule, abc.ABC):
                 meta = self.build(folder)
             meta["notes"] = list(notes)
             keep = {f for files in meta["splits"].values() for f in files}
+            if "stream" in meta:  # a streamed training split keeps only its lengths
+                from nlp_lib.data.streaming import LENGTHS
+
+                keep.add(LENGTHS)
             for path in (folder / DATA).iterdir():  # raw tables, index mappings: not part of the entry
                 if path.name not in keep:
                     path.unlink()
@@ -265,13 +308,20 @@ class PreparedData(SplitLoaders, pl.LightningDataModule, abc.ABC):
         from nlp_lib.data.arrow import ArrowSplit
 
         files = meta.get("splits")
-        if not isinstance(files, dict) or not set(files) <= set(SPLITS) or not set(self.required()) <= set(files):
+        streamed = {"train"} if "stream" in meta else set()
+        if (
+            not isinstance(files, dict)
+            or not set(files) <= set(SPLITS) - streamed
+            or not set(self.required()) <= set(files) | streamed
+        ):
             raise ValueError(f"meta.json: 'splits' must map train, val (and test) to file names, got {files!r}")
         self.splits = {
             name: ArrowSplit.open(folder / DATA, files[name], self.fields, self.make_example, f"split {name!r}")
             for name in SPLITS
             if name in files
         }
+        if streamed:
+            self.splits = {"train": self.open_stream(folder / DATA, meta["stream"]), **self.splits}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

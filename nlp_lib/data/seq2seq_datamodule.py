@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import numpy as np
+
 from nlp_lib.constraints import NonNegativeInt, PositiveInt, SentencePieceSize
 from nlp_lib.data.datamodule import PreparedData
 from nlp_lib.data.sampling import BucketBatchSampler
@@ -99,6 +101,11 @@ class Seq2SeqDataModule(PreparedData):
         token_budget: Batch training pairs by length instead of by count: similar lengths
             together, at most this many padded source + target tokens a batch, the same number of
             batches on every rank (:class:`~nlp_lib.data.sampling.BucketBatchSampler`).
+        streaming: Read the training pairs from their files as the model trains, never writing
+            them out (corpora larger than the disk a prepared copy would take; needs ``splits`` as a
+            function, which every builder passes): only their lengths, the tokenizers and the
+            evaluation splits are prepared and cached (:mod:`nlp_lib.data.streaming`).
+        shuffle_buffer: With ``streaming``: consecutive pairs read, shuffled and batched together.
         cache / cache_dir / cache_key: The on-disk cache of the prepared data (encoded splits and
             tokenizers; :mod:`nlp_lib.data.cache`), keyed by ``cache_key`` (what ``splits`` reads,
             set by :func:`~nlp_lib.data.builders.scan_data` and
@@ -130,6 +137,8 @@ class Seq2SeqDataModule(PreparedData):
         seed: int = 0,
         val_fraction: float = 0.1,
         token_budget: PositiveInt | None = None,
+        streaming: bool = False,
+        shuffle_buffer: PositiveInt = 100_000,
         cache: bool = True,
         cache_dir: str | None = None,
         cache_key: dict[str, Any] | None = None,
@@ -147,6 +156,10 @@ class Seq2SeqDataModule(PreparedData):
         if token_budget is not None and token_budget < 1:
             raise DataError(f"data.token_budget must be at least 1 (or null), got {token_budget}")
         self.token_budget = token_budget
+        if streaming and not callable(splits):
+            raise ConfigError("data.streaming: the pairs must come from a function that reads them again every epoch")
+        self.streaming = streaming
+        self.shuffle_buffer = shuffle_buffer
         if tokenizer not in ("word", "sentencepiece"):
             raise ConfigError(f"data.tokenizer: must be 'word' or 'sentencepiece', got {tokenizer!r}")
         if not 0 < val_fraction < 1:
@@ -164,13 +177,17 @@ class Seq2SeqDataModule(PreparedData):
         self.target_tokenizer: Tokenizer | None = None
 
     def _train_tokenizer(self, raw: Any, folder: Path, *columns: str) -> Tokenizer:
+        """Trained on the training split: an Arrow table, or (streaming) the mask of the stream's training pairs."""
+        if isinstance(raw, np.ndarray):
+            counts, texts, n = self._stream_counts(raw, columns), self._stream_texts(raw, columns), int(raw.sum())
+        else:
+            counts, texts, n = None, _texts(raw, *columns), len(raw)
         if self.kind == "word":  # counted a chunk at a time by data.num_proc processes, summed by Arrow
-            counts = self._count_words(raw, folder, columns)
+            counts = counts() if counts is not None else self._count_words(raw, folder, columns)
             return Seq2SeqVocab.from_counts(
                 counts, min_freq=self.min_freq, lowercase=self.lowercase, max_size=self._vocab_size
             )
-        texts = _texts(raw, *columns)
-        n = len(raw) * len(columns)
+        n *= len(columns)
         sample = self.sentencepiece_sample if n > self.sentencepiece_sample else None
         return SentencePieceTokenizer.train(
             texts, vocab_size=self._vocab_size or 8000, specials=True, sample=sample, seed=self.seed
@@ -197,27 +214,33 @@ class Seq2SeqDataModule(PreparedData):
         pairs = self._raw() if callable(self._raw) else self._raw
         schema = pa.schema([("source", pa.string()), ("target", pa.string())])
         held_out = "val" not in pairs and self.wanted("val")  # val is a share of train
+        stream = self.streaming and self.only is None and "train" in pairs  # train read again as it trains
         raw = {
             name: self.write_raw(folder, name, schema, split)
             for name, split in pairs.items()
-            if self.wanted(name) or (name == "train" and held_out)
+            if (self.wanted(name) or (name == "train" and held_out)) and not (stream and name == "train")
         }
-        if "train" in raw and held_out and len(raw["train"]) > 1:
+        keep = None
+        if stream:  # which pairs train (the others: validation), by the same seeded draw as below
+            keep, held = self._stream_hold_out(held_out)
+            if held is not None:
+                raw["val"] = self.write_raw(folder, "val", schema, held)
+        elif "train" in raw and held_out and len(raw["train"]) > 1:
             raw["train"], raw["val"] = self.hold_out(raw["train"], self.val_fraction, self.seed)
         raw = {name: table for name, table in raw.items() if self.wanted(name)}
         for need in self.required():
-            if need not in raw or len(raw[need]) == 0:
+            size = int(keep.sum()) if need == "train" and keep is not None else len(raw.get(need, ()))
+            if size == 0:
                 raise DataError(f"seq2seq data needs a non-empty '{need}' split (have: {', '.join(pairs)})")
         if self.source_tokenizer is None and self.only is not None:
             raise DataError("evaluate_only: adopt the trained model's tokenizers first (adopt_tokenizer)")
         if self.source_tokenizer is None:  # fine-tuning adopts the trained model's (adopt_tokenizer)
+            train = keep if stream else raw["train"]
             if self.shared_vocab:
-                self.source_tokenizer = self.target_tokenizer = self._train_tokenizer(
-                    raw["train"], folder, "source", "target"
-                )
+                self.source_tokenizer = self.target_tokenizer = self._train_tokenizer(train, folder, "source", "target")
             else:
-                self.source_tokenizer = self._train_tokenizer(raw["train"], folder, "source")
-                self.target_tokenizer = self._train_tokenizer(raw["train"], folder, "target")
+                self.source_tokenizer = self._train_tokenizer(train, folder, "source")
+                self.target_tokenizer = self._train_tokenizer(train, folder, "target")
         features = Features(
             {
                 "source": Sequence(Value(str(int_type(0, self.source_tokenizer.vocab_size - 1)))),
@@ -240,7 +263,85 @@ class Seq2SeqDataModule(PreparedData):
                 max_target=self.max_lengths[1] if train else None,
                 keep_text=not train,
             )
-        return {"splits": files, "shared": self.source_tokenizer is self.target_tokenizer}
+        meta = {"splits": files, "shared": self.source_tokenizer is self.target_tokenizer}
+        if stream:
+            meta["stream"] = {"examples": self._stream_lengths(folder, keep)}
+        return meta
+
+    # ------------------------------------------------------------------ data.streaming
+
+    def _train_pairs(self) -> Iterator[Pair]:
+        """The training pairs, read again from the files (``data.streaming``)."""
+        return iter(self._raw()["train"])
+
+    def _stream_hold_out(self, held_out: bool) -> tuple[np.ndarray, list[Pair] | None]:
+        from nlp_lib.data.streaming import hold_out_stream
+
+        fraction = self.val_fraction if held_out else None
+        return hold_out_stream(self._train_pairs, fraction, self.seed)
+
+    def _kept(self, keep: np.ndarray) -> Iterator[Pair]:
+        from nlp_lib.data.streaming import kept
+
+        return kept(self._train_pairs(), keep)
+
+    def _stream_counts(self, keep: np.ndarray, columns: tuple[str, ...]) -> Callable[[], dict[str, int]]:
+        import collections
+        import itertools
+
+        def count() -> dict[str, int]:
+            sides = [("source", "target").index(c) for c in columns]
+            total: collections.Counter[str] = collections.Counter()
+            pairs = self._kept(keep)
+            while chunk := list(itertools.islice(pairs, 10_000)):
+                total.update(count_words([p[j] for j in sides for p in chunk], self.lowercase))
+            return total
+
+        return count
+
+    def _stream_texts(self, keep: np.ndarray, columns: tuple[str, ...]) -> Iterator[str]:
+        for column in columns:  # column after column, as the prepared data's texts are read
+            j = ("source", "target").index(column)
+            yield from (p[j] for p in self._kept(keep))
+
+    def _stream_encode(self, pairs: list[Pair]) -> tuple[list[tuple[Any, ...]], np.ndarray]:
+        """Training pairs -> examples and their ``[n, 2]`` lengths, as preparation encodes them."""
+        columns = _encode_pairs(
+            {"source": [p[0] for p in pairs], "target": [p[1] for p in pairs]},
+            source=self.source_tokenizer,
+            target=self.target_tokenizer,
+            max_source=self.max_lengths[0],
+            max_target=self.max_lengths[1],
+            keep_text=False,
+        )
+        lengths = np.array([[len(a), len(b)] for a, b in zip(columns["source"], columns["target"], strict=True)])
+        return list(zip(columns["source"], columns["target"], columns["text"], strict=True)), lengths.reshape(-1, 2)
+
+    def _stream_lengths(self, folder: Path, keep: np.ndarray) -> int:
+        """One encoding pass over the stream: every pair's lengths (held-out ones 0) into the entry."""
+        from nlp_lib.data.datamodule import DATA
+        from nlp_lib.data.streaming import LENGTHS, write_lengths
+
+        (folder / DATA).mkdir(exist_ok=True)
+        return write_lengths(
+            folder / DATA / LENGTHS, self._train_pairs(), keep, self._stream_encode, ("source", "target")
+        )
+
+    def open_stream(self, folder: Path, meta: Any) -> Any:
+        from nlp_lib.data.streaming import LENGTHS, StreamSplit
+
+        if not isinstance(meta, dict) or not isinstance(meta.get("examples"), int):
+            raise ValueError(f"meta.json: 'stream' must hold the number of training examples, got {meta!r}")
+        if not self.streaming or not callable(self._raw):
+            raise ValueError("meta.json: a streamed entry, but data.streaming is off")
+        return StreamSplit.open(
+            folder / LENGTHS,
+            ("source", "target"),
+            meta["examples"],
+            records=self._train_pairs,
+            encode=self._stream_encode,
+            window=self.shuffle_buffer,
+        )
 
     def summary(self) -> str:
         splits = ", ".join(f"{k} {len(v)} pairs" for k, v in self.splits.items())
@@ -264,6 +365,7 @@ class Seq2SeqDataModule(PreparedData):
             "max_lengths": list(self.max_lengths),
             "val_fraction": self.val_fraction,
             "seed": self.seed,
+            **({"streaming": True} if self.streaming else {}),
         }
 
     def _tokenizer_file(self, side: str) -> str:
@@ -304,18 +406,19 @@ class Seq2SeqDataModule(PreparedData):
     def collate(self, examples: list[tuple[list[int], list[int], str]]) -> Seq2SeqBatch:
         return Seq2SeqBatch.from_ids([e[0] for e in examples], [e[1] for e in examples], [e[2] for e in examples])
 
+    def sizes_sampler(self, sizes: Any, replicas: int, rank: int, seed: int) -> Any:
+        if self.token_budget is None:
+            return None
+        return BucketBatchSampler(sizes, self.token_budget, num_replicas=replicas, rank=rank, seed=seed)
+
     def budget_sampler(self, split: str, replicas: int, rank: int) -> Any:
         if self.token_budget is None:
             return None
-        import numpy as np
-
         data = self.splits[split]  # padded separately: cost per side, read from the offsets
         sizes = np.stack([data.lengths("source"), data.lengths("target")], axis=1)
-        return BucketBatchSampler(sizes, self.token_budget, num_replicas=replicas, rank=rank, seed=self.seed)
+        return self.sizes_sampler(sizes, replicas, rank, self.seed)
 
     def eval_examples(self, split: str) -> Any:
-        import numpy as np
-
         data = self.splits[split]
         return data.reordered(np.argsort(data.lengths("source"), kind="stable"))
 

@@ -256,3 +256,35 @@ def test_scan_seq2seq_with_dropout_and_scheduled_sampling_resumes_bit_for_bit(tm
     whole, cut = _kill_and_resume(tmp_path, "scan_seq2seq", overrides, kill_at=10)
     assert _final_weights(cut)[1] == 16
     _assert_same_run(whole, cut)
+
+
+@pytest.mark.integration
+def test_streamed_seq2seq_with_workers_resumes_bit_for_bit(tmp_path):
+    # data.streaming: the training pairs are read from the files every epoch, by two workers
+    import random
+
+    rng, words = random.Random(0), [f"w{i}" for i in range(60)]
+    data = tmp_path / "pairs"
+    data.mkdir()
+    for split, n in (("train", 400), ("val", 30)):
+        for lang in ("en", "de"):
+            lines = (" ".join(rng.choice(words) for _ in range(rng.randint(1, 12))) for _ in range(n))
+            (data / f"{split}.{lang}").write_text("\n".join(lines) + "\n")
+    overrides = [
+        f"data.path={data}",
+        "data.test=null",
+        "data.tokenizer=word",
+        "data.streaming=true",
+        "data.shuffle_buffer=90",
+        "data.token_budget=300",
+        "data.num_workers=2",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "model.embedding_size=16",
+        "model.hidden_size=16",
+        "task.max_length=12",
+        *MID_EPOCH,
+    ]  # the recipe's dropout 0.3
+    whole, cut = _kill_and_resume(tmp_path, "multi30k_seq2seq", overrides, kill_at=10)
+    steps = _final_weights(cut)[1]
+    assert steps > 20  # two epochs of more than 10 batches: the kill fell inside the first
+    _assert_same_run(whole, cut)
