@@ -171,12 +171,26 @@ class StreamSplit:
             table.validate(full=True)
         except (OSError, ValueError) as e:  # pyarrow's errors are ValueErrors
             raise ValueError(f"{where}: not a readable Arrow stream ({e})") from None
-        if table.column_names != [*sides, KEEP]:
-            raise ValueError(f"{where}: columns {table.column_names}, expected {[*sides, KEEP]}")
-        lengths = np.stack([table.column(s).to_numpy() for s in sides], axis=1) if len(table) else np.zeros((0, 2))
-        keep = table.column(KEEP).to_numpy(zero_copy_only=False) if len(table) else np.zeros(0, bool)
-        if lengths.dtype.kind != "u" or keep.dtype != bool:
-            raise ValueError(f"{where}: lengths must be unsigned integers and {KEEP} booleans")
+        import pyarrow as pa
+
+        want = pa.schema([*((s, pa.uint32()) for s in sides), (KEEP, pa.bool_())])
+        if not table.schema.equals(want):
+            raise ValueError(f"{where}: columns {table.schema}, expected {want}")
+
+        def column(name: str, dtype: Any) -> np.ndarray:  # from the buffers: pyarrow's to_numpy imports pandas
+            chunks = []
+            for c in table.column(name).chunks:
+                if c.null_count:
+                    raise ValueError(f"{where}: {name} has missing values")
+                data = np.frombuffer(c.buffers()[1], dtype=np.uint8)
+                if dtype is bool:
+                    chunks.append(np.unpackbits(data, bitorder="little")[c.offset : c.offset + len(c)].astype(bool))
+                else:
+                    chunks.append(data.view(dtype)[c.offset : c.offset + len(c)])
+            return np.concatenate(chunks) if chunks else np.zeros(0, dtype)
+
+        lengths = np.stack([column(s, np.uint32) for s in sides], axis=1)
+        keep = column(KEEP, bool)
         if int(np.count_nonzero(keep)) != examples or examples < 1:
             raise ValueError(f"{where}: {int(np.count_nonzero(keep))} training records, meta.json says {examples}")
         return cls(lengths, keep, window=kwargs.pop("window"), **kwargs)

@@ -18,6 +18,7 @@ a fresh process started through the recipes' own config (``nlp_lib.cli.compose``
   ``train_examples_per_s``, what those 50 training steps consumed.
 
 ``--json`` prints one JSON object on the last line. ``--pairs``/``--trees`` choose the sizes
+(``--streamed``: pair corpora measured again with ``data.streaming=true``)
 (default: issue 19's 0.5M, 1M, 4M pairs and 0.5M, 2M trees). With today's design the pairs take
 ~20 minutes and peak at ~8 GB (4M) with the pre-Arrow design (``--baseline-rev c403a01`` runs
 that code's first preparation of the 1M corpus side by side: ``prepare_vs_baseline``). Both kinds
@@ -116,7 +117,8 @@ def overrides(kind: str, data: Path, cache: Path, old: bool = False) -> tuple[st
     """The recipe and overrides of a measured process; ``old``: for the pre-Arrow code (no ``data.num_proc``)."""
     common = [f"data.path={data}", f"data.cache_dir={cache}", "data.num_workers=2"]
     common += [] if old else ["data.num_proc=2"]
-    if kind == "pairs":
+    if kind in ("pairs", "streamed"):
+        common += ["data.streaming=true"] if kind == "streamed" else []
         return "multi30k_seq2seq", [
             *common, "data.source=src", "data.target=tgt", "data.test=null", "data.tokenizer=word",
             "data.min_freq=5", "data.max_source_length=100", "data.max_target_length=100",
@@ -165,7 +167,7 @@ def worker(phase: str, kind: str, data: Path, cache: Path, run_dir: Path, old: b
         extra = [f"run_dir={run_dir}", f"trainer.limit_train_batches={STEPS}", "trainer.limit_val_batches=0",
                  "trainer.max_epochs=1", "trainer.enable_progress_bar=false"]  # fmt: skip
         metrics = train(compose(recipe, [*over, *extra]))
-        key = {"pairs": "sentences_per_s", "trees": "trees_per_s"}[kind]
+        key = {"pairs": "sentences_per_s", "streamed": "sentences_per_s", "trees": "trees_per_s"}[kind]
         print(f"RESULT examples_per_s={metrics['train'][key]:.1f}", flush=True)
 
 
@@ -236,6 +238,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=float, nargs="*", default=[0.5e6, 1e6, 4e6])
     ap.add_argument("--trees", type=float, nargs="*", default=[0.5e6, 2e6])
+    ap.add_argument(
+        "--streamed",
+        type=float,
+        nargs="*",
+        default=[],
+        help="pair corpora (the same files as --pairs) also measured with data.streaming=true",
+    )
     ap.add_argument("--work", type=Path, default=None, help="corpora and caches (default: a temp dir)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
@@ -246,7 +255,7 @@ def main() -> None:
         "with the code of this git revision (a worktree under .bench/), side by side",
     )
     ap.add_argument("--worker", choices=["prepare", "cached", "loader", "train"], help=argparse.SUPPRESS)
-    ap.add_argument("--kind", choices=["pairs", "trees"], help=argparse.SUPPRESS)
+    ap.add_argument("--kind", choices=["pairs", "streamed", "trees"], help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
@@ -258,11 +267,15 @@ def main() -> None:
         return
     work = a.work or Path(tempfile.mkdtemp(prefix="nlp_lib_data_scale_"))
     rows = []
-    for kind, sizes, make in (("pairs", a.pairs, make_pairs), ("trees", a.trees, make_trees)):
+    for kind, sizes, make in (
+        ("pairs", a.pairs, make_pairs),
+        ("trees", a.trees, make_trees),
+        ("streamed", a.streamed, make_pairs),
+    ):
         for size in sizes:
             n = int(size)
             t0 = time.perf_counter()
-            data = make(work / f"{kind}_{n}", n, a.seed)
+            data = make(work / f"{'pairs' if kind == 'streamed' else kind}_{n}", n, a.seed)
             cache = work / f"cache_{kind}_{n}"
             row = {"kind": kind, "examples": n, "generate_s": round(time.perf_counter() - t0, 1)}
             shutil.rmtree(cache, ignore_errors=True)  # a first preparation, and a new run (the bench owns both)
@@ -292,7 +305,7 @@ def main() -> None:
     if rows:
         result["max_cached_load_s"] = max(r["cached"]["seconds"] for r in rows)
         result["min_loader_vs_train"] = min(r["loader_vs_train"] for r in rows)
-    for kind in ("pairs", "trees"):
+    for kind in ("pairs", "trees", "streamed"):
         mine = [r for r in rows if r["kind"] == kind]
         if len(mine) >= 2:
             result[f"{kind}_train_pss_ratio_largest_vs_smallest"] = round(

@@ -185,10 +185,22 @@ def test_lengths_from_an_entry_are_checked(tmp_path):
     table = pa.table({"source": pa.array([1, 2], pa.int32()), "target": pa.array([3, 4], pa.uint32()), "keep": [1, 1]})
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
         w.write_table(table)
-    with pytest.raises(ValueError, match="unsigned"):
+    with pytest.raises(ValueError, match="expected"):
+        StreamSplit.open(path, ("source", "target"), 2, records=list, encode=None, window=10)
+    table = table.set_column(0, "source", pa.array([1, 2], pa.uint32())).set_column(2, "keep", pa.array([True, None]))
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    with pytest.raises(ValueError, match="missing values"):
         StreamSplit.open(path, ("source", "target"), 2, records=list, encode=None, window=10)
     with pytest.raises(ValueError, match="columns"):
         StreamSplit.open(path, ("src", "target"), 2, records=list, encode=None, window=10)
+    table = table.set_column(2, "keep", pa.array([True, False]))
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    with pytest.raises(ValueError, match="1 training records, meta.json says 2"):
+        StreamSplit.open(path, ("source", "target"), 2, records=list, encode=None, window=10)
+    split = StreamSplit.open(path, ("source", "target"), 1, records=list, encode=None, window=10)
+    assert split.lengths.tolist() == [[1, 3], [2, 4]] and split.keep.tolist() == [True, False]
     path.write_bytes(b"not arrow")
     with pytest.raises(ValueError, match="not a readable Arrow stream"):
         StreamSplit.open(path, ("source", "target"), 2, records=list, encode=None, window=10)
