@@ -222,11 +222,17 @@ class PreparedData(SplitLoaders, pl.LightningDataModule, abc.ABC):
         into memory one by one, not through the memory map: the check leaves no page of the
         files mapped into this process (its memory stays what training touches)."""
         for name, split in self.splits.items():
-            if getattr(split, "streamed", False):  # its lengths were checked when opened; its text, as it is read
+            if getattr(split, "streamed", False):  # its lengths here; its text as it is read (StreamSplit.examples)
+                self.check_stream(split)
                 continue
             for piece in split.pieces():
                 piece.table.validate(full=True)
                 self.check_piece(name, piece)
+
+    def check_stream(self, split: Any) -> None:
+        """``ValueError`` unless a streamed split's stored lengths and training mask are what
+        preparation would have written (the lengths of each pair are checked as it is encoded)."""
+        raise ValueError("this kind of data is not streamed")
 
     def open_stream(self, folder: Path, meta: Any) -> Any:
         """The streamed training split of an entry (``data.streaming``; kinds that stream define it)."""

@@ -78,7 +78,8 @@ class EpochSampler(Sampler[int]):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.n, generator=g).tolist()
         if self.num_replicas > 1:
-            order += order[: len(self) * self.num_replicas - self.n]  # pad to equal shares
+            pad = len(self) * self.num_replicas - self.n  # pad to equal shares (cyclically: pad may exceed n)
+            order += (order * -(-pad // max(self.n, 1)))[:pad]
             order = order[self.rank :: self.num_replicas]
         skip, self.skip = self.skip, 0
         return iter(order[skip:])

@@ -10,6 +10,7 @@ parallel text) are built by :func:`~nlp_lib.data.builders.scan_data` and
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -270,15 +271,20 @@ class Seq2SeqDataModule(PreparedData):
 
     # ------------------------------------------------------------------ data.streaming
 
-    def _train_pairs(self) -> Iterator[Pair]:
-        """The training pairs, read again from the files (``data.streaming``)."""
-        return iter(self._raw()["train"])
+    def _train_pairs(self, warn: bool = False) -> Iterator[Pair]:
+        """The training pairs, read again from the files (``data.streaming``); the reader's
+        warnings only with ``warn`` (the first pass of preparation)."""
+        from nlp_lib.data.streaming import quietly
+
+        pairs = iter(self._raw()["train"])
+        return pairs if warn else quietly(pairs)
 
     def _stream_hold_out(self, held_out: bool) -> tuple[np.ndarray, list[Pair] | None]:
         from nlp_lib.data.streaming import hold_out_stream
 
         fraction = self.val_fraction if held_out else None
-        return hold_out_stream(self._train_pairs, fraction, self.seed)
+        passes = iter([functools.partial(self._train_pairs, warn=True)])  # the first pass warns, the others not
+        return hold_out_stream(lambda: next(passes, self._train_pairs)(), fraction, self.seed)
 
     def _kept(self, keep: np.ndarray) -> Iterator[Pair]:
         from nlp_lib.data.streaming import kept
@@ -326,6 +332,18 @@ class Seq2SeqDataModule(PreparedData):
         return write_lengths(
             folder / DATA / LENGTHS, self._train_pairs(), keep, self._stream_encode, ("source", "target")
         )
+
+    def check_stream(self, split: Any) -> None:
+        n = len(split.keep)
+        want = np.ones(n, dtype=bool)  # the seeded draw of _stream_hold_out, when val is held out
+        if "val" not in self._raw() and n > 1:
+            from nlp_lib.data.arrow import hold_out
+
+            want[hold_out(n, self.val_fraction, self.seed)[1]] = False
+        if not np.array_equal(split.keep, want):
+            raise ValueError("train-lengths.arrow: its training pairs are not the seeded draw of this data")
+        if split.lengths[~want].any() or (split.lengths > np.array(self.max_lengths)).any():
+            raise ValueError("train-lengths.arrow: lengths beyond data.max_*_length, or on held-out pairs")
 
     def open_stream(self, folder: Path, meta: Any) -> Any:
         from nlp_lib.data.streaming import LENGTHS, StreamSplit

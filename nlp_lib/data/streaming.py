@@ -18,17 +18,16 @@ tokenizers and the (small) evaluation splits. Training then reads the files agai
   saved in checkpoints: a resumed run skips whole windows without encoding them and continues with
   the very next batch, as :class:`~nlp_lib.data.resumable.ResumableLoader` does for prepared data.
 
-Encoding a window gives the lengths stored at preparation, or :class:`~nlp_lib.errors.DataError`:
-the files changed while a run was using them.
+Encoding a window gives the stored lengths, or :class:`~nlp_lib.errors.DataError` (the files changed).
 
-``datasets``' own iterable datasets were not used for this: ``split_dataset_by_node`` deals
-examples (or files) to ranks, which then make different numbers of batches under a token budget
-(a data-parallel epoch would hang at its end), and their ``state_dict`` refills a shuffle buffer on
-resume instead of restoring it, so a resumed run would not see the batches an uninterrupted one does.
+Not ``datasets``' iterable datasets: with ``split_dataset_by_node`` ranks make different numbers
+of batches under a token budget (a data-parallel epoch hangs at its end), and their ``state_dict``
+refills the shuffle buffer on resume (a resumed run would not see the batches an uninterrupted one does).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import warnings
@@ -43,16 +42,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from nlp_lib.data.resumable import EpochSampler, trainer_pins_memory, trainer_progress, trainer_ranks
 from nlp_lib.errors import DataError
 
-__all__ = [
-    "LENGTHS",
-    "FixedBatches",
-    "StreamSplit",
-    "StreamingLoader",
-    "hold_out_stream",
-    "kept",
-    "window_sampler",
-    "write_lengths",
-]
+__all__ = ["LENGTHS", "FixedBatches", "StreamSplit", "StreamingLoader", "hold_out_stream", "kept", "quietly"]
+__all__ += ["read_quietly", "window_sampler", "write_lengths"]
 
 LENGTHS = "train-lengths.arrow"
 """The file of a streamed entry holding each training record's lengths and whether it trains."""
@@ -118,11 +109,30 @@ def write_lengths(
     return int(keep.sum())
 
 
-class _Quiet(logging.Filter):
-    """Drops the reader's warnings (skipped lines...): preparation logged them once, and kept them with the entry."""
+@contextlib.contextmanager
+def _silenced() -> Iterator[None]:
+    before = logging.root.manager.disable
+    logging.disable(max(before, logging.WARNING))
+    try:
+        yield
+    finally:
+        logging.disable(before)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno > logging.WARNING
+
+def read_quietly(records: Iterator[Any], n: int) -> list[Any]:
+    """The next ``n`` records, the reader's warnings (skipped lines...) silenced while it reads:
+    the first pass of preparation logged them and the entry keeps them; later passes and epochs
+    would repeat them."""
+    with _silenced():
+        return list(itertools.islice(records, n))
+
+
+def quietly(records: Iterable[Any]) -> Iterator[Any]:
+    """``records``, read :data:`CHUNK` at a time by :func:`read_quietly` (the consumer's own
+    warnings, between chunks, are not silenced)."""
+    it = iter(records)
+    while block := read_quietly(it, CHUNK):
+        yield from block
 
 
 class StreamSplit:
@@ -191,7 +201,7 @@ class StreamSplit:
 
         lengths = np.stack([column(s, np.uint32) for s in sides], axis=1)
         keep = column(KEEP, bool)
-        if int(np.count_nonzero(keep)) != examples or examples < 1:
+        if type(examples) is not int or int(np.count_nonzero(keep)) != examples or examples < 1:
             raise ValueError(f"{where}: {int(np.count_nonzero(keep))} training records, meta.json says {examples}")
         return cls(lengths, keep, window=kwargs.pop("window"), **kwargs)
 
@@ -207,18 +217,13 @@ class StreamSplit:
         """Read the stream once: ``(k, training records of window k)`` where ``mine(k)``, else ``(k, None)``
         (its lines read past, not kept). Stops after the last window ``mine`` wants."""
         last = max((k for k in range(len(self.bounds)) if mine(k)), default=-1)
-        quiet = _Quiet()
-        reader = logging.getLogger("nlp_lib")
-        reader.addFilter(quiet)
+        it = iter(self.records())
         try:
-            it = iter(self.records())
             for k, (s, e) in enumerate(self.bounds[: last + 1]):
+                records = read_quietly(it, e - s)
+                got = len(records)
                 if not mine(k):
-                    got = sum(1 for _ in itertools.islice(it, e - s))
                     records = None
-                else:
-                    records = list(itertools.islice(it, e - s))
-                    got = len(records)
                 if got != e - s:
                     raise DataError(
                         f"the training data ended at record {s + got}, but {len(self.keep)} were prepared: "
@@ -227,8 +232,13 @@ class StreamSplit:
                 if records is not None:
                     records = [r for r, keep in zip(records, self.keep[s:e].tolist(), strict=True) if keep]
                 yield k, records
+            if last == len(self.bounds) - 1 and read_quietly(it, 1):  # the reader of the last window
+                raise DataError(
+                    f"the training data has more than the {len(self.keep)} records prepared: the files changed "
+                    "since; remove the cache entry (or data.cache=false) and start again"
+                )
         finally:
-            reader.removeFilter(quiet)
+            getattr(it, "close", lambda: None)()
 
     def examples(self, k: int, records: list[Any]) -> list[Any]:
         """Window ``k``'s examples, encoded; :class:`DataError` unless their lengths are the stored ones."""
@@ -417,9 +427,19 @@ class StreamingLoader(DataLoader):
                 f"{self._plan_key}: resume with the same data.batch_size / data.token_budget, "
                 "data.shuffle_buffer, data.num_workers and number of devices"
             )
-        per_worker = [int(x) for x in state["per_worker"]]
-        first = int(state.get("first", 0))
-        if len(per_worker) != len(self._base) or min(per_worker, default=0) < 0 or not 0 <= first < len(per_worker):
+        epoch = per_worker = first = None
+        try:
+            epoch, per_worker, first = state["epoch"], list(state["per_worker"]), state.get("first", 0)
+        except (KeyError, TypeError):
+            pass
+        workers = len(self._base)
+        whole = all(type(x) is int and x >= 0 for x in [epoch, first, *(per_worker or [None])])
+        if not whole or len(per_worker) != workers or first >= workers:
             raise ValueError(f"the checkpoint's streamed-data position is malformed: {state!r}")
-        self._epoch = int(state["epoch"])
-        self._resume = (self._epoch, per_worker, first)
+        counts = self._counts(epoch)  # no worker past its own batches of that epoch
+        planned = [sum(counts[k] for k in range(w, len(counts), workers)) for w in range(workers)]
+        if any(done > most for done, most in zip(per_worker, planned, strict=True)):
+            raise ValueError(f"the checkpoint's streamed-data position {per_worker} is past the epoch's {planned}")
+        self._epoch = epoch
+        self._resume = (epoch, per_worker, first)
+        self._base, self._first, self._tags = per_worker, first, []  # a checkpoint before the next batch

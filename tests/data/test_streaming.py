@@ -223,3 +223,93 @@ def test_windows_cut_a_short_tail_into_the_window_before():
     split = StreamSplit(np.ones((1060, 2), np.uint32), keep[:1060] if len(keep) >= 1060 else np.ones(1060, bool),
                         records=list, encode=None, window=100)  # fmt: skip
     assert split.bounds[-1] == (1000, 1060)
+
+
+def test_lines_added_to_a_training_file_are_an_error_too(tmp_path):
+    folder = _corpus(tmp_path / "c")
+    dm = _data(folder, tmp_path / "cache", streaming=True, shuffle_buffer=100)
+    for lang in ("en", "de"):
+        with open(folder / f"train.{lang}", "a") as f:
+            f.write("w1 w2\n")
+    with pytest.raises(DataError, match="more than the 900 records prepared"):
+        list(dm.train_dataloader())
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_tiny_windows_still_give_every_rank_the_same_batches(tmp_path, n):
+    # fixed-size batches pad a window's shuffle to equal shares, also when the pad exceeds the window
+    folder = _corpus(tmp_path / "c", n_train=n * 3)
+    dm = _data(folder, tmp_path / "cache", streaming=True, shuffle_buffer=n, batch_size=2)
+    counts = [(len(loader), len(list(loader))) for r in range(4) for loader in [_loader(dm, _Progress(), 4, r)]]
+    assert len(set(counts)) == 1 and counts[0][0] == counts[0][1], counts
+
+
+def test_a_checkpoint_position_past_the_epoch_or_of_another_type_is_refused(tmp_path):
+    folder = _corpus(tmp_path / "c")
+    dm = _data(folder, tmp_path / "cache", streaming=True, shuffle_buffer=150)
+    loader = _loader(dm, _Progress(), workers=2)
+    state = loader.state_dict()
+    for bad in ([10**9, 0], [1.0, 0], ["1", 0], [True, 0], None):
+        with pytest.raises(ValueError, match="streamed-data position"):
+            loader.load_state_dict({**state, "per_worker": bad})
+    for key, value in (("first", "1"), ("epoch", -1), ("epoch", None)):
+        with pytest.raises(ValueError, match="malformed"):
+            loader.load_state_dict({**state, key: value})
+    with pytest.raises(ValueError, match="malformed"):
+        loader.load_state_dict({k: v for k, v in state.items() if k != "per_worker"})
+
+
+def test_a_checkpoint_written_right_after_a_resume_keeps_its_position(tmp_path):
+    folder = _corpus(tmp_path / "c")
+    dm = _data(folder, tmp_path / "cache", streaming=True, shuffle_buffer=150)
+    progress = _Progress()
+    loader = _loader(dm, progress, workers=2)
+    progress.done = 3
+    loader.load_state_dict({**loader.state_dict(), "per_worker": [2, 1], "first": 1, "batches": 3})
+    assert loader.state_dict()["per_worker"] == [2, 1] and loader.state_dict()["first"] == 1
+
+
+def test_a_tampered_training_mask_is_refused_and_the_entry_rebuilt(tmp_path, caplog):
+    import hashlib
+    import json
+
+    import pyarrow as pa
+
+    folder = _corpus(tmp_path / "c")
+    first = _data(folder, tmp_path / "cache", streaming=True, shuffle_buffer=150, val=None)
+    want = len(first.splits["train"])
+    entry = next((tmp_path / "cache").iterdir())
+    path = entry / "data" / "train-lengths.arrow"
+    table = pa.ipc.open_stream(path.read_bytes()).read_all()
+    keep = table.column("keep").to_pylist()
+    keep[keep.index(True)] = False  # one training pair dropped, the count in meta.json to match
+    table = table.set_column(2, "keep", pa.array(keep))
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["stream"]["examples"] = want - 1
+    (entry / "meta.json").write_text(json.dumps(meta))
+    manifest = json.loads((entry / "manifest.json").read_text())  # a consistent, hostile entry
+    for rel in ("data/train-lengths.arrow", "meta.json"):
+        data = (entry / rel).read_bytes()
+        manifest["files"][rel] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    (entry / "manifest.json").write_text(json.dumps(manifest))
+    for f in entry.iterdir():  # as a handed-over entry: no stamp of this user's
+        if f.name.startswith("checked"):
+            f.unlink()
+    again = _data(folder, tmp_path / "cache", streaming=True, shuffle_buffer=150, val=None)
+    assert len(again.splits["train"]) == want
+    assert any("not the seeded draw" in r.getMessage() for r in caplog.records)
+
+
+def test_skipped_lines_are_reported_once_not_once_a_pass(tmp_path, caplog):
+    import logging
+
+    folder = _corpus(tmp_path / "c")
+    lines = (folder / "train.de").read_text().splitlines()
+    lines[3] = ""
+    (folder / "train.de").write_text("\n".join(lines) + "\n")
+    with caplog.at_level(logging.WARNING):
+        dm = _data(folder, tmp_path / "cache", streaming=True, shuffle_buffer=150, on_error="skip")
+        list(dm.train_dataloader())
+    assert sum("skipped" in r.getMessage() for r in caplog.records) == 1
