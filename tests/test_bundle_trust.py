@@ -526,3 +526,18 @@ def test_a_seq2seq_target_vocabulary_must_match_its_embedding(tmp_path):
     (b / "target.vocab.json").write_text(json.dumps({"lowercase": False, "words": list(Seq2SeqVocab.SPECIALS)}))
     with pytest.raises(BundleError, match="target tokenizer has 4 entries, but the model's embedding has 6 rows"):
         nlp_lib.load(b)
+
+
+def test_random_bytes_as_a_checkpoint_are_a_checkpoint_error_whatever_they_are(tmp_path):
+    # random bytes once made torch's weights-only unpickler raise IndexError (a traceback, not an error naming the file)
+    import random
+
+    from nlp_lib.errors import CheckpointError
+    from nlp_lib.tasks.checkpoint_io import AtomicCheckpointIO
+
+    rng = random.Random(0)
+    path = tmp_path / "last.ckpt"
+    for size in (1, 7, 64, 4096) * 50:
+        path.write_bytes(bytes(rng.getrandbits(8) for _ in range(size)))
+        with pytest.raises(CheckpointError, match=str(path)):
+            AtomicCheckpointIO().load_checkpoint(path)
