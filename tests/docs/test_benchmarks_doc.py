@@ -1,5 +1,6 @@
 """docs/benchmarks.md's Reproductions: every command composes as written, and every recipe row has one."""
 
+import itertools
 import re
 import shlex
 
@@ -25,9 +26,16 @@ def _train_commands() -> list[tuple[str, list[str]]]:
             line = line.split(" #", 1)[0].strip()
             if not line.startswith("nlp-lib train"):
                 continue
-            args = shlex.split(line)[2:]
+            args = [a for a in shlex.split(line)[2:] if a not in ("-m", "--multirun")]
             recipe = next(a.split("=", 1)[1] for a in args if a.startswith("recipe="))
-            out.append((recipe, [a for a in args if not a.startswith("recipe=")]))
+            rest = [a for a in args if not a.startswith("recipe=")]
+            # a sweep (-m key=a,b,...): every job composes
+            sweeps = [(i, a.split("=", 1)) for i, a in enumerate(rest) if "," in a and "[" not in a and "=" in a]
+            for values in itertools.product(*(v.split(",") for _, (_, v) in sweeps)):
+                job = list(rest)
+                for (i, (key, _)), value in zip(sweeps, values, strict=True):
+                    job[i] = f"{key}={value}"
+                out.append((recipe, job))
     return out
 
 
