@@ -209,16 +209,17 @@ class _Classifier(Predictor):
         out: list[dict[str, Any]] = []
         for i in range(0, len(inputs), batch_size):
             probs = torch.softmax(self.logits(inputs[i : i + batch_size]), dim=-1).cpu()
+            names = self.labels[: probs.shape[-1]]  # a model whose roots take the first classes only
             for row in probs:
                 k = int(row.argmax())
-                out.append({"label": self.labels[k], "probs": dict(zip(self.labels, row.tolist(), strict=True))})
+                out.append({"label": names[k], "probs": dict(zip(names, row.tolist(), strict=True))})
         return out
 
     __call__ = predict
 
     def logits(self, inputs: Sequence[Any]) -> torch.Tensor:
-        """``[len(inputs), num_classes]`` logits (inference, in eval mode: no autograd graph, no dropout;
-        call ``predictor.model`` for a graph)."""
+        """``[len(inputs), classes]`` logits (a tree classifier's ``root_classes``); inference, in eval
+        mode: no autograd graph, no dropout; call ``predictor.model`` for a graph."""
         with self._inference(inputs, "logits"):
             return self.model(self.batch(inputs).to(self.device)).logits
 

@@ -100,7 +100,10 @@ def model_sizes(data: Any) -> dict[str, int]:
     """What the (prepared) data decides about the model: vocabulary and label counts (seq2seq: both vocabularies)."""
     if hasattr(data, "model_sizes"):
         return data.model_sizes()
-    return {"vocab_size": data.vocab_size, "num_classes": data.num_classes}
+    sizes = {"vocab_size": data.vocab_size, "num_classes": data.num_classes}
+    if getattr(data, "root_classes", None) is not None:  # SST-2 with neutral phrases: roots take 2 of 3
+        sizes["root_classes"] = data.root_classes
+    return sizes
 
 
 def label_names(data: Any) -> list[str]:
@@ -121,7 +124,8 @@ def build_model(cfg: Any, data: Any, sizes: dict[str, int], source: Any) -> tupl
         model = instantiate(model_cfg, "model", **sizes)
         _load_word_vectors(model, cfg.model.get("embeddings") or {}, data)
         return model, model_cfg
-    model_cfg = OmegaConf.create({k: v for k, v in source.config.items() if k not in sizes})
+    # the data decides these (root_classes: only SST-2-like data sets it; absent, the model's default)
+    model_cfg = OmegaConf.create({k: v for k, v in source.config.items() if k not in {*sizes, "root_classes"}})
     log.info(
         "init_from %s: the model is the bundle's (%s); the recipe's model group is not used",
         source.path,

@@ -20,6 +20,7 @@ __all__ = [
     "MAX_INFERRED_CLASSES",
     "OnError",
     "check_on_error",
+    "check_tree_labels",
     "decode_line",
     "no_records",
     "regular_file",
@@ -139,3 +140,43 @@ def unseen_label(label: object, known: Collection[object]) -> str:
 
 def _order(x: object) -> tuple[int, str]:
     return (0, f"{x:020d}") if isinstance(x, int) and x >= 0 else (1, str(x))
+
+
+def check_tree_labels(
+    splits: dict[str, Sequence[object]], num_classes: int | None, root_classes: int | None = None
+) -> int:
+    """Every tree's labels are class ids: each root labelled, every label ``-1`` (none) or in
+    ``0..num_classes - 1``, and a root's below ``root_classes`` when roots take only the first classes
+    (SST-2 with neutral phrases: 2 of 3). ``num_classes=None``: the largest training label + 1, at
+    most :data:`MAX_INFERRED_CLASSES`. Returns the number of classes. Trees from a custom ``load``
+    are named by split and number (the readers check their files by line before this).
+    """
+    declared = num_classes is not None
+    if num_classes is None:
+        num_classes = 1 + max(max(t.labels) for t in splits["train"] if t.labels is not None)  # type: ignore[attr-defined]
+        if num_classes > MAX_INFERRED_CLASSES:
+            raise DataError(
+                f"the training labels go up to {num_classes - 1}: with no declared number of classes, "
+                f"labels are class ids 0..{MAX_INFERRED_CLASSES - 1}; set data.num_classes to allow more"
+            )
+    classes = f"data.num_classes={num_classes}" if declared else "the largest training label + 1"
+    if root_classes is not None and not 1 <= root_classes <= num_classes:
+        raise DataError(f"data.root_classes={root_classes} must be between 1 and the {num_classes} classes ({classes})")
+    for name, trees in splits.items():
+        for i, t in enumerate(trees):
+            labels = t.labels  # type: ignore[attr-defined]
+            where = f"split '{name}', tree {i + 1}"
+            if labels is None or labels[-1] < 0:
+                raise DataError(f"{where}: the root has no label")
+            if min(labels) < -1:
+                raise DataError(f"{where}: label {min(labels)} is negative (-1: no label)")
+            if max(labels) >= num_classes:
+                raise DataError(
+                    f"{where}: label {max(labels)} is outside the {num_classes} classes 0..{num_classes - 1} ({classes})"
+                )
+            if root_classes is not None and labels[-1] >= root_classes:
+                raise DataError(
+                    f"{where}: the root's label {labels[-1]} is not one of the first {root_classes} classes "
+                    f"a root may take (data.root_classes={root_classes})"
+                )
+    return num_classes

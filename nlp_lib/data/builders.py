@@ -81,7 +81,8 @@ def _read_ptb_splits(
     binary: bool = False,
     num_classes: int | None = None,
     only: tuple[str, ...] | None = None,
-) -> TreeSplits:
+    neutral: bool = False,
+) -> TreeSplits | tuple[TreeSplits, list[str]]:
     splits: TreeSplits = {}
     known = None  # the training labels: validation and test trees with another label are bad lines
     # labels outside the declared classes (or, undeclared, above a sane maximum) are bad lines
@@ -92,8 +93,10 @@ def _read_ptb_splits(
             known = res.labels()
         trees = res.trees
         if binary:
-            trees = [b for b in map(sst_binary, trees) if b is not None]
+            trees = [b for b in (sst_binary(t, neutral) for t in trees) if b is not None]
         splits[split] = trees
+    if binary:  # SST-2's classes have names (predictions read "positive"); fine-grained SST keeps its ids
+        return splits, ["negative", "positive", "neutral"][: 3 if neutral else 2]
     return splits
 
 
@@ -105,6 +108,7 @@ def ptb_tree_data(
     test_file: str | None = "test.txt",
     on_error: OnError = "raise",
     binary: bool = False,
+    neutral_phrases: bool = True,
     **datamodule_kwargs: Any,
 ) -> TreeDataModule:
     """Tree data from PTB-style files (SST's ``train.txt``/``dev.txt``/``test.txt``) in a directory.
@@ -117,14 +121,21 @@ def ptb_tree_data(
         on_error: ``"raise"`` on a malformed line, or ``"skip"`` it and report the count. A label
             that is not a class id in range is a malformed line: below 0, at or above
             ``num_classes`` (in ``datamodule_kwargs``), or, with no ``num_classes``, above 999.
-        binary: SST-2 (see :func:`~nlp_lib.data.ptb.sst_binary`): positive / negative, neutral sentences dropped and
-            neutral phrases unlabelled. Set ``num_classes`` to 2.
+        binary: SST-2 (see :func:`~nlp_lib.data.ptb.sst_binary`): negative (0) / positive (1) roots,
+            neutral sentences dropped.
+        neutral_phrases: With ``binary``: neutral phrases are class 2, roots predicted among the
+            first two (``root_classes=2``), as Tai et al. (2015) trained; ``False``: neutral
+            phrases unlabelled and 2 classes.
         **datamodule_kwargs: Passed to :class:`TreeDataModule` (``batch_size``, ``lowercase``...).
 
     Raises:
         DataError: ``path`` or one of the split files does not exist.
     """
-    return _ptb_module(TreeDataModule, path, train_file, val_file, test_file, on_error, binary, datamodule_kwargs)
+    if binary and neutral_phrases:
+        datamodule_kwargs.setdefault("root_classes", 2)
+    return _ptb_module(
+        TreeDataModule, path, train_file, val_file, test_file, on_error, binary, datamodule_kwargs, neutral_phrases
+    )
 
 
 def ptb_sentence_data(
@@ -153,14 +164,22 @@ def _ptb_module(
     on_error: OnError,
     binary: bool,
     datamodule_kwargs: dict[str, Any],
+    neutral: bool = False,
 ) -> Any:
     directory, files = _split_dir(path, train_file, val_file, test_file)
-    if binary and datamodule_kwargs.get("num_classes") not in (None, 2):
-        raise DataError(f"data.binary=true needs data.num_classes=2, got {datamodule_kwargs['num_classes']}")
+    neutral = binary and neutral
+    classes = 3 if neutral else 2
+    if binary and datamodule_kwargs.get("num_classes") not in (None, classes):
+        why = " (negative, positive; neutral phrases: data.neutral_phrases=true)" if neutral else ""
+        raise DataError(
+            f"data.binary=true needs data.num_classes={classes}{why}, got {datamodule_kwargs['num_classes']}"
+        )
     if binary:
-        datamodule_kwargs["num_classes"] = 2
-    load = partial(_read_ptb_splits, directory, files, on_error, binary, datamodule_kwargs.get("num_classes"))
-    key = _files_key("ptb", directory, files, on_error=on_error, binary=binary)
+        datamodule_kwargs["num_classes"] = classes
+    load = partial(
+        _read_ptb_splits, directory, files, on_error, binary, datamodule_kwargs.get("num_classes"), neutral=neutral
+    )
+    key = _files_key("ptb", directory, files, on_error=on_error, binary=binary, neutral=neutral)
     return cls(load=load, cache_key=key, **datamodule_kwargs)
 
 

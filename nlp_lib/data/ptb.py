@@ -133,13 +133,17 @@ def _out_of_range(label: int, num_classes: int | None, note: str | None) -> str:
 _SST_BINARY = {0: 0, 1: 0, 2: -1, 3: 1, 4: 1}
 
 
-def sst_binary(tree: Tree) -> Tree | None:
-    """SST-2 from a fine-grained SST tree: labels 0, 1 -> 0 and 3, 4 -> 1; neutral (2) nodes get no label.
+def sst_binary(tree: Tree, neutral: bool = False) -> Tree | None:
+    """SST-2 from a fine-grained SST tree: labels 0, 1 -> 0 (negative) and 3, 4 -> 1 (positive).
 
-    Returns ``None`` for a tree whose root is neutral (SST-2 drops those sentences).
+    Neutral (2) phrases get no label, or with ``neutral=True`` the label 2: a third class for phrases
+    only, as in Tai et al. (2015)'s training, whose roots are then predicted among the first two
+    (``data.root_classes=2``). Returns ``None`` for a tree whose root is neutral (SST-2 drops those
+    sentences).
     """
     if tree.labels is None or tree.labels[-1] == 2:
         return None
     if not set(tree.labels) <= set(_SST_BINARY) | {-1}:
         raise DataError(f"binary SST needs labels 0..4, found {sorted(set(tree.labels))}")
-    return Tree(parent=tree.parent, words=tree.words, labels=[_SST_BINARY.get(x, -1) for x in tree.labels])
+    mapping = {**_SST_BINARY, 2: 2} if neutral else _SST_BINARY
+    return Tree(parent=tree.parent, words=tree.words, labels=[mapping.get(x, -1) for x in tree.labels])

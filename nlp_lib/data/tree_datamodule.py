@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from nlp_lib.constraints import NonNegativeInt, PositiveInt, SentencePieceSize
-from nlp_lib.data.bad_input import MAX_INFERRED_CLASSES
+from nlp_lib.data.bad_input import check_tree_labels
 from nlp_lib.data.collate import (
     EncodedTree,
     check_tree_arrays,
@@ -90,6 +90,9 @@ class TreeDataModule(PreparedData):
             :data:`~nlp_lib.data.bad_input.MAX_INFERRED_CLASSES` (a larger label is an error
             asking for ``data.num_classes``). The PTB readers check every label against it, by
             file and line.
+        root_classes: Roots take only the first so many classes (their predictions too: the model's
+            ``root_classes``); other classes label phrases only. SST-2 as Tai et al. (2015): 2 of 3,
+            neutral phrases the third (``data.binary=true``, ``data.neutral_phrases=true`` set it).
         lowercase: Lower-case words before looking them up.
         min_freq: Words seen fewer times in ``train`` map to ``<unk>``.
         seed: Seed of the training shuffle.
@@ -135,6 +138,7 @@ class TreeDataModule(PreparedData):
         num_workers: NonNegativeInt = 0,
         num_proc: PositiveInt | None = None,
         num_classes: int | None = None,
+        root_classes: PositiveInt | None = None,
         lowercase: bool = False,
         min_freq: PositiveInt = 1,
         seed: int = 0,
@@ -161,6 +165,7 @@ class TreeDataModule(PreparedData):
         )
         self._load = load
         self._num_classes = num_classes
+        self.root_classes = root_classes
         self.lowercase = lowercase
         self.min_freq = min_freq
         self.vocab = vocab
@@ -227,26 +232,7 @@ class TreeDataModule(PreparedData):
                 known = set(self._base_vocab.words)
                 extra = [w for w in self.vocab.words[1:] if w not in known]
                 self.vocab = WordVocab(self._base_vocab.words + extra, lowercase=self._base_vocab.lowercase)
-        declared = self._num_classes is not None
-        if self._num_classes is None:
-            self._num_classes = 1 + max(max(t.labels) for t in raw["train"] if t.labels is not None)
-        if self._num_classes > MAX_INFERRED_CLASSES and not declared:  # the readers name the file and line
-            raise DataError(
-                f"the training labels go up to {self._num_classes - 1}: with no declared number of classes, "
-                f"labels are class ids 0..{MAX_INFERRED_CLASSES - 1}; set data.num_classes to allow more"
-            )
-        classes = f"data.num_classes={self._num_classes}" if declared else "the largest training label + 1"
-        for name, trees in raw.items():
-            for i, t in enumerate(trees):  # trees from a custom `load`: the readers check their files by line
-                if t.labels is None or t.labels[-1] < 0:
-                    raise DataError(f"split '{name}', tree {i + 1}: the root has no label")
-                if min(t.labels) < -1:
-                    raise DataError(f"split '{name}', tree {i + 1}: label {min(t.labels)} is negative (-1: no label)")
-                if max(t.labels) >= self._num_classes:
-                    raise DataError(
-                        f"split '{name}', tree {i + 1}: label {max(t.labels)} is outside the "
-                        f"{self._num_classes} classes 0..{self._num_classes - 1} ({classes})"
-                    )
+        self._num_classes = check_tree_labels(raw, self._num_classes, self.root_classes)
         longest = max(len(t) for trees in raw.values() for t in trees)
         raw_schema = pa.schema([("parent", pa.list_(int_type(-1, longest))), ("words", pa.list_(pa.string())),
                                 ("labels", pa.list_(int_type(-1, self._num_classes - 1)))])  # fmt: skip
@@ -254,7 +240,7 @@ class TreeDataModule(PreparedData):
             name: self.write_raw(folder, name, raw_schema, ((t.parent, t.words, t.labels) for t in trees))
             for name, trees in raw.items()
         }
-        del raw, trees  # the encoding processes fork from here: without the trees as Python objects
+        del raw  # the encoding processes fork from here: without the trees as Python objects
         pieces = self.tokenizer if self.kind == "sentencepiece" else None
         features = self._features(longest)
         files = {
@@ -319,6 +305,7 @@ class TreeDataModule(PreparedData):
             "min_freq": self.min_freq,
             "vocab_splits": list(self.vocab_splits),
             "num_classes": self._num_classes,
+            "root_classes": self.root_classes,
             "tokenizer": self.kind,
             "vocab_size": self._pieces if self.kind == "sentencepiece" else None,
             "sentencepiece_sample": self.sentencepiece_sample if self.kind == "sentencepiece" else None,
@@ -350,6 +337,10 @@ class TreeDataModule(PreparedData):
         split.check_range("tokens", -1, self.vocab_size_now - 1, f"the {name} split's token ids")
         split.check_range("labels", -1, self._num_classes - 1, f"the {name} split's labels")
         check_tree_arrays(split, name)
+        roots = split.values("labels")[np.cumsum(split.lengths("labels")) - 1]  # a tree's last node
+        top = (self.root_classes or self._num_classes) - 1
+        if roots.size and (roots.min() < 0 or roots.max() > top):
+            raise ValueError(f"the {name} split: a root's label is outside 0..{top}")
 
     def eval_examples(self, split: str) -> Any:
         data = self.splits[split]

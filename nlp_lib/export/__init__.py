@@ -102,8 +102,8 @@ def export_onnx(
     finally:
         model.train(was_training)
     manifest.update(opset=opset, format_version=1)
-    if labels:
-        manifest["labels"] = list(labels)
+    if labels:  # those of the logits' columns (a tree classifier whose roots take the first classes: those)
+        manifest["labels"] = list(labels)[: getattr(model, "root_classes", None) or len(labels)]
     worst = manifest.get("max_abs_diff")
     (out / "onnx.json").write_text(json.dumps(manifest, indent=2))
     if worst is not None and worst > atol:

@@ -93,7 +93,7 @@ class TreeGraph(nn.Module):
         if model.down_runner is not None:  # top-down: level = depth, each node reads its parent (slot 0)
             down = self._sweep(model.down_runner.cell, h, depth, edge_child, edge_parent, torch.zeros_like(edge_slot))
             h = torch.cat([h, down[0]], dim=-1)
-        return model.classifier(h.index_select(0, roots))
+        return model.classifier(h.index_select(0, roots))[:, : model.root_classes]  # SST-2: 2 of 3 at roots
 
     def _sweep(self, cell, x, level, receiver, sender, slot) -> tuple[Tensor, ...]:  # noqa: ANN001
         """Run ``cell`` level by level: level 0 as leaves, then each level's nodes (``NonZero``) reading
@@ -160,7 +160,7 @@ def export_tree_classifier(model: nn.Module, out: Path, options: ExportOptions) 
             "depth": "int64 [nodes], 0 for roots, 1 + the parent's otherwise (graphs with a top-down pass)",
             "roots": "int64 [batch], the root node of each tree",
         },
-        "outputs": {"logits": "float32 [batch, num_classes]"},
+        "outputs": {"logits": "float32 [batch, root_classes] (num_classes unless the model takes fewer at roots)"},
     }
     import onnx
 

@@ -25,7 +25,8 @@ class TreeClassifierOutput(NamedTuple):
     """What :class:`TreeClassifier` returns.
 
     Attributes:
-        logits: ``[B, num_classes]`` one row per tree (its root).
+        logits: ``[B, root_classes]`` one row per tree (its root; ``root_classes`` is ``num_classes``
+            unless the model was built with fewer).
         node_logits: ``[N, num_classes]`` one row per node in the batch's level order, or ``None``
             when the model was built with ``node_logits=False``.
         root_hidden: ``[B, hidden]`` the roots' hidden states (sentence representations).
@@ -42,6 +43,9 @@ class TreeClassifier(SavableModel):
     Args:
         vocab_size: Number of token ids; a node with token id ``-1`` has no input.
         num_classes: Number of labels.
+        root_classes: Roots take only the first so many labels (default: all): ``logits`` has that
+            many columns, ``node_logits`` all ``num_classes``. SST-2 as Tai et al. (2015) trained it:
+            phrases negative / positive / neutral, sentences negative / positive (2 of 3).
         cell: The tree cell, e.g. ``NaryTreeLSTMCell(input_size=300, hidden_size=150)``. The
             embedding size is the cell's ``input_size``.
         dropout: Dropout on the embeddings and on the states fed to the classifier.
@@ -60,6 +64,7 @@ class TreeClassifier(SavableModel):
         vocab_size: int,
         num_classes: int,
         cell: nn.Module,
+        root_classes: int | None = None,
         dropout: Probability = 0.0,
         node_logits: bool = False,
         mode: Mode = "level",
@@ -69,6 +74,9 @@ class TreeClassifier(SavableModel):
         super().__init__()
         self.vocab_size = vocab_size
         self.num_classes = num_classes
+        if root_classes is not None and not 1 <= root_classes <= num_classes:
+            raise ValueError(f"root_classes ({root_classes}) must be between 1 and num_classes ({num_classes})")
+        self.root_classes = root_classes or num_classes
         self.embedding = nn.Embedding(vocab_size, cell.input_size)
         self.runner = TreeRunner(cell, mode=mode, compile=compile)
         out_size = cell.hidden_size
@@ -115,6 +123,6 @@ class TreeClassifier(SavableModel):
         if self.down_runner is not None:
             h = torch.cat([h, self.down_runner(batch, h)[0]], dim=-1)  # [N, hidden + down hidden]
         root_h = h[batch.roots]  # [B, hidden]
-        logits = self.classifier(self.dropout(root_h))  # [B, C]
+        logits = self.classifier(self.dropout(root_h))[:, : self.root_classes]  # [B, root classes]
         node = self.classifier(self.dropout(h)) if self.node_logits else None  # [N, C]
         return TreeClassifierOutput(logits, node, root_h)

@@ -130,7 +130,7 @@ class ClassificationTask(TaskBase, abc.ABC):
     def _step(self, batch: Any, split: str) -> torch.Tensor:
         loss, logits, targets = self.loss_and_targets(batch)
         acc = self.metrics[f"{split}_acc"]
-        acc(logits.detach(), targets)
+        acc(logits.detach().argmax(-1), targets)
         bs = int(targets.shape[0])
         on_step = split == "train"
         self.log(f"{split}/loss", loss, batch_size=bs, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=True)

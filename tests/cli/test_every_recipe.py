@@ -60,3 +60,15 @@ def test_recipe_runs_one_training_step(recipe, tmp_path):
     metrics = train(cfg)
     assert metrics["epochs"] == 1 and "loss" in metrics["val"]
     assert (tmp_path / "run" / "bundle" / "model.safetensors").is_file()
+    if recipe == "sst2_tree_lstm":  # Tai et al.'s SST-2: neutral phrases a third class, roots two-way
+        import nlp_lib
+
+        model = nlp_lib.load(tmp_path / "run" / "bundle")
+        assert (model.model.num_classes, model.model.root_classes, len(model.labels)) == (3, 2, 3)
+        (pred,) = model.predict(["(3 (2 a) (3 (3 good) (2 film)))"])
+        assert model.labels == ["negative", "positive", "neutral"] and set(pred["probs"]) == {"negative", "positive"}
+        # fine-tuned on fine-grained labels, roots take every class again (the data decides, not the bundle)
+        overrides = [*_overrides("sst_tree_lstm", tmp_path), *ONE_STEP, f"run_dir={tmp_path / 'fine'}"]
+        train(compose("sst_tree_lstm", [*overrides, f"init_from={tmp_path / 'run' / 'bundle'}"]))
+        fine = nlp_lib.load(tmp_path / "fine" / "bundle")
+        assert (fine.model.num_classes, fine.model.root_classes) == (5, 5)

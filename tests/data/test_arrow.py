@@ -146,7 +146,10 @@ def test_a_forged_entry_with_decreasing_offsets_in_a_later_batch_is_rebuilt(tmp_
     values = pa.array([1, 2], type=source.type.value_type)
     broken = pa.Array.from_buffers(source.type, 2, [None, pa.py_buffer(offsets.tobytes())], children=[values])
     forged = pa.Table.from_batches(
-        [*good.to_batches(max_chunksize=16), *last.set_column(last.schema.get_field_index("source"), "source", broken).to_batches()]
+        [
+            *good.to_batches(max_chunksize=16),
+            *last.set_column(last.schema.get_field_index("source"), "source", broken).to_batches(),
+        ]
     )
     assert forged.to_batches()[-1].num_rows == 2 and len(forged.to_batches()) > 2
     _forge(entry, "train.arrow", forged)

@@ -604,6 +604,42 @@ def test_tree_data_module_refuses_labels_out_of_range_from_a_custom_loader() -> 
     with pytest.raises(DataError) as e:
         TreeDataModule(load=load((1, 0, 1), (3, 0, 2)), num_classes=3, cache=False).prepare()
     assert str(e.value) == "split 'train', tree 2: label 3 is outside the 3 classes 0..2 (data.num_classes=3)"
+    with pytest.raises(DataError) as e:  # roots take only the first classes (SST-2 with neutral phrases)
+        TreeDataModule(load=load((2, 0, 1), (0, 2, 2)), num_classes=3, root_classes=2, cache=False).prepare()
+    assert str(e.value) == (
+        "split 'train', tree 2: the root's label 2 is not one of the first 2 classes a root may take "
+        "(data.root_classes=2)"
+    )
+    with pytest.raises(DataError, match=r"^data.root_classes=4 must be between 1 and the 3 classes"):
+        TreeDataModule(load=load((2, 0, 1)), num_classes=3, root_classes=4, cache=False).prepare()
+
+
+def test_binary_sst_labels_neutral_phrases_and_predicts_roots_among_two(tmp_path: Path) -> None:
+    from nlp_lib.data.builders import ptb_tree_data
+
+    r = READERS[0]
+    r.write(tmp_path / "train.txt", ["(4 (2 a) (3 b))\n", "(2 (2 a) (2 b))\n", "(0 (1 a) (2 b))\n"])
+    r.write(tmp_path / "dev.txt", ["(3 (2 a) (4 b))\n"])
+    dm = ptb_tree_data(path=str(tmp_path), cache=False, binary=True)
+    dm.prepare()
+    assert (dm.num_classes, dm.root_classes, len(dm.splits["train"])) == (3, 2, 2)  # the neutral sentence dropped
+    assert [list(map(int, dm.splits["train"][i].labels)) for i in range(2)] == [[2, 1, 1], [0, 2, 0]]
+    off = ptb_tree_data(path=str(tmp_path), cache=False, binary=True, neutral_phrases=False)
+    off.prepare()
+    assert (off.num_classes, off.root_classes) == (2, None)
+    assert list(map(int, off.splits["train"][0].labels)) == [-1, 1, 1]
+    with pytest.raises(DataError) as e:
+        ptb_tree_data(path=str(tmp_path), cache=False, binary=True, num_classes=2)
+    assert str(e.value) == (
+        "data.binary=true needs data.num_classes=3 (negative, positive; neutral phrases: "
+        "data.neutral_phrases=true), got 2"
+    )
+    # a prepared split whose root is labelled with a phrase-only class (a hostile cache entry) is refused
+    loose = ptb_tree_data(path=str(tmp_path), cache=False, num_classes=5)
+    loose.prepare()
+    loose.root_classes = 2
+    with pytest.raises(ValueError, match=r"^the train split: a root's label is outside 0..1$"):
+        loose.check_piece("train", loose.splits["train"])
 
 
 # ---- JSONL: one object a line, unique keys, scalar values ---------------------------------------

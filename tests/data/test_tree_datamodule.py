@@ -44,7 +44,10 @@ def test_batch_by_height_groups_trees_of_similar_heights_in_training_and_evaluat
         return [b.num_levels for b in data.train_dataloader()]
 
     steps = level_steps(height)
-    assert sum(b.num_trees for b in height.train_dataloader()) == 400 and max(b.num_trees for b in height.train_dataloader()) <= 32
+    assert (
+        sum(b.num_trees for b in height.train_dataloader()) == 400
+        and max(b.num_trees for b in height.train_dataloader()) <= 32
+    )
     assert sum(steps) < 0.8 * sum(level_steps(plain))  # fewer level steps for the same trees
     assert sum(steps) >= sum(sorted(levels.tolist(), reverse=True)[::32])  # no plan beats the sorted cut
     val = [b.num_levels for b in height.val_dataloader()]

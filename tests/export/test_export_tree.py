@@ -103,3 +103,15 @@ def test_onnx_children_compute_what_children_do(parent, slot, nodes):
     if parent:
         with pytest.raises(ValueError, match="more than 1 children"):
             onnx.slots(onnx.h, 1)
+
+
+def test_a_model_whose_roots_take_two_of_three_classes_exports_two_columns(tmp_path):
+    torch.manual_seed(0)
+    model = TreeClassifier(vocab_size=20, num_classes=3, root_classes=2, cell=NaryTreeLSTMCell(6, 8)).eval()
+    manifest = export_onnx(model, tmp_path / "onnx", max_depth=10, labels=["neg", "pos", "neutral"])
+    assert manifest["max_abs_diff"] <= 1e-4 and manifest["labels"] == ["neg", "pos"]  # the logits' columns
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    inputs = tree_inputs([[2, 2, -1]], [[4, 9, -1]])
+    assert session.run(None, {k: v for k, v in inputs.items() if k in manifest["inputs"]})[0].shape == (1, 2)

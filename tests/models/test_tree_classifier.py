@@ -75,3 +75,25 @@ def test_a_top_down_pass_adds_its_state_to_every_node():
     torch.testing.assert_close(model(batch).node_logits, out.node_logits, atol=1e-12, rtol=0)
     with pytest.raises(ValueError, match=r"down_cell.input_size \(4\) must equal cell.hidden_size \(5\)"):
         _model(down_cell=ChildSumTreeGRUCell(4, 3))
+
+
+def test_roots_take_the_first_root_classes_and_a_bundle_keeps_them(tmp_path):
+    import nlp_lib
+    from nlp_lib.data.vocab import WordVocab
+
+    trees = _trees()
+    batch = _batch(trees)
+    model = _model(node_logits=True, root_classes=2)
+    out = model(batch)
+    assert out.logits.shape == (len(trees), 2) and out.node_logits.shape == (batch.num_nodes, C)
+    torch.testing.assert_close(out.node_logits[batch.roots, :2], out.logits)
+    with pytest.raises(ValueError, match=r"root_classes \(5\) must be between 1 and num_classes \(4\)"):
+        _model(root_classes=5)
+    # a plain-module user reads it back from a bundle: two-way predictions over the first two names
+    vocab = WordVocab(["<unk>"] + [f"w{i}" for i in range(1, VOCAB)])
+    nlp_lib.save(model.float(), tmp_path / "b", tokenizer=vocab, labels=["neg", "pos", "neutral", "x"])
+    loaded = nlp_lib.load(tmp_path / "b")
+    assert loaded.model.root_classes == 2 and loaded.model.num_classes == C
+    (pred,) = loaded.predict(["(1 (1 w1) (1 w2))"])
+    assert pred["label"] in ("neg", "pos") and set(pred["probs"]) == {"neg", "pos"}
+    assert abs(sum(pred["probs"].values()) - 1) < 1e-6

@@ -80,6 +80,10 @@ def test_a_recipe_trains_with_param_groups_and_a_bad_one_stops_before_training(t
     rest, emb = state["param_groups"]
     assert emb["name"] == "embedding.*" and emb["lr"] == pytest.approx(rest["lr"] * 0.1)
     with pytest.raises(ConfigError, match=r"optim\.param_groups\[0\]\.params: 'nowhere' matches no parameter"):
-        train(compose("listops_tree_lstm", [*TINY_LISTOPS, "+optim.param_groups=[{params: nowhere}]", f"run_dir={tmp_path}/b"]))
+        train(
+            compose(
+                "listops_tree_lstm", [*TINY_LISTOPS, "+optim.param_groups=[{params: nowhere}]", f"run_dir={tmp_path}/b"]
+            )
+        )
     with pytest.raises(ConfigError, match=r"optim\.groups is not an option"):
         train(compose("listops_tree_lstm", [*TINY_LISTOPS, "+optim.groups=[]", f"run_dir={tmp_path}/c"]))
