@@ -41,7 +41,8 @@ from torch import nn
 
 from nlp_lib import trust as trust_mod
 from nlp_lib.configurable import describe
-from nlp_lib.errors import BundleError
+from nlp_lib.errors import BundleError, ConfigError
+from nlp_lib.schema import check_arguments
 from nlp_lib.version import __version__
 
 __all__ = ["FORMAT_VERSION", "LIMITS", "BundleContents", "build", "read", "save", "save_tokenizers", "transfer"]
@@ -310,6 +311,10 @@ def _build(node: Any, where: str, allowed: trust_mod.Trust, key: str = "") -> An
         return {k: _build(v, where, allowed, trust_mod.join(key, k)) for k, v in node.items()}
     at = f"{where}: {trust_mod.join(key, '_target_')}"
     target = trust_mod.resolve_target(node["_target_"], allowed, at)
+    try:  # the values against the target's hints first (a bool for an int, a float for a count...)
+        check_arguments(target, node, key)
+    except ConfigError as e:
+        raise BundleError(f"{where}: {e}") from None
     kwargs = {k: _build(v, where, allowed, trust_mod.join(key, k)) for k, v in node.items() if not k.startswith("_")}
     if node.get("_partial_"):
         return functools.partial(target, **kwargs)

@@ -26,7 +26,7 @@ from typing import Any, Literal, Union
 from nlp_lib.constraints import Range
 from nlp_lib.errors import ConfigError
 
-__all__ = ["check_config", "check_call", "parse_value", "returned_class", "signature_hints"]
+__all__ = ["check_arguments", "check_config", "check_call", "parse_value", "returned_class", "signature_hints"]
 
 _NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
@@ -174,6 +174,28 @@ def check_config(node: Any, key: str, *, given: Sequence[str] = (), skip: Sequen
     target = _import(str(node["_target_"]), key)
     if not callable(target):
         raise ConfigError(f"{key}._target_: {node['_target_']!r} is not a class or function")
+    check_arguments(target, node, key, given=given, skip=skip)
+    for k, value in node.items():
+        if not k.startswith("_") and k not in skip:
+            check_config(value, f"{key}.{k}")
+
+
+def check_arguments(
+    target: Any, node: Mapping[str, Any], key: str, *, given: Sequence[str] = (), skip: Sequence[str] = ()
+) -> None:
+    """One ``_target_`` node's own arguments (not the nodes nested in them) against ``target``'s
+    signature and hints: unknown names, values the hints refuse, required arguments missing.
+    ``key`` names the node in messages (``""``: its arguments are named alone). Used by
+    :func:`check_config` and by the bundle loader (:func:`nlp_lib.bundle.build`), whose targets
+    the allow-list has already resolved.
+
+    Raises:
+        ConfigError: the first problem, named by its key.
+    """
+
+    def name(k: str) -> str:
+        return f"{key}.{k}" if key else k
+
     try:
         params, hints, open_kw, forward = _hints(target)
     except (TypeError, ValueError):  # no signature to check against (a builtin)
@@ -192,11 +214,10 @@ def check_config(node: Any, key: str, *, given: Sequence[str] = (), skip: Sequen
         else:
             names = [*params, *extra[0]]
             known = ", ".join(n for n in names if n not in given and n not in ("datamodule_kwargs", "kwargs")) or "none"
-            raise ConfigError(f"{key}.{k}: not an argument of {node['_target_']} (its arguments: {known})")
+            raise ConfigError(f"{name(k)}: not an argument of {node['_target_']} (its arguments: {known})")
         wrong = _problem(value, hint)
         if wrong is not None:
-            raise ConfigError(f"{key}.{k}: expected {wrong}, got {value!r}")
-        check_config(value, f"{key}.{k}")
+            raise ConfigError(f"{name(k)}: expected {wrong}, got {value!r}")
     if node.get("_partial_"):
         return
     missing = [
@@ -205,7 +226,7 @@ def check_config(node: Any, key: str, *, given: Sequence[str] = (), skip: Sequen
         if p.default is inspect.Parameter.empty and n not in node and n not in given and n not in skip
     ]
     if missing:
-        raise ConfigError(f"{key}.{missing[0]}: missing (an argument of {node['_target_']} without a default)")
+        raise ConfigError(f"{name(missing[0])}: missing (an argument of {node['_target_']} without a default)")
 
 
 def parse_value(text: str) -> Any:

@@ -120,6 +120,11 @@ def build_model(cfg: Any, data: Any, sizes: dict[str, int], source: Any) -> tupl
     from nlp_lib import bundle
 
     if source is None:
+        if cfg.model.get("root_classes") is not None and "root_classes" not in sizes:
+            raise ConfigError(
+                "model.root_classes: the data decides which classes roots take, and checks its root labels "
+                "against them: set data.root_classes instead (data.binary=true with data.neutral_phrases=true sets 2)"
+            )
         model_cfg = OmegaConf.masked_copy(cfg.model, [k for k in cfg.model if k != "embeddings"])
         model = instantiate(model_cfg, "model", **sizes)
         _load_word_vectors(model, cfg.model.get("embeddings") or {}, data)

@@ -108,7 +108,7 @@ def ptb_tree_data(
     test_file: str | None = "test.txt",
     on_error: OnError = "raise",
     binary: bool = False,
-    neutral_phrases: bool = True,
+    neutral_phrases: bool = False,
     **datamodule_kwargs: Any,
 ) -> TreeDataModule:
     """Tree data from PTB-style files (SST's ``train.txt``/``dev.txt``/``test.txt``) in a directory.
@@ -124,8 +124,9 @@ def ptb_tree_data(
         binary: SST-2 (see :func:`~nlp_lib.data.ptb.sst_binary`): negative (0) / positive (1) roots,
             neutral sentences dropped.
         neutral_phrases: With ``binary``: neutral phrases are class 2, roots predicted among the
-            first two (``root_classes=2``), as Tai et al. (2015) trained; ``False``: neutral
-            phrases unlabelled and 2 classes.
+            first two (``root_classes=2``), as Tai et al. (2015) trained (``conf/data/sst.yaml``
+            turns it on); ``False`` (the default here, and for runs saved before the option):
+            neutral phrases unlabelled and 2 classes.
         **datamodule_kwargs: Passed to :class:`TreeDataModule` (``batch_size``, ``lowercase``...).
 
     Raises:
@@ -152,6 +153,11 @@ def ptb_sentence_data(
 
     Same arguments as :func:`ptb_tree_data`; batches are padded token sequences.
     """
+    if datamodule_kwargs.get("root_classes") is not None:
+        raise DataError(
+            "data.root_classes: sentence data has root labels only (it is for trees' phrase-only classes); "
+            "leave it unset and set data.num_classes"
+        )
     return _ptb_module(SentenceDataModule, path, train_file, val_file, test_file, on_error, binary, datamodule_kwargs)
 
 
@@ -170,7 +176,7 @@ def _ptb_module(
     neutral = binary and neutral
     classes = 3 if neutral else 2
     if binary and datamodule_kwargs.get("num_classes") not in (None, classes):
-        why = " (negative, positive; neutral phrases: data.neutral_phrases=true)" if neutral else ""
+        why = " (negative, positive and, for phrases, neutral; data.neutral_phrases=false for 2)" if neutral else ""
         raise DataError(
             f"data.binary=true needs data.num_classes={classes}{why}, got {datamodule_kwargs['num_classes']}"
         )

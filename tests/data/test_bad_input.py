@@ -615,25 +615,43 @@ def test_tree_data_module_refuses_labels_out_of_range_from_a_custom_loader() -> 
 
 
 def test_binary_sst_labels_neutral_phrases_and_predicts_roots_among_two(tmp_path: Path) -> None:
-    from nlp_lib.data.builders import ptb_tree_data
+    from nlp_lib.data.builders import ptb_sentence_data, ptb_tree_data
 
     r = READERS[0]
     r.write(tmp_path / "train.txt", ["(4 (2 a) (3 b))\n", "(2 (2 a) (2 b))\n", "(0 (1 a) (2 b))\n"])
     r.write(tmp_path / "dev.txt", ["(3 (2 a) (4 b))\n"])
-    dm = ptb_tree_data(path=str(tmp_path), cache=False, binary=True)
+    dm = ptb_tree_data(path=str(tmp_path), cache=False, binary=True, neutral_phrases=True)  # conf/data/sst.yaml's
     dm.prepare()
     assert (dm.num_classes, dm.root_classes, len(dm.splits["train"])) == (3, 2, 2)  # the neutral sentence dropped
     assert [list(map(int, dm.splits["train"][i].labels)) for i in range(2)] == [[2, 1, 1], [0, 2, 0]]
-    off = ptb_tree_data(path=str(tmp_path), cache=False, binary=True, neutral_phrases=False)
+    assert dm.label_names == ["negative", "positive", "neutral"]
+    # a run saved before the option (its config has no neutral_phrases) reads its data as it was trained
+    off = ptb_tree_data(path=str(tmp_path), cache=False, binary=True)
     off.prepare()
-    assert (off.num_classes, off.root_classes) == (2, None)
+    assert (off.num_classes, off.root_classes, off.label_names) == (2, None, ["negative", "positive"])
     assert list(map(int, off.splits["train"][0].labels)) == [-1, 1, 1]
     with pytest.raises(DataError) as e:
-        ptb_tree_data(path=str(tmp_path), cache=False, binary=True, num_classes=2)
+        ptb_tree_data(path=str(tmp_path), cache=False, binary=True, neutral_phrases=True, num_classes=2)
     assert str(e.value) == (
-        "data.binary=true needs data.num_classes=3 (negative, positive; neutral phrases: "
-        "data.neutral_phrases=true), got 2"
+        "data.binary=true needs data.num_classes=3 (negative, positive and, for phrases, neutral; "
+        "data.neutral_phrases=false for 2), got 2"
     )
+    with pytest.raises(DataError, match=r"^data.root_classes: sentence data has root labels only"):
+        ptb_sentence_data(path=str(tmp_path), cache=False, binary=True, root_classes=2)
+    # evaluation with a model's named labels: the data's must name the same classes
+    for model_labels, ok in [(dm.label_names, True), (["0", "1", "2"], True), (["neg", "pos", "neu"], False)]:
+        other = ptb_tree_data(path=str(tmp_path), cache=False, binary=True, neutral_phrases=True)
+        other.vocab = dm.vocab  # as nlp-lib eval does
+        other.evaluate_only("val", model_labels)
+        if ok:
+            other.prepare()
+            assert len(other.splits["val"]) == 1
+        else:
+            with pytest.raises(DataError) as e:
+                other.prepare()
+            assert str(e.value) == (
+                "the data's labels ['negative', 'positive', 'neutral'] are not the model's ['neg', 'pos', 'neu']"
+            )
     # a prepared split whose root is labelled with a phrase-only class (a hostile cache entry) is refused
     loose = ptb_tree_data(path=str(tmp_path), cache=False, num_classes=5)
     loose.prepare()

@@ -5,6 +5,7 @@
 
 import dataclasses
 import random
+import re
 
 import pytest
 import torch
@@ -97,3 +98,17 @@ def test_roots_take_the_first_root_classes_and_a_bundle_keeps_them(tmp_path):
     (pred,) = loaded.predict(["(1 (1 w1) (1 w2))"])
     assert pred["label"] in ("neg", "pos") and set(pred["probs"]) == {"neg", "pos"}
     assert abs(sum(pred["probs"].values()) - 1) < 1e-6
+
+    # a hand-edited bundle: root_classes checked against the model's signature, the file named
+    import yaml
+
+    from nlp_lib.errors import BundleError
+
+    config = tmp_path / "b" / "config.yaml"
+    for bad in (True, 1.5, "2", 0):
+        edited = {**yaml.safe_load(config.read_text()), "root_classes": bad}
+        config.write_text(yaml.safe_dump(edited))
+        with pytest.raises(
+            BundleError, match=rf"^{re.escape(str(config))}: root_classes: expected an integer >= 1 or null, got "
+        ):
+            nlp_lib.load(tmp_path / "b")
