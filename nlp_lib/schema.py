@@ -26,7 +26,15 @@ from typing import Any, Literal, Union
 from nlp_lib.constraints import Range
 from nlp_lib.errors import ConfigError
 
-__all__ = ["check_arguments", "check_config", "check_call", "parse_value", "returned_class", "signature_hints"]
+__all__ = [
+    "check_arguments",
+    "check_config",
+    "check_call",
+    "import_target",
+    "parse_value",
+    "returned_class",
+    "signature_hints",
+]
 
 _NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
@@ -104,8 +112,12 @@ def _problem(value: Any, hint: Any) -> str | None:
             return wrong
         for m in meta:
             if isinstance(m, Range) and isinstance(value, int | float) and not isinstance(value, bool):
-                if m.problem(float(value)) is not None:
-                    return _expected(hint) if math.isfinite(value) else f"a finite number{m._text()}"
+                try:
+                    number = float(value)
+                except OverflowError:  # an integer of hundreds of digits
+                    return _expected(hint)
+                if m.problem(number) is not None:
+                    return _expected(hint) if math.isfinite(number) else f"a finite number{m._text()}"
         return None
     if origin is Literal:
         ok = any(value == a and type(value) is type(a) for a in args)
@@ -134,11 +146,26 @@ def _problem(value: Any, hint: Any) -> str | None:
         return None if bad is None else f"a list of {_expected(inner)} (not {bad!r})"
     if origin in (dict, Mapping) or hint is dict:
         return None if isinstance(value, dict) else _expected(hint)
-    if isinstance(hint, type) and isinstance(value, str | int | float | bool) and not isinstance(value, hint):
-        if hint is os.PathLike or issubclass(hint, str | int | float):
+    if isinstance(hint, type) and isinstance(value, str | int | float | bool):
+        try:
+            fits = isinstance(value, hint)
+        except TypeError:  # a Protocol that is not runtime-checkable: the constructor judges it
+            return None
+        if fits or hint is os.PathLike or issubclass(hint, str | int | float):
             return None  # a path as text; an enum or another subclass of a plain type: the constructor judges it
         return _expected(hint)  # plain config data can never be, say, a Tensor
     return None  # a list or mapping for a class, a callable...: the constructor judges it
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a hostile file's values stay out of messages."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
+
+
+def import_target(name: str, key: str) -> Any:
+    """The object a ``_target_`` names (``module.attr``); ``ConfigError`` naming ``key`` if it does not import."""
+    return _import(name, key)
 
 
 def _import(name: str, key: str) -> Any:
@@ -217,7 +244,7 @@ def check_arguments(
             raise ConfigError(f"{name(k)}: not an argument of {node['_target_']} (its arguments: {known})")
         wrong = _problem(value, hint)
         if wrong is not None:
-            raise ConfigError(f"{name(k)}: expected {wrong}, got {value!r}")
+            raise ConfigError(f"{name(k)}: expected {wrong}, got {_short(value)}")
     if node.get("_partial_"):
         return
     missing = [
@@ -257,6 +284,6 @@ def check_call(fn: Callable[..., Any], values: Mapping[str, Any], key: str) -> d
             value = raw  # a string option whose text YAML reads as something else ("1.0" as a name)
         wrong = _problem(value, hint)
         if wrong is not None:
-            raise ConfigError(f"{key}: {name}: expected {wrong}, got {raw!r}")
+            raise ConfigError(f"{key}: {name}: expected {wrong}, got {_short(raw)}")
         out[name] = value
     return out

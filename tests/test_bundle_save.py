@@ -152,6 +152,12 @@ def test_save_says_what_it_cannot_write(tmp_path):
     with pytest.raises(BundleError, match=r"pass labels= \(2 names\)"):
         nlp_lib.save(model, tmp_path / "z", tokenizer=WORDS)
 
+    # a value its constructor took but the loader's check refuses (an int for a bool): refused now, not at load
+    ints = TreeClassifier(vocab_size=WORDS.vocab_size, num_classes=2, cell=NaryTreeLSTMCell(4, 4), node_logits=1)
+    with pytest.raises(BundleError, match=r"node_logits: expected true or false, got 1 \(a bundle must load"):
+        nlp_lib.save(ints, tmp_path / "w", tokenizer=WORDS, labels=["a", "b"])
+    assert not (tmp_path / "w").exists()
+
 
 class ScriptCell(LSTMCell):
     """Stands for a cell a user defines in the script they run (its module is ``__main__``)."""

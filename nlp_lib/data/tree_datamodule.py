@@ -72,6 +72,11 @@ def _tree_example(values: tuple[Any, ...]) -> EncodedTree:
     return EncodedTree(tuple(parent), tokens, labels, heights)
 
 
+def _ids_of(labels: list[str], count: int) -> bool:
+    """Whether ``labels`` are the class ids ``"0"..`` (a model without label names) of ``count`` classes."""
+    return labels == [str(i) for i in range(count)]
+
+
 class TreeDataModule(PreparedData):
     """Reads tree splits, builds the word vocabulary on ``train`` and batches trees as schedules.
 
@@ -200,10 +205,8 @@ class TreeDataModule(PreparedData):
             raw, names = raw[0], list(raw[1])
             if self.only is None:
                 self.label_names = names
-            elif names != self.label_names[: len(names)] and self.label_names != list(
-                map(str, range(len(self.label_names)))
-            ):
-                # a model's named labels (eval) name the same classes; a model whose labels are ids reads any
+            elif names != self.label_names[: len(names)] and not _ids_of(self.label_names, len(names)):
+                # a model's named labels (eval) name the same classes; one labelled by ids, as many of them
                 raise DataError(f"the data's labels {names[:8]} are not the model's {self.label_names[:8]}")
         raw = {name: trees for name, trees in raw.items() if self.wanted(name)}
         for name in self.required():

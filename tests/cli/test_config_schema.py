@@ -172,3 +172,28 @@ def test_callback_and_logger_nodes_are_checked_as_untrusted(callbacks, logger, m
     with pytest.raises(ConfigError, match=message):
         check_run_outputs(callbacks, logger)
     check_run_outputs({"best": {"_target_": "x", "dirpath": "checkpoints", "filename": "{epoch}-{val/loss:.3f}"}}, None)
+
+
+class _Scaler(__import__("typing").Protocol):  # not runtime-checkable: isinstance() would raise
+    def __call__(self, x: float) -> float: ...
+
+
+class _UsesAProtocol:
+    def __init__(self, scale: "_Scaler | str" = "identity", size: int = 1) -> None:
+        self.scale, self.size = scale, size
+
+
+def test_hints_the_checker_cannot_test_and_hostile_values_are_judged_calmly():
+    from nlp_lib.constraints import PositiveInt
+    from nlp_lib.schema import check_arguments
+
+    node = {"_target_": "x._UsesAProtocol", "scale": "double"}
+    check_arguments(_UsesAProtocol, node, "model")  # a Protocol hint: left to the constructor, no TypeError
+
+    def takes(count: PositiveInt = 1, name: str = "") -> None: ...
+
+    with pytest.raises(ConfigError, match=r"^model.count: expected an integer >= 1, got 1000"):
+        check_arguments(takes, {"_target_": "f", "count": 10**400}, "model")  # no OverflowError
+    with pytest.raises(ConfigError) as e:
+        check_arguments(takes, {"_target_": "f", "count": "x" * 500_000}, "model")
+    assert len(str(e.value)) < 200  # a hostile value is cut in the message

@@ -639,7 +639,8 @@ def test_binary_sst_labels_neutral_phrases_and_predicts_roots_among_two(tmp_path
     with pytest.raises(DataError, match=r"^data.root_classes: sentence data has root labels only"):
         ptb_sentence_data(path=str(tmp_path), cache=False, binary=True, root_classes=2)
     # evaluation with a model's named labels: the data's must name the same classes
-    for model_labels, ok in [(dm.label_names, True), (["0", "1", "2"], True), (["neg", "pos", "neu"], False)]:
+    cases = [(dm.label_names, True), (["0", "1", "2"], True), (["neg", "pos", "neu"], False), (list("01234"), False)]
+    for model_labels, ok in cases:  # a model labelled by ids: as many classes as the data names
         other = ptb_tree_data(path=str(tmp_path), cache=False, binary=True, neutral_phrases=True)
         other.vocab = dm.vocab  # as nlp-lib eval does
         other.evaluate_only("val", model_labels)
@@ -650,7 +651,7 @@ def test_binary_sst_labels_neutral_phrases_and_predicts_roots_among_two(tmp_path
             with pytest.raises(DataError) as e:
                 other.prepare()
             assert str(e.value) == (
-                "the data's labels ['negative', 'positive', 'neutral'] are not the model's ['neg', 'pos', 'neu']"
+                f"the data's labels ['negative', 'positive', 'neutral'] are not the model's {model_labels}"
             )
     # a prepared split whose root is labelled with a phrase-only class (a hostile cache entry) is refused
     loose = ptb_tree_data(path=str(tmp_path), cache=False, num_classes=5)
