@@ -75,7 +75,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DATA_FORMAT = 2
+DATA_FORMAT = 3  # 3: SST-2 entries hold label names (and neutral phrases by option)
 """Bumped whenever what an entry holds changes, so older entries are not read."""
 
 MANIFEST = "manifest.json"
