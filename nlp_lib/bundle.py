@@ -42,7 +42,7 @@ from torch import nn
 from nlp_lib import trust as trust_mod
 from nlp_lib.configurable import describe
 from nlp_lib.errors import BundleError, ConfigError
-from nlp_lib.schema import check_arguments, import_target
+from nlp_lib.schema import check_arguments, check_config
 from nlp_lib.version import __version__
 
 __all__ = ["FORMAT_VERSION", "LIMITS", "BundleContents", "build", "read", "save", "save_tokenizers", "transfer"]
@@ -149,7 +149,10 @@ def save(
         raise BundleError(f"{out}: {len(labels)} labels given, the output layer has {num_classes} classes")
     if config is None:
         config = describe(model, type(model).__name__)
-    _check_loadable(config, out)
+    try:  # what load checks of every _target_ node's arguments, before writing: a bundle that saves loads
+        check_config(config, "", unimportable=True)  # (node_logits=1 for a bool: refused here, not at load)
+    except ConfigError as e:
+        raise BundleError(f"{out}: {e} (a bundle must load: pass the constructor such values)") from None
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -164,30 +167,6 @@ def save(
     info = {"format_version": FORMAT_VERSION, "nlp_lib_version": __version__, "tokenizer": kind, **(meta or {})}
     (out / "meta.json").write_text(json.dumps(info, indent=2, default=str))
     return out
-
-
-def _check_loadable(node: Any, out: Path, key: str = "") -> None:
-    """What :func:`load` checks of each ``_target_`` node's arguments, checked before writing: a
-    bundle that saves also loads (``node_logits=1`` for a bool is refused here, not at load)."""
-    if isinstance(node, list):
-        for i, v in enumerate(node):
-            _check_loadable(v, out, f"{key}[{i}]")
-        return
-    if not isinstance(node, dict):
-        return
-    if "_target_" in node:
-        try:
-            target = import_target(str(node["_target_"]), key)
-        except ConfigError:
-            target = None  # not importable by its name here: load names it, with the allow-list's advice
-        if target is not None:
-            try:
-                check_arguments(target, node, key)
-            except ConfigError as e:
-                raise BundleError(f"{out}: {e} (a bundle must load: pass the constructor such values)") from None
-    for k, v in node.items():
-        if not k.startswith("_"):
-            _check_loadable(v, out, trust_mod.join(key, k))
 
 
 @dataclass

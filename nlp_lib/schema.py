@@ -30,7 +30,6 @@ __all__ = [
     "check_arguments",
     "check_config",
     "check_call",
-    "import_target",
     "parse_value",
     "returned_class",
     "signature_hints",
@@ -163,20 +162,17 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
 
 
-def import_target(name: str, key: str) -> Any:
-    """The object a ``_target_`` names (``module.attr``); ``ConfigError`` naming ``key`` if it does not import."""
-    return _import(name, key)
-
-
 def _import(name: str, key: str) -> Any:
     module, _, attr = name.rpartition(".")
     try:
         return getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError, ValueError) as e:
-        raise ConfigError(f"{key}._target_: cannot import {name!r} ({e})") from None
+        raise ConfigError(f"{_join(key, '_target_')}: cannot import {name!r} ({e})") from None
 
 
-def check_config(node: Any, key: str, *, given: Sequence[str] = (), skip: Sequence[str] = ()) -> None:
+def check_config(
+    node: Any, key: str, *, given: Sequence[str] = (), skip: Sequence[str] = (), unimportable: bool = False
+) -> None:
     """Check every ``_target_`` node under ``node`` (a plain, resolved config) against its target's
     signature and hints; ``key`` names ``node`` in messages.
 
@@ -184,27 +180,38 @@ def check_config(node: Any, key: str, *, given: Sequence[str] = (), skip: Sequen
         given: Arguments the caller passes itself when building ``node`` (``vocab_size``...):
             not required in the config.
         skip: Keys of ``node`` that are not constructor arguments (consumed by the caller).
+        unimportable: Pass over a node whose target does not import here (and what is under it)
+            instead of refusing it: ``nlp_lib.save`` checks what it can, load names the rest.
 
     Raises:
         ConfigError: an unknown argument, or a value its hint refuses, named by its key.
     """
     if isinstance(node, list):
         for i, v in enumerate(node):
-            check_config(v, f"{key}[{i}]")
+            check_config(v, f"{key}[{i}]", unimportable=unimportable)
         return
     if not isinstance(node, dict):
         return
     if "_target_" not in node:
         for k, v in node.items():
-            check_config(v, f"{key}.{k}")
+            check_config(v, _join(key, k), unimportable=unimportable)
         return
-    target = _import(str(node["_target_"]), key)
+    try:
+        target = _import(str(node["_target_"]), key)
+    except ConfigError:
+        if unimportable:
+            return
+        raise
     if not callable(target):
-        raise ConfigError(f"{key}._target_: {node['_target_']!r} is not a class or function")
+        raise ConfigError(f"{_join(key, '_target_')}: {node['_target_']!r} is not a class or function")
     check_arguments(target, node, key, given=given, skip=skip)
     for k, value in node.items():
         if not k.startswith("_") and k not in skip:
-            check_config(value, f"{key}.{k}")
+            check_config(value, _join(key, k), unimportable=unimportable)
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
 
 
 def check_arguments(
@@ -219,9 +226,6 @@ def check_arguments(
     Raises:
         ConfigError: the first problem, named by its key.
     """
-
-    def name(k: str) -> str:
-        return f"{key}.{k}" if key else k
 
     try:
         params, hints, open_kw, forward = _hints(target)
@@ -241,10 +245,10 @@ def check_arguments(
         else:
             names = [*params, *extra[0]]
             known = ", ".join(n for n in names if n not in given and n not in ("datamodule_kwargs", "kwargs")) or "none"
-            raise ConfigError(f"{name(k)}: not an argument of {node['_target_']} (its arguments: {known})")
+            raise ConfigError(f"{_join(key, k)}: not an argument of {node['_target_']} (its arguments: {known})")
         wrong = _problem(value, hint)
         if wrong is not None:
-            raise ConfigError(f"{name(k)}: expected {wrong}, got {_short(value)}")
+            raise ConfigError(f"{_join(key, k)}: expected {wrong}, got {_short(value)}")
     if node.get("_partial_"):
         return
     missing = [
@@ -253,7 +257,7 @@ def check_arguments(
         if p.default is inspect.Parameter.empty and n not in node and n not in given and n not in skip
     ]
     if missing:
-        raise ConfigError(f"{name(missing[0])}: missing (an argument of {node['_target_']} without a default)")
+        raise ConfigError(f"{_join(key, missing[0])}: missing (an argument of {node['_target_']} without a default)")
 
 
 def parse_value(text: str) -> Any:

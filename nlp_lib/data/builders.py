@@ -132,8 +132,6 @@ def ptb_tree_data(
     Raises:
         DataError: ``path`` or one of the split files does not exist.
     """
-    if binary and neutral_phrases:
-        datamodule_kwargs.setdefault("root_classes", 2)
     return _ptb_module(
         TreeDataModule, path, train_file, val_file, test_file, on_error, binary, datamodule_kwargs, neutral_phrases
     )
@@ -182,6 +180,8 @@ def _ptb_module(
         )
     if binary:
         datamodule_kwargs["num_classes"] = classes
+    if neutral:  # roots negative or positive; neutral labels phrases only
+        datamodule_kwargs.setdefault("root_classes", 2)
     load = partial(
         _read_ptb_splits, directory, files, on_error, binary, datamodule_kwargs.get("num_classes"), neutral=neutral
     )
